@@ -1,0 +1,52 @@
+-- Shared by every script: prepended to each before it is sent (Lua scripts cannot import).
+
+-- Take the lock if it is free; returns the new fence, or nil when another token holds it.
+local function take_lock(lock, fence, token, ttl_ms, fence_ttl_ms)
+  if not redis.call('set', lock, token, 'NX', 'PX', ttl_ms) then
+    return nil
+  end
+  if redis.call('exists', fence) == 0 then
+    -- A new or expired counter starts at the server's clock in microseconds, above every
+    -- fence handed out before (there is at most one acquisition per microsecond).
+    local now = redis.call('time')
+    redis.call('set', fence, now[1] .. string.format('%06d', tonumber(now[2])))
+  end
+  local value = redis.call('incr', fence)
+  redis.call('pexpire', fence, fence_ttl_ms)
+  return value
+end
+
+local function register_waiter(waiters, waiters_ttl_ms)
+  redis.call('incr', waiters)
+  redis.call('pexpire', waiters, waiters_ttl_ms)
+end
+
+-- Release the lock if token holds it, waking one or all registered waiters; returns 1 or 0.
+local function release_lock(lock, signal, waiters, token, wake, signal_ttl_ms)
+  if redis.call('get', lock) ~= token then
+    return 0
+  end
+  redis.call('del', lock)
+  local waiting = tonumber(redis.call('get', waiters) or '0')
+  if waiting > 0 then
+    local count = waiting
+    if wake == 'one' then
+      count = 1
+    end
+    for _ = 1, count do
+      redis.call('rpush', signal, '1')
+    end
+    redis.call('pexpire', signal, signal_ttl_ms)
+    if count >= waiting then
+      redis.call('del', waiters)
+    else
+      redis.call('decrby', waiters, count)
+    end
+  end
+  return 1
+end
+
+local function now_ms()
+  local now = redis.call('time')
+  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+end

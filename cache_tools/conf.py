@@ -1,0 +1,60 @@
+"""The ``CACHE_TOOLS`` setting: defaults, access and validation.
+
+.. code-block:: python
+
+    CACHE_TOOLS = {
+        "CACHE": "default",   # alias in CACHES used when a decorator names none
+        "NAMESPACE": "ct",    # first segment of every key cache_tools writes
+    }
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    "CACHE": "default",
+    "NAMESPACE": "ct",
+}
+
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+
+
+def validate(value: Any) -> list[str]:
+    """Return one message per problem in a ``CACHE_TOOLS`` value (empty when it is valid)."""
+    if not isinstance(value, dict):
+        return [f"CACHE_TOOLS must be a dict, not {type(value).__name__}."]
+    problems = []
+    unknown = sorted(set(value) - set(DEFAULTS))
+    if unknown:
+        known = ", ".join(sorted(DEFAULTS))
+        problems.append(f"CACHE_TOOLS has unknown keys {unknown}; known keys are {known}.")
+    alias = value.get("CACHE", DEFAULTS["CACHE"])
+    if not isinstance(alias, str) or not alias:
+        problems.append(
+            f'CACHE_TOOLS["CACHE"] must be a non-empty alias from CACHES, not {alias!r}.'
+        )
+    namespace = value.get("NAMESPACE", DEFAULTS["NAMESPACE"])
+    if not isinstance(namespace, str) or not _NAMESPACE_RE.match(namespace):
+        problems.append(
+            'CACHE_TOOLS["NAMESPACE"] must be 1-32 characters of letters, digits, '
+            f'"_", "." or "-", '
+            f"not {namespace!r}."
+        )
+    return problems
+
+
+def get(name: str) -> Any:
+    """Return one ``CACHE_TOOLS`` option, its default when unset."""
+    return {**DEFAULTS, **getattr(settings, "CACHE_TOOLS", {})}[name]
+
+
+def default_alias() -> str:
+    return get("CACHE")
+
+
+def namespace() -> str:
+    return get("NAMESPACE")

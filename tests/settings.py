@@ -1,0 +1,33 @@
+"""Test settings: the test project's, with a key prefix unique to this test run.
+
+With ``REDIS_URL`` set, tests share that server and touch only keys under their own prefix;
+otherwise an embedded ``redis-server`` is started for the run.
+"""
+
+import os
+import uuid
+
+from testproject.settings import *  # noqa: F403
+from testproject.settings import REDIS_URL
+
+# Exported so that child processes (multiprocessing, uWSGI) use the same prefix.
+TEST_PREFIX = os.environ.setdefault("CACHE_TOOLS_TEST_PREFIX", f"t{uuid.uuid4().hex[:10]}")
+
+_OPTIONS = {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1}
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": TEST_PREFIX,
+        "OPTIONS": _OPTIONS,
+    },
+    "django": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": f"{TEST_PREFIX}-dj",
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    },
+    "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+}
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+LOGGING = {"version": 1, "disable_existing_loggers": False}

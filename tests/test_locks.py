@@ -1,0 +1,297 @@
+import itertools
+import logging
+import os
+import signal
+import threading
+import time
+
+import pytest
+import redis
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+
+from cache_tools import (
+    LockError,
+    LockLost,
+    LockTimeout,
+    current_lock,
+    lock,
+    lock_decorator,
+)
+from tests.conftest import FORK
+
+
+def raw() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def raw_key(name: str) -> str:
+    return f"{settings.TEST_PREFIX}:raw:{name}"
+
+
+@lock_decorator(timeout=10)
+def increment(name):
+    """A non-atomic read-modify-write that loses updates unless serialised."""
+    client = raw()
+    if client.incr(raw_key(f"{name}:active")) > 1:
+        client.incr(raw_key(f"{name}:overlaps"))
+    value = int(client.get(raw_key(f"{name}:counter")) or 0)
+    time.sleep(0.0005)  # widen the race window; not used for synchronisation
+    client.set(raw_key(f"{name}:counter"), value + 1)
+    client.decr(raw_key(f"{name}:active"))
+    return current_lock().fence
+
+
+def increment_many(index, barrier, name, calls):
+    barrier.wait()
+    return [increment(name) for _ in range(calls)]
+
+
+def test_read_modify_write_is_exact_across_processes(processes, unique):
+    fences = processes(8, increment_many, unique, 25)
+    client = raw()
+    assert int(client.get(raw_key(f"{unique}:counter"))) == 200
+    assert client.get(raw_key(f"{unique}:overlaps")) is None
+    all_fences = [fence for per_process in fences for fence in per_process]
+    assert len(set(all_fences)) == 200
+
+
+@lock_decorator(timeout=10)
+def rendezvous(name, partner):
+    """Inside the lock for ``name``, meet the process holding the lock for ``partner``."""
+    client = raw()
+    client.rpush(raw_key(f"{partner}:knock"), 1)
+    return client.blpop([raw_key(f"{name}:knock")], timeout=5) is not None
+
+
+def meet(index, barrier, names):
+    barrier.wait()
+    name, partner = names[index], names[1 - index]
+    return rendezvous(name, partner)
+
+
+def test_different_arguments_run_concurrently(processes, unique):
+    assert processes(2, meet, [f"{unique}a", f"{unique}b"]) == [True, True]
+
+
+@lock_decorator(timeout=10)
+def record_order(name):
+    raw().rpush(raw_key(f"{name}:fences"), current_lock().fence)
+
+
+def record_many(index, barrier, name):
+    barrier.wait()
+    for _ in range(10):
+        record_order(name)
+
+
+def test_fences_strictly_increase_across_processes(processes, unique):
+    processes(4, record_many, unique)
+    fences = [int(f) for f in raw().lrange(raw_key(f"{unique}:fences"), 0, -1)]
+    assert len(fences) == 40
+    assert all(a < b for a, b in itertools.pairwise(fences))
+
+
+def hold_until_killed(name, ttl, ready):
+    with lock(name, timeout=ttl, auto_renew=True):
+        ready.set()
+        threading.Event().wait()
+
+
+def test_killed_holder_is_replaced_within_ttl_plus_bounded_wait(unique):
+    ttl = 1.0
+    ready = FORK.Event()
+    holder = FORK.Process(target=hold_until_killed, args=(unique, ttl, ready))
+    holder.start()
+    assert ready.wait(10)
+    os.kill(holder.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    holder.join()
+    with lock(unique, timeout=5, blocking_timeout=10) as handle:
+        waited = time.monotonic() - killed_at
+        assert handle.fence
+    assert waited <= ttl + 1.0 + 0.25
+
+
+@lock_decorator(key_maker="long:{name}", timeout=0.6, auto_renew=True)
+def long_work(name, seconds):
+    started = time.time()
+    raw().rpush(raw_key(f"{name}:inside"), 1)
+    time.sleep(seconds)  # the work itself: three TTLs long
+    return started, time.time()
+
+
+def contender(index, barrier, name):
+    barrier.wait()
+    if index == 0:
+        return long_work(name, 1.8)
+    assert raw().blpop([raw_key(f"{name}:inside")], timeout=10)
+    return long_work(name, 0)
+
+
+def test_auto_renew_keeps_the_lock_for_work_longer_than_the_ttl(processes, unique):
+    (first_start, first_end), (second_start, _) = processes(2, contender, unique)
+    assert first_end - first_start >= 1.8
+    assert second_start >= first_end
+
+
+def test_deleting_the_key_under_a_holder_raises_lock_lost(unique):
+    @lock_decorator(key_maker=lambda: unique, timeout=5)
+    def victim():
+        raw().delete(victim.lock_key())
+        return "done"
+
+    with pytest.raises(LockLost, match="lost while held"):
+        victim()
+
+
+def test_watchdog_reports_a_lost_lock_at_once(unique, caplog):
+    caplog.set_level(logging.WARNING, logger="cache_tools.lock")
+    with pytest.raises(LockLost), lock(unique, timeout=0.3) as handle:
+        raw().delete(handle.key)
+        deadline = time.monotonic() + 2
+        while not handle.lost and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert handle.lost
+    assert "lost lock" in caplog.text
+
+
+def hold_in_thread(name, **kwargs):
+    """Hold ``lock(name)`` in another thread until the returned event is set."""
+    taken, done = threading.Event(), threading.Event()
+
+    def run():
+        with lock(name, **kwargs):
+            taken.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert taken.wait(5)
+    return done, thread
+
+
+@pytest.mark.parametrize("alias", ["default", "django"])
+def test_on_timeout_modes(unique, alias):
+    calls = []
+
+    def make(on_timeout, blocking_timeout=0.3):
+        @lock_decorator(
+            key_maker="guarded:{x}",
+            cache=alias,
+            blocking_timeout=blocking_timeout,
+            on_timeout=on_timeout,
+        )
+        def guarded(x):
+            calls.append(x)
+            return "ran"
+
+        return guarded
+
+    done, thread = hold_in_thread(f"guarded:{unique}", cache=alias)
+    try:
+        started = time.monotonic()
+        with pytest.raises(LockTimeout, match=rf"guarded:{unique}.*within 0.3s"):
+            make("raise")(unique)
+        assert 0.3 <= time.monotonic() - started < 1.3
+        assert make("skip")(unique) is None
+        assert make(lambda x: f"fallback {x}")(unique) == f"fallback {unique}"
+        started = time.monotonic()
+        assert make("skip", blocking_timeout=0)(unique) is None
+        assert time.monotonic() - started < 0.2
+        assert make("raise").is_locked(unique)
+        assert calls == []
+    finally:
+        done.set()
+        thread.join()
+    assert not make("raise").is_locked(unique)
+    assert make("raise")(unique) == "ran"
+
+
+def test_reentry_raises_at_once(unique):
+    @lock_decorator(key_maker=lambda depth: unique)
+    def recurse(depth):
+        return recurse(depth + 1) if depth == 0 else "inner"
+
+    started = time.monotonic()
+    with pytest.raises(LockError, match="already held by this thread"):
+        recurse(0)
+    assert time.monotonic() - started < 1
+    with lock(unique), pytest.raises(LockError, match="already held"), lock(unique):
+        pass
+
+
+def test_lock_key_and_current_lock(unique):
+    @lock_decorator(key_maker="fetch:{name}")
+    def fetch_remote_thing(name):
+        held = current_lock()
+        held.extend(60)
+        return held.key, held.fence, raw().pttl(held.key)
+
+    key, fence, pttl = fetch_remote_thing(unique)
+    assert key == fetch_remote_thing.lock_key(unique)
+    assert key == f"{settings.TEST_PREFIX}:1:ct:lock:{{fetch:{unique}}}"
+    assert fence > 0 and 30_000 < pttl <= 60_000
+    assert current_lock() is None
+    assert not fetch_remote_thing.is_locked(unique)
+
+
+def test_bare_and_called_forms(unique):
+    @lock_decorator
+    def bare(x):
+        return x * 2
+
+    @lock_decorator()
+    def called(x):
+        return x * 3
+
+    assert bare(2) == 4 and called(2) == 6
+    assert bare.__name__ == "bare"
+    assert bare.lock_key(1) != called.lock_key(1)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="timeout must be a positive"):
+        lock_decorator(timeout=0)
+    with pytest.raises(ValueError, match="timeout must be a positive"):
+        lock("x", timeout=None)
+    with pytest.raises(ValueError, match="blocking_timeout"):
+        lock_decorator(blocking_timeout=-1)
+    with pytest.raises(ValueError, match="on_timeout"):
+        lock_decorator(on_timeout="wait")
+    with pytest.raises(ImproperlyConfigured, match=r"'locmem' uses .*LocMemCache"):
+        lock("x", cache="locmem")
+    with pytest.raises(ImproperlyConfigured, match="'nope' is not in CACHES"):
+        lock("x", cache="nope")
+
+
+def test_unreachable_redis_raises_lock_error_quickly(private_redis, unique):
+    caches = {
+        **settings.CACHES,
+        "down": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": private_redis.url,
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        },
+    }
+    ran = []
+    with override_settings(CACHES=caches):
+
+        @lock_decorator(cache="down")
+        def guarded():
+            ran.append(1)
+
+        guarded()
+        private_redis.stop()
+        try:
+            started = time.monotonic()
+            with pytest.raises(LockError, match="cannot take lock") as info:
+                guarded()
+            assert time.monotonic() - started < 2
+            assert isinstance(info.value.__cause__, redis.ConnectionError)
+            assert ran == [1]
+        finally:
+            private_redis.start()
+        guarded()
+        assert ran == [1, 1]
