@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import heapq
 import inspect
-import itertools
 import logging
 import os
 import secrets
@@ -79,31 +77,50 @@ def _validate_blocking_timeout(blocking_timeout: Any) -> float | None:
     return float(blocking_timeout)
 
 
+_IDLE_TICK = 1.0
+
+
 class _Watchdog:
-    """One daemon thread per process that renews every held ``auto_renew`` lock on time."""
+    """One daemon thread per process that renews every held ``auto_renew`` lock on time.
+
+    Watching and unwatching are a dict update; the thread is only woken when a new lock is due
+    before the thread's next planned wake-up, so short uncontended locks cost no thread switch.
+    """
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
-        self._due: list[tuple[float, int, Lock]] = []
-        self._order = itertools.count()
+        self._due: dict[Lock, float] = {}
+        self._wake_at = 0.0
         threading.Thread(target=self._run, name="cache-tools-lock-watchdog", daemon=True).start()
 
     def watch(self, held: Lock) -> None:
+        due = time.monotonic() + held.timeout / 3
         with self._condition:
-            heapq.heappush(
-                self._due, (time.monotonic() + held.timeout / 3, next(self._order), held)
-            )
-            self._condition.notify()
+            self._due[held] = due
+            if due < self._wake_at:
+                self._wake_at = due
+                self._condition.notify()
+
+    def unwatch(self, held: Lock) -> None:
+        with self._condition:
+            self._due.pop(held, None)
 
     def _run(self) -> None:
         while True:
             with self._condition:
-                while not self._due or self._due[0][0] > time.monotonic():
-                    wait = self._due[0][0] - time.monotonic() if self._due else None
-                    self._condition.wait(wait)
-                _, _, held = heapq.heappop(self._due)
-            if held._renew():
-                self.watch(held)
+                now = time.monotonic()
+                ready = [held for held, due in self._due.items() if due <= now]
+                for held in ready:
+                    del self._due[held]
+                if not ready:
+                    # Idle, it still wakes every second, so that a stream of short locks
+                    # does not wake it (and switch threads) once per lock.
+                    self._wake_at = min(self._due.values(), default=now + _IDLE_TICK)
+                    self._condition.wait(self._wake_at - now)
+                    continue
+            for held in ready:
+                if held._renew():
+                    self.watch(held)
 
 
 _watchdog: _Watchdog | None = None
@@ -217,6 +234,8 @@ class Lock:
             raise LockError(f"lock {self.key!r} is not held by this handle")
         self._token = None
         _held.set(tuple(h for h in _held.get() if h is not self))
+        if self.auto_renew:
+            _get_watchdog().unwatch(self)
         logger.debug("releasing %s after %.3fs", self.key, time.monotonic() - self._acquired_at)
         try:
             released = self._backend.release(self._keys, token)
