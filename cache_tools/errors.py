@@ -11,6 +11,10 @@ class BackendUnavailable(CacheToolsError):
     """The cache server could not be reached or did not answer in time."""
 
 
+class UnserializableValue(CacheToolsError):
+    """A result could not be serialised for the cache; it was returned but not stored."""
+
+
 class LockError(CacheToolsError):
     """A lock could not be taken or kept; the guarded code did not run, or ran unprotected."""
 

@@ -48,7 +48,7 @@ from urllib.parse import quote
 from django.db.models import Model
 from django.http import HttpRequest
 
-__all__ = ["MAX_LENGTH", "KeyMaker", "make_key", "normalise", "safe_key"]
+__all__ = ["MAX_LENGTH", "KeyMaker", "function_id", "make_key", "normalise", "safe_key"]
 
 MAX_LENGTH = 200
 _DIGEST_CHARS = 32  # blake2b with digest_size=16, in hex
@@ -217,12 +217,21 @@ def make_key(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     key_maker: KeyMaker = None,
+    *,
+    max_length: int = MAX_LENGTH,
+    with_function: bool = True,
 ) -> str:
-    """Return the key for calling ``func(*args, **kwargs)``, built as ``key_maker`` says."""
+    """Return the key for calling ``func(*args, **kwargs)``, built as ``key_maker`` says.
+
+    ``with_function=False`` leaves the function's dotted name out of the default key (for
+    callers that already namespace keys by function).
+    """
     if key_maker is None:
         bound = _bind(func, args, kwargs)
-        parts = [f"{name}={normalise(value, name)}" for name, value in bound.arguments.items()]
-        raw = f"{_dotted(func)}:{','.join(parts)}"
+        parts = ",".join(
+            f"{name}={normalise(value, name)}" for name, value in bound.arguments.items()
+        )
+        raw = f"{_dotted(func)}:{parts}" if with_function else f"({parts})"
     elif isinstance(key_maker, str):
         bound = _bind(func, args, kwargs)
         try:
@@ -240,4 +249,9 @@ def make_key(
         )
     if not raw:
         raise ValueError(f"key_maker of {func.__qualname__} produced an empty key")
-    return safe_key(raw)
+    return safe_key(raw, max_length)
+
+
+def function_id(func: Callable[..., Any]) -> str:
+    """The dotted path of ``func``, made safe and at most 60 characters."""
+    return safe_key(_dotted(func), 60)

@@ -141,7 +141,7 @@ class Backend(abc.ABC):
         *,
         timeout: float | None,
         stale: float,
-        generation: int,
+        generation: int | None,
         token: str | None = None,
         fence: int | None = None,
         counts: dict[str, int] | None = None,
@@ -149,8 +149,10 @@ class Backend(abc.ABC):
         """Write an entry fresh for ``timeout`` and served stale ``stale`` seconds more, add
         ``counts`` to the statistics, and release the lock held by ``token`` waking all waiters.
 
-        Nothing is written (returns False) when the function's generation moved on or, with a
-        ``token``, when the entry's fence moved on (invalidated or taken over meanwhile).
+        Nothing is written (returns False) when the function's generation moved on from
+        ``generation`` (None: the current one) or, with a ``token``, when the entry's fence moved
+        on (invalidated or taken over meanwhile). Raises ``UnserializableValue`` before writing
+        anything when ``value`` cannot be serialised.
         """
 
     @abc.abstractmethod

@@ -20,7 +20,7 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError, WatchError
 
-from ..errors import BackendUnavailable, UpdateConflict
+from ..errors import BackendUnavailable, UnserializableValue, UpdateConflict
 from .base import Backend, EntryKeys, Fetched, LockKeys
 
 _HERE = Path(__file__).parent
@@ -168,19 +168,22 @@ class RedisBackend(Backend):
         *,
         timeout: float | None,
         stale: float,
-        generation: int,
+        generation: int | None,
         token: str | None = None,
         fence: int | None = None,
         counts: dict[str, int] | None = None,
     ) -> bool:
-        payload = self.encode(value)
+        try:
+            payload = self.encode(value)
+        except Exception as exc:
+            raise UnserializableValue(f"cannot serialise {type(value).__name__}: {exc}") from exc
         fresh_ms = 0 if timeout is None or not stale else _ms(timeout)
         ttl_ms = 0 if timeout is None else _ms(timeout + stale)
         args: list[Any] = [
             payload,
             fresh_ms,
             ttl_ms,
-            generation,
+            "" if generation is None else generation,
             token or "",
             fence or 0,
             _ms(10 * _LONGEST_WAIT),

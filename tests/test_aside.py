@@ -1,0 +1,326 @@
+import logging
+import threading
+import time
+
+import pytest
+import redis
+from django.conf import settings
+from django.test import override_settings
+
+from cache_tools import CacheInfo, cache_aside
+
+
+def raw() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def raw_key(name: str) -> str:
+    return f"{settings.TEST_PREFIX}:raw:{name}"
+
+
+@cache_aside(timeout=60)
+def slow_square(name, x):
+    raw().incr(raw_key(f"{name}:computations"))
+    time.sleep(0.2)  # the expensive computation
+    return x * x
+
+
+def call_slow_square(index, barrier, name):
+    barrier.wait()
+    started = time.monotonic()
+    value = slow_square(name, 12)
+    return value, time.monotonic() - started
+
+
+def test_cold_key_is_computed_once_by_24_processes(processes, unique):
+    results = processes(24, call_slow_square, unique)
+    assert [value for value, _ in results] == [144] * 24
+    assert int(raw().get(raw_key(f"{unique}:computations"))) == 1
+    info = slow_square.cache_info()
+    assert info.computations >= 1 and info.misses >= 1
+    assert max(seconds for _, seconds in results) < 2
+
+
+@cache_aside(timeout=60, key_maker="counted:{name}")
+def counted(name):
+    return raw().incr(raw_key(f"{name}:n"))
+
+
+def call_counted(index, barrier, name, calls):
+    barrier.wait()
+    return [counted(name) for _ in range(calls)]
+
+
+def test_statistics_are_shared_by_all_processes(processes, unique):
+    counted.cache_clear_stats()
+    processes(4, call_counted, unique, 10)
+    assert counted.cache_info() == CacheInfo(
+        hits=39, misses=1, stale_hits=0, computations=1, errors=0
+    )
+    counted.cache_clear_stats()
+    assert counted.cache_info() == CacheInfo(0, 0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("falsy", [None, 0, "", [], False, 0.0, {}])
+def test_falsy_results_are_cached_and_hit(falsy, unique):
+    calls = []
+
+    @cache_aside(timeout=60, key_maker=lambda name: ("falsy", name))
+    def compute(name):
+        calls.append(name)
+        return falsy
+
+    assert compute(unique) == falsy
+    assert compute(unique) == falsy
+    assert type(compute(unique)) is type(falsy)
+    assert calls == [unique]
+
+
+def test_cache_none_false_does_not_store_none(unique):
+    calls = []
+
+    @cache_aside(timeout=60, cache_none=False, key_maker=lambda name: name)
+    def maybe(name):
+        calls.append(name)
+
+    maybe(unique)
+    maybe(unique)
+    assert calls == [unique, unique]
+
+
+@pytest.mark.parametrize("alias", ["default", "django"])
+def test_invalidate_refresh_and_invalidate_all(unique, alias):
+    source = {"a": 1, "b": 2}
+
+    @cache_aside(timeout=60, cache=alias, key_maker=lambda item: (unique, item))
+    def read(item):
+        return source[item]
+
+    assert (read("a"), read("b")) == (1, 2)
+    source.update(a=10, b=20)
+    assert (read("a"), read("b")) == (1, 2)
+    assert read.invalidate("a") is True
+    assert read.invalidate("a") is False
+    assert (read("a"), read("b")) == (10, 2)
+    source["b"] = 200
+    assert read.refresh("b") == 200
+    assert read("b") == 200
+    source.update(a=1000, b=2000)
+    read.invalidate_all()
+    assert (read("a"), read("b")) == (1000, 2000)
+    assert read.cache_key("a").startswith(
+        settings.CACHES[alias]["KEY_PREFIX"] + ":1:ct:v:{tests.test_aside.test_inval"
+    )
+
+
+def test_version_is_part_of_the_key(unique):
+    def make(version, result):
+        @cache_aside(timeout=60, version=version, key_maker=lambda: unique)
+        def versioned():
+            return result
+
+        return versioned
+
+    assert make(1, "one")() == "one"
+    assert make(1, "other")() == "one"
+    assert make(2, "two")() == "two"
+    assert make(1, "x").cache_key() != make(2, "x").cache_key()
+
+
+def test_unless_bypasses_read_and_write(unique):
+    bypass = [True]
+    calls = []
+
+    @cache_aside(timeout=60, unless=lambda: bypass[0], key_maker=lambda: unique)
+    def value():
+        calls.append(1)
+        return len(calls)
+
+    value.cache_clear_stats()
+    assert value() == 1 and value() == 2
+    assert value.cache_info() == CacheInfo(0, 0, 0, 0, 0)
+    bypass[0] = False
+    assert value() == 3 and value() == 3
+
+
+def test_callable_timeout_decides_per_result(unique):
+    @cache_aside(timeout=lambda result: None if result == "forever" else 0.5, key_maker="{k}")
+    def pick(k):
+        return "forever" if k.endswith("f") else "short"
+
+    client = raw()
+    pick(unique + "f")
+    pick(unique + "s")
+    assert client.pttl(pick.cache_key(unique + "f")) == -1
+    assert 0 < client.pttl(pick.cache_key(unique + "s")) <= 500
+
+
+def test_timeout_expires_entries(unique):
+    calls = []
+
+    @cache_aside(timeout=0.2, key_maker=lambda: unique)
+    def short():
+        calls.append(1)
+        return len(calls)
+
+    assert short() == 1 and short() == 1
+    deadline = time.monotonic() + 3
+    while raw().exists(short.cache_key()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert short() == 2
+
+
+@cache_aside(timeout=0.3, stale=30, key_maker="stale:{name}")
+def slowly_refreshed(name):
+    generation = raw().incr(raw_key(f"{name}:gen"))
+    if generation > 1:
+        time.sleep(0.5)  # the refresh is slow; nobody may wait for it
+        raw().rpush(raw_key(f"{name}:refreshed"), 1)
+    return generation
+
+
+def call_during_refresh(index, barrier, name):
+    barrier.wait()
+    started = time.monotonic()
+    value = slowly_refreshed(name)
+    return value, time.monotonic() - started
+
+
+def test_stale_entries_are_served_while_one_caller_refreshes(processes, unique):
+    slowly_refreshed.cache_clear_stats()
+    assert slowly_refreshed(unique) == 1
+    client = raw()
+    deadline = time.monotonic() + 3
+    while client.pttl(slowly_refreshed.cache_key(unique)) > 30_000 and time.monotonic() < deadline:
+        time.sleep(0.02)  # wait for the entry to pass its 0.3 s timeout
+    results = processes(8, call_during_refresh, unique)
+    assert [value for value, _ in results] == [1] * 8
+    assert max(seconds for _, seconds in results) < 0.3
+    assert client.blpop([raw_key(f"{unique}:refreshed")], timeout=5)
+    assert slowly_refreshed(unique) == 2
+    assert int(client.get(raw_key(f"{unique}:gen"))) == 2
+    info = slowly_refreshed.cache_info()
+    assert info.stale_hits == 8 and info.computations == 2
+
+
+@cache_aside(timeout=60, key_maker="flaky:{name}")
+def flaky(name):
+    attempt = raw().incr(raw_key(f"{name}:attempts"))
+    time.sleep(0.1)
+    if attempt == 1:
+        raise RuntimeError("first computation fails")
+    return "ok"
+
+
+def call_flaky(index, barrier, name):
+    barrier.wait()
+    try:
+        return flaky(name)
+    except RuntimeError as exc:
+        return str(exc)
+
+
+def test_failed_computation_hands_over_to_one_waiter(processes, unique):
+    results = processes(6, call_flaky, unique)
+    assert sorted(results) == ["first computation fails"] + ["ok"] * 5
+    assert int(raw().get(raw_key(f"{unique}:attempts"))) == 2
+
+
+def test_unserializable_result_is_returned_not_stored(unique, caplog):
+    caplog.set_level(logging.WARNING, logger="cache_tools.aside")
+    calls = []
+
+    @cache_aside(timeout=60, key_maker=lambda: unique)
+    def make_lock():
+        calls.append(1)
+        return threading.Lock()
+
+    assert make_lock() is not None
+    assert make_lock() is not None
+    assert len(calls) == 2
+    assert not raw().exists(make_lock.cache_key())
+    assert "not caching the result" in caplog.text
+    assert make_lock.cache_info().errors == 2
+
+
+class Account:
+    def __init__(self, pk):
+        self.pk = pk
+        self.calls = 0
+
+    def __cache_key__(self):
+        return self.pk
+
+    @cache_aside(timeout=60)
+    def balance(self, currency):
+        self.calls += 1
+        return f"{self.pk}:{currency}:{self.calls}"
+
+    @classmethod
+    @cache_aside(timeout=60)
+    def rate(cls, currency):
+        return f"{cls.__name__}:{currency}:{time.monotonic()}"
+
+
+def test_methods_and_classmethods(unique):
+    account = Account(unique)
+    first = account.balance("EUR")
+    assert account.balance("EUR") == first
+    assert Account(unique).balance("EUR") == first
+    assert Account(unique + "x").balance("EUR") != first
+    assert account.balance.invalidate("EUR") is True
+    assert account.balance("EUR") != first
+    assert account.balance.cache_key("EUR") == Account(unique).balance.cache_key("EUR")
+    assert Account.rate(unique) == Account.rate(unique)
+    assert Account.balance.__wrapped__(account, "USD").startswith(f"{unique}:USD")
+
+
+def test_bare_decorator_and_bad_options():
+    @cache_aside
+    def bare(x):
+        return x
+
+    assert bare(3) == 3 and bare.__name__ == "bare"
+    with pytest.raises(ValueError, match="timeout must be a positive"):
+        cache_aside(timeout=-1)
+    with pytest.raises(ValueError, match="stale must be"):
+        cache_aside(stale=-1)
+    with pytest.raises(ValueError, match="lock_timeout"):
+        cache_aside(lock_timeout=0)
+    with pytest.raises(ValueError, match="unless must be"):
+        cache_aside(unless=True)
+
+
+def test_outage_computes_counts_errors_and_recovers(private_redis, unique, caplog):
+    caplog.set_level(logging.WARNING, logger="cache_tools.aside")
+    caches = {
+        **settings.CACHES,
+        "down": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": private_redis.url,
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.3, "SOCKET_TIMEOUT": 0.3},
+        },
+    }
+    calls = []
+    with override_settings(CACHES=caches):
+
+        @cache_aside(timeout=60, cache="down", key_maker=lambda x: (unique, x))
+        def double(x):
+            calls.append(x)
+            return 2 * x
+
+        double.cache_clear_stats()
+        assert double(1) == 2 and double(1) == 2
+        assert calls == [1]
+        private_redis.stop()
+        try:
+            assert [double(1), double(2), double(1)] == [2, 4, 2]
+            assert calls == [1, 1, 2, 1]
+            assert caplog.text.count("is unavailable") == 1
+        finally:
+            private_redis.start()
+        assert double(5) == 10
+        assert double(5) == 10
+        assert calls == [1, 1, 2, 1, 5]
+        assert "reachable again" in caplog.text
+        assert double.cache_info().errors == 3
