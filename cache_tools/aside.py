@@ -20,14 +20,17 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 import secrets
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from django.db import connections
 
+from . import stats
 from .backends import get_backend
 from .backends.base import Backend, EntryKeys, Fetched
 from .errors import BackendUnavailable, UnserializableValue
@@ -82,48 +85,66 @@ class Call:
 
 
 class _Outages:
-    """Per-process outage state: one warning per outage, errors counted until they can be sent."""
+    """Which aliases this process found down: one warning per outage, not one per call."""
 
     def __init__(self) -> None:
-        self._guard = threading.Lock()
         self._down: set[str] = set()
-        self._pending: dict[tuple[str, str], int] = {}
 
     def failed(self, alias: str, stats_key: str, error: Exception) -> None:
-        with self._guard:
-            first = alias not in self._down
+        stats.add(alias, stats_key, "errors")
+        if alias not in self._down:
             self._down.add(alias)
-            self._pending[alias, stats_key] = self._pending.get((alias, stats_key), 0) + 1
-        if first:
             logger.warning("cache %r is unavailable, computing without it: %s", alias, error)
 
-    def pending(self, alias: str, stats_key: str) -> int:
-        return self._pending.get((alias, stats_key), 0)
-
-    def recovered(self, backend: Backend) -> None:
-        """Called after a successful round trip: report the recovery and send pending errors."""
-        if backend.alias not in self._down:
-            return
-        with self._guard:
-            self._down.discard(backend.alias)
-            pending = {k: n for k, n in self._pending.items() if k[0] == backend.alias}
-            for k in pending:
-                del self._pending[k]
-        logger.warning("cache %r is reachable again", backend.alias)
-        try:
-            for (_, stats_key), count in pending.items():
-                backend.add_counts(stats_key, {"errors": count})
-        except BackendUnavailable:
-            with self._guard:
-                for k, n in pending.items():
-                    self._pending[k] = self._pending.get(k, 0) + n
-
-    def forget(self, alias: str, stats_key: str) -> None:
-        with self._guard:
-            self._pending.pop((alias, stats_key), None)
+    def answered(self, alias: str) -> None:
+        if alias in self._down:
+            self._down.discard(alias)
+            logger.warning("cache %r is reachable again", alias)
 
 
 _outages = _Outages()
+
+
+class _Refresher:
+    """Runs stale-entry refreshes on a few threads per process, one per entry at a time."""
+
+    WORKERS = 4
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._running: set[str] = set()
+        self._executor: ThreadPoolExecutor | None = None
+
+    def submit(self, entry_key: str, refresh: Callable[[], None], name: str) -> None:
+        with self._guard:
+            if entry_key in self._running:
+                return
+            self._running.add(entry_key)
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.WORKERS, "cache-tools-refresh")
+            executor = self._executor
+        executor.submit(self._run, entry_key, refresh, name)
+
+    def _run(self, entry_key: str, refresh: Callable[[], None], name: str) -> None:
+        try:
+            refresh()
+        except Exception:
+            logger.exception("background refresh of %s failed", name)
+        finally:
+            with self._guard:
+                self._running.discard(entry_key)
+            connections.close_all()  # this thread's own database connections
+
+
+_refresher = _Refresher()
+
+
+def _new_refresher_after_fork() -> None:
+    global _refresher
+    _refresher = _Refresher()  # the parent's threads do not exist in the child
+
+
+os.register_at_fork(after_in_child=_new_refresher_after_fork)
 
 
 @dataclass
@@ -154,31 +175,39 @@ class Flight(Generic[T]):
     def get(self, argument_key: str, compute: Callable[[], tuple[T, Any]]) -> tuple[str, Any]:
         backend = self.backend
         keys = self.keys(argument_key, backend)
-        token = secrets.token_hex(16) if self.lock else None
-        while True:
-            try:
+        token = None
+        try:
+            while True:
+                fetched = backend.read(keys)
+                _outages.answered(backend.alias)
+                if fetched.state == Fetched.HIT:
+                    stats.add(backend.alias, keys.stats, "hits")
+                    return fetched.state, fetched.value
+                if token is None and self.lock:
+                    token = secrets.token_hex(16)
+                if fetched.state == Fetched.STALE and token:
+                    stats.add(backend.alias, keys.stats, "stale_hits")
+                    self._refresh_in_background(backend, keys, compute, fetched.generation)
+                    return fetched.state, fetched.value
+                # A miss (or, without single flight, a stale entry): read again on the server,
+                # taking the entry's lock if it is free, or learning how long to wait.
                 fetched = backend.fetch(keys, token, self.lock_timeout)
-            except BackendUnavailable as exc:
-                _outages.failed(backend.alias, keys.stats, exc)
-                result, _ = compute()
-                return Fetched.MISS, result
-            _outages.recovered(backend)
-            if fetched.state == Fetched.HIT:
-                return fetched.state, fetched.value
-            if fetched.state == Fetched.STALE:
-                if fetched.fence:
-                    self._refresh_in_background(backend, keys, compute, token, fetched)
-                return fetched.state, fetched.value
-            if fetched.wait is None:
-                return Fetched.MISS, self._compute_and_store(
-                    backend, keys, compute, token, fetched, {"misses": 1}
-                )
-            try:
+                if fetched.state == Fetched.HIT or (fetched.state == Fetched.STALE and token):
+                    if fetched.fence and token:
+                        held = (token, fetched.fence)
+                        self._refresh_in_background(
+                            backend, keys, compute, fetched.generation, held
+                        )
+                    return fetched.state, fetched.value
+                if fetched.wait is None:
+                    return Fetched.MISS, self._compute_and_store(
+                        backend, keys, compute, token, fetched, {"misses": 1}
+                    )
                 backend.wait(keys.lock, min(fetched.wait or backend.max_wait, backend.max_wait))
-            except BackendUnavailable as exc:
-                _outages.failed(backend.alias, keys.stats, exc)
-                result, _ = compute()
-                return Fetched.MISS, result
+        except BackendUnavailable as exc:
+            _outages.failed(backend.alias, keys.stats, exc)
+            result, _ = compute()
+            return Fetched.MISS, result
 
     def refresh(self, argument_key: str, compute: Callable[[], tuple[T, Any]]) -> T:
         """Compute now and store unconditionally (no single flight); return the result."""
@@ -232,30 +261,38 @@ class Flight(Generic[T]):
         wake_all: bool,
     ) -> None:
         """Release the entry's lock without storing: one waiter takes over, or all re-read."""
-        try:
-            if token:
+        for field, amount in counts.items():
+            stats.add(backend.alias, keys.stats, field, amount)
+        if token:
+            try:
                 backend.release(keys.lock, token, wake_all=wake_all)
-            backend.add_counts(keys.stats, counts)
-        except BackendUnavailable as exc:
-            _outages.failed(backend.alias, keys.stats, exc)
+            except BackendUnavailable as exc:
+                _outages.failed(backend.alias, keys.stats, exc)
 
     def _refresh_in_background(
         self,
         backend: Backend,
         keys: EntryKeys,
         compute: Callable[[], tuple[T, Any]],
-        token: str | None,
-        fetched: Fetched,
+        generation: int,
+        held: tuple[str, int] | None = None,
     ) -> None:
-        def refresh() -> None:
-            try:
-                self._compute_and_store(backend, keys, compute, token, fetched, {})
-            except Exception:
-                logger.exception("background refresh of %s failed", self.function_id)
-            finally:
-                connections.close_all()  # this thread's own database connections
+        """Refresh a stale entry in this process's refresh threads; ``held`` is the entry's
+        lock as ``(token, fence)`` when the caller already took it."""
 
-        threading.Thread(target=refresh, name=f"cache-tools-refresh {self.function_id}").start()
+        def refresh() -> None:
+            token, fence = held or (secrets.token_hex(16), 0)
+            if held is None:
+                taken, fence = backend.acquire(keys.lock, token, self.lock_timeout, False)
+                if not taken:
+                    return  # another caller, maybe in another process, is refreshing
+                if backend.read(keys).state == Fetched.HIT:
+                    backend.release(keys.lock, token)  # refreshed while we took the lock
+                    return
+            started = Fetched(Fetched.STALE, fence=int(fence), generation=generation)
+            self._compute_and_store(backend, keys, compute, token, started, {})
+
+        _refresher.submit(keys.value, refresh, self.function_id)
 
     def invalidate(self, argument_key: str) -> bool:
         backend = self.backend
@@ -268,20 +305,14 @@ class Flight(Generic[T]):
     def info(self) -> CacheInfo:
         backend = self.backend
         stats_key = backend.stats_key(self.function_id)
-        counts = backend.read_counts(stats_key)
-        errors = counts.get("errors", 0) + _outages.pending(backend.alias, stats_key)
-        return CacheInfo(
-            hits=counts.get("hits", 0),
-            misses=counts.get("misses", 0),
-            stale_hits=counts.get("stale_hits", 0),
-            computations=counts.get("computations", 0),
-            errors=errors,
-        )
+        counts = stats.unsent(backend.alias, stats_key)
+        counts.update(backend.read_counts(stats_key))
+        return CacheInfo(*(counts[field] for field in CacheInfo._fields))
 
     def clear_stats(self) -> None:
         backend = self.backend
         stats_key = backend.stats_key(self.function_id)
-        _outages.forget(backend.alias, stats_key)
+        stats.discard(backend.alias, stats_key)
         backend.delete(stats_key)
 
 

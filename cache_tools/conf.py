@@ -10,10 +10,12 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
 
 DEFAULTS: dict[str, Any] = {
     "CACHE": "default",
@@ -47,9 +49,22 @@ def validate(value: Any) -> list[str]:
     return problems
 
 
+@functools.cache
+def _options() -> dict[str, Any]:
+    return {**DEFAULTS, **getattr(settings, "CACHE_TOOLS", {})}
+
+
 def get(name: str) -> Any:
     """Return one ``CACHE_TOOLS`` option, its default when unset."""
-    return {**DEFAULTS, **getattr(settings, "CACHE_TOOLS", {})}[name]
+    return _options()[name]
+
+
+def _forget_options(*, setting: str, **kwargs: Any) -> None:
+    if setting == "CACHE_TOOLS":
+        _options.cache_clear()
+
+
+setting_changed.connect(_forget_options)
 
 
 def default_alias() -> str:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import enum
+import functools
 import hashlib
 import inspect
 import string
@@ -167,9 +168,12 @@ def normalise(value: Any, name: str = "value") -> str:
     )
 
 
+_signature = functools.lru_cache(maxsize=1024)(inspect.signature)
+
+
 def _bind(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]):
     try:
-        bound = inspect.signature(func).bind(*args, **kwargs)
+        bound = _signature(func).bind(*args, **kwargs)
     except TypeError as exc:
         raise TypeError(f"{func.__qualname__}(): {exc}") from None
     bound.apply_defaults()

@@ -1,5 +1,10 @@
 -- Shared by every script: prepended to each before it is sent (Lua scripts cannot import).
 
+-- A fence counter idle this long expires; it then restarts above its old values.
+local FENCE_TTL_MS = 86400000
+-- Waiter registrations outlive the lock by this much (two of the longest blocking waits).
+local WAITER_GRACE_MS = 2000
+
 -- Take the lock if it is free; returns the new fence, or nil when another token holds it.
 local function take_lock(lock, fence, token, ttl_ms, fence_ttl_ms)
   if not redis.call('set', lock, token, 'NX', 'PX', ttl_ms) then

@@ -1,6 +1,6 @@
 -- Read a cache-aside entry, count the hit, and on a miss or stale hit take the entry's lock.
 -- KEYS: value, generation, stats, lock, fence, waiters
--- ARGV: token ('' = do not lock), lock_ttl_ms, fence_ttl_ms, waiters_ttl_ms
+-- ARGV: token ('' = do not lock), lock_ttl_ms
 -- Returns {state, envelope or nil, number, generation}:
 --   {1, envelope, 0, gen}        fresh hit
 --   {2, envelope, fence, gen}    stale hit; fence > 0 when this caller must refresh
@@ -25,11 +25,12 @@ if state == 1 then
 end
 local fence = 0
 if ARGV[1] ~= '' then
-  fence = take_lock(KEYS[4], KEYS[5], ARGV[1], ARGV[2], ARGV[3])
+  local lock_ttl = tonumber(ARGV[2])
+  fence = take_lock(KEYS[4], KEYS[5], ARGV[1], lock_ttl, math.max(FENCE_TTL_MS, 2 * lock_ttl))
   if not fence then
     fence = 0
     if state == 0 then
-      register_waiter(KEYS[6], ARGV[4])
+      register_waiter(KEYS[6], lock_ttl + WAITER_GRACE_MS)
       return {-1, false, redis.call('pttl', KEYS[4]), gen}
     end
   end

@@ -20,9 +20,10 @@ by :mod:`cache_tools.keys` never contain ``{``, ``}`` or ``#``, so these names c
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.core.cache import BaseCache, caches
 
@@ -45,8 +46,7 @@ class EntryKeys:
     lock: LockKeys
 
 
-@dataclass(frozen=True)
-class Fetched:
+class Fetched(NamedTuple):
     """What a cache-aside read found.
 
     ``state`` is ``HIT``, ``STALE`` or ``MISS``. ``fence`` is set when this caller now holds the
@@ -54,15 +54,15 @@ class Fetched:
     holds it. ``generation`` is the function's generation seen by the read.
     """
 
-    HIT = "hit"
-    STALE = "stale"
-    MISS = "miss"
-
     state: str
     value: Any = None
     fence: int | None = None
     wait: float | None = None
     generation: int = 0
+
+    HIT = "hit"
+    STALE = "stale"
+    MISS = "miss"
 
 
 class Backend(abc.ABC):
@@ -73,6 +73,9 @@ class Backend(abc.ABC):
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
+        # Key names depend only on settings, and an adapter lives until settings change.
+        self.lock_keys = functools.lru_cache(maxsize=4096)(self._lock_keys)
+        self.entry_keys = functools.lru_cache(maxsize=4096)(self._entry_keys)
 
     @property
     def cache(self) -> BaseCache:
@@ -82,11 +85,11 @@ class Backend(abc.ABC):
     def _key(self, kind: str, tag: str, rest: str = "", version: Any = None) -> str:
         return self.cache.make_key(f"{conf.namespace()}:{kind}:{{{tag}}}{rest}", version=version)
 
-    def lock_keys(self, name: str) -> LockKeys:
+    def _lock_keys(self, name: str) -> LockKeys:
         base = self._key("lock", name)
         return LockKeys(base, f"{base}#s", f"{base}#f", f"{base}#w")
 
-    def entry_keys(self, function_id: str, argument_key: str, version: Any = None) -> EntryKeys:
+    def _entry_keys(self, function_id: str, argument_key: str, version: Any = None) -> EntryKeys:
         lock = self._key("l", function_id, f":{argument_key}", version)
         return EntryKeys(
             value=self._key("v", function_id, f":{argument_key}", version),
@@ -129,6 +132,10 @@ class Backend(abc.ABC):
     # Cache-aside -------------------------------------------------------------------------
 
     @abc.abstractmethod
+    def read(self, keys: EntryKeys) -> Fetched:
+        """Read an entry in one round trip, counting nothing and taking no lock (the hit path)."""
+
+    @abc.abstractmethod
     def fetch(self, keys: EntryKeys, token: str | None, lock_ttl: float) -> Fetched:
         """Read an entry and count the hit; with ``token``, take the entry's lock on a miss or
         a stale hit (registering as a waiter when another caller holds it)."""
@@ -163,7 +170,8 @@ class Backend(abc.ABC):
     def bump_generation(self, generation_key: str) -> int: ...
 
     @abc.abstractmethod
-    def add_counts(self, stats_key: str, counts: dict[str, int]) -> None: ...
+    def add_counts(self, counts: Mapping[str, Mapping[str, int]]) -> None:
+        """Add to several statistics hashes at once: ``{stats_key: {field: amount}}``."""
 
     @abc.abstractmethod
     def read_counts(self, stats_key: str) -> dict[str, int]: ...

@@ -13,7 +13,7 @@ import functools
 import hashlib
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,7 @@ from ..errors import BackendUnavailable, UnserializableValue, UpdateConflict
 from .base import Backend, EntryKeys, Fetched, LockKeys
 
 _HERE = Path(__file__).parent
-_FENCE_TTL_MS = 86_400_000  # a fence counter idle for a day restarts above its old values
-_LONGEST_WAIT = 1.0
+_LONGEST_WAIT = 1.0  # seconds; WAITER_GRACE_MS in _common.lua is twice this
 
 
 class _Script:
@@ -52,6 +51,19 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
+class _Codec:
+    """Encodes values as the alias's own ``cache.set`` would (serializer and compressor)."""
+
+    __slots__ = ("_dumps", "decode")
+
+    def __init__(self, dumps: Callable[[Any], Any], loads: Callable[[bytes], Any]) -> None:
+        self._dumps, self.decode = dumps, loads
+
+    def encode(self, value: Any) -> bytes:
+        encoded = self._dumps(value)
+        return encoded if isinstance(encoded, bytes) else str(encoded).encode()
+
+
 @contextlib.contextmanager
 def _outage_as_unavailable(alias: str) -> Iterator[None]:
     try:
@@ -63,31 +75,21 @@ def _outage_as_unavailable(alias: str) -> Iterator[None]:
 class RedisBackend(Backend):
     """Adapter for django-redis's and Django's own ``RedisCache``."""
 
-    def client(self) -> redis.Redis:
+    def connection(self) -> tuple[redis.Redis, _Codec]:
+        """This thread's write client for the alias, and the alias's value codec."""
         cache = self.cache
         inner = getattr(cache, "client", None)
         if inner is not None and hasattr(inner, "get_client"):  # django-redis
-            return inner.get_client(write=True)
-        return cache._cache.get_client(write=True)  # Django's RedisCache
+            return inner.get_client(write=True), _Codec(inner.encode, inner.decode)
+        serializer = cache._cache._serializer  # Django's RedisCache
+        return cache._cache.get_client(write=True), _Codec(serializer.dumps, serializer.loads)
 
-    def encode(self, value: Any) -> bytes:
-        cache = self.cache
-        inner = getattr(cache, "client", None)
-        encoded = (
-            inner.encode(value) if inner is not None else cache._cache._serializer.dumps(value)
-        )
-        return encoded if isinstance(encoded, bytes) else str(encoded).encode()
+    def client(self) -> redis.Redis:
+        return self.connection()[0]
 
-    def decode(self, data: bytes) -> Any:
-        cache = self.cache
-        inner = getattr(cache, "client", None)
-        if inner is not None:
-            return inner.decode(data)
-        return cache._cache._serializer.loads(data)
-
-    def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+    def _run(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
         with _outage_as_unavailable(self.alias):
-            return _script(name)(self.client(), keys, args)
+            return _script(name)(client or self.client(), keys, args)
 
     # Locks -------------------------------------------------------------------------------
 
@@ -101,12 +103,10 @@ class RedisBackend(Backend):
     def acquire(
         self, keys: LockKeys, token: str, ttl: float, register_waiter: bool
     ) -> tuple[bool, int | float]:
-        ttl_ms = _ms(ttl)
-        waiters_ttl_ms = ttl_ms + _ms(2 * _LONGEST_WAIT)
         taken, number = self._run(
             "lock_acquire",
             [keys.lock, keys.fence, keys.waiters],
-            [token, ttl_ms, max(_FENCE_TTL_MS, 2 * ttl_ms), int(register_waiter), waiters_ttl_ms],
+            [token, _ms(ttl), int(register_waiter)],
         )
         if taken:
             return True, int(number)
@@ -138,18 +138,31 @@ class RedisBackend(Backend):
 
     # Cache-aside -------------------------------------------------------------------------
 
+    def read(self, keys: EntryKeys) -> Fetched:
+        client, codec = self.connection()
+        try:
+            envelope, generation = client.mget([keys.value, keys.generation])
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise BackendUnavailable(f"cache {self.alias!r} is unreachable: {exc}") from exc
+        current = generation or b"0"
+        if envelope is None or not envelope.startswith(b"ct1|"):
+            return Fetched(Fetched.MISS, generation=int(current))
+        _, entry_generation, stale_after, payload = envelope.split(b"|", 3)
+        if entry_generation != current:
+            return Fetched(Fetched.MISS, generation=int(current))
+        # Stale times come from the server's clock at store time; hosts are assumed in sync.
+        fresh = stale_after == b"0" or time.time() * 1000 < int(stale_after)
+        state = Fetched.HIT if fresh else Fetched.STALE
+        return Fetched(state, value=codec.decode(payload), generation=int(current))
+
     def fetch(self, keys: EntryKeys, token: str | None, lock_ttl: float) -> Fetched:
         lock = keys.lock
-        lock_ttl_ms = _ms(lock_ttl)
+        client, codec = self.connection()
         state, envelope, number, generation = self._run(
             "aside_fetch",
             [keys.value, keys.generation, keys.stats, lock.lock, lock.fence, lock.waiters],
-            [
-                token or "",
-                lock_ttl_ms,
-                max(_FENCE_TTL_MS, 2 * lock_ttl_ms),
-                lock_ttl_ms + _ms(2 * _LONGEST_WAIT),
-            ],
+            [token or "", _ms(lock_ttl)],
+            client,
         )
         generation = int(generation)
         if state == -1:
@@ -157,7 +170,7 @@ class RedisBackend(Backend):
         fence = int(number) or None
         if state == 0:
             return Fetched(Fetched.MISS, fence=fence, generation=generation)
-        value = self.decode(envelope.split(b"|", 3)[3])
+        value = codec.decode(envelope.split(b"|", 3)[3])
         kind = Fetched.HIT if state == 1 else Fetched.STALE
         return Fetched(kind, value=value, fence=fence, generation=generation)
 
@@ -173,8 +186,9 @@ class RedisBackend(Backend):
         fence: int | None = None,
         counts: dict[str, int] | None = None,
     ) -> bool:
+        client, codec = self.connection()
         try:
-            payload = self.encode(value)
+            payload = codec.encode(value)
         except Exception as exc:
             raise UnserializableValue(f"cannot serialise {type(value).__name__}: {exc}") from exc
         fresh_ms = 0 if timeout is None or not stale else _ms(timeout)
@@ -203,6 +217,7 @@ class RedisBackend(Backend):
                 lock.signal,
             ],
             args,
+            client,
         )
         return bool(stored)
 
@@ -213,11 +228,12 @@ class RedisBackend(Backend):
         with _outage_as_unavailable(self.alias):
             return int(self.client().incr(generation_key))
 
-    def add_counts(self, stats_key: str, counts: dict[str, int]) -> None:
+    def add_counts(self, counts: Mapping[str, Mapping[str, int]]) -> None:
         with _outage_as_unavailable(self.alias):
             pipe = self.client().pipeline(transaction=False)
-            for field, increment in counts.items():
-                pipe.hincrby(stats_key, field, increment)
+            for stats_key, fields in counts.items():
+                for field, increment in fields.items():
+                    pipe.hincrby(stats_key, field, increment)
             pipe.execute()
 
     def read_counts(self, stats_key: str) -> dict[str, int]:
@@ -230,19 +246,19 @@ class RedisBackend(Backend):
     def update(
         self, key: str, function: Callable[[Any], Any], timeout: float | None, retries: int
     ) -> Any:
+        client, codec = self.connection()
         with _outage_as_unavailable(self.alias):
-            client = self.client()
             for attempt in range(retries + 1):
                 with client.pipeline(transaction=True) as pipe:
                     try:
                         pipe.watch(key)
                         raw = pipe.get(key)
-                        new = function(None if raw is None else self.decode(raw))
+                        new = function(None if raw is None else codec.decode(raw))
                         pipe.multi()
                         if timeout is None:
-                            pipe.set(key, self.encode(new))
+                            pipe.set(key, codec.encode(new))
                         else:
-                            pipe.set(key, self.encode(new), px=_ms(timeout))
+                            pipe.set(key, codec.encode(new), px=_ms(timeout))
                         pipe.execute()
                         return new
                     except WatchError:

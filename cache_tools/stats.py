@@ -1,0 +1,113 @@
+"""Statistics counters of cached functions, buffered per process and flushed in the background.
+
+A hit must cost one round trip and nothing more, so hit counts are added to an in-process
+buffer and sent (``HINCRBY`` in one pipeline per alias) by one daemon thread at most
+:data:`FLUSH_DELAY` seconds later, at process exit, or when ``cache_info()`` is read. Counts that
+cannot be sent during an outage stay buffered until the cache answers again. Reading the
+statistics adds this process's unsent counts to the shared ones; other processes' counts show
+within ``FLUSH_DELAY``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import Counter
+
+from .backends import get_backend
+from .errors import BackendUnavailable
+
+__all__ = ["FLUSH_DELAY", "add", "discard", "flush", "unsent"]
+
+logger = logging.getLogger("cache_tools.stats")
+
+FLUSH_DELAY = 0.2
+
+Target = tuple[str, str]  # (cache alias, statistics key)
+
+
+class _Buffer:
+    def __init__(self) -> None:
+        self._condition = threading.Condition(threading.Lock())
+        self._counts: dict[Target, Counter[str]] = {}
+        self._thread: threading.Thread | None = None
+
+    def add(self, alias: str, stats_key: str, field: str, amount: int = 1) -> None:
+        with self._condition:
+            counter = self._counts.get((alias, stats_key))
+            if counter is None:
+                counter = self._counts[alias, stats_key] = Counter()
+            counter[field] += amount
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="cache-tools-stats", daemon=True
+                )
+                self._thread.start()
+            elif len(self._counts) == 1 and len(counter) == 1 and counter[field] == amount:
+                self._condition.notify()  # the buffer was empty: the flusher is asleep
+
+    def unsent(self, alias: str, stats_key: str) -> Counter[str]:
+        with self._condition:
+            return Counter(self._counts.get((alias, stats_key), ()))
+
+    def discard(self, alias: str, stats_key: str) -> None:
+        with self._condition:
+            self._counts.pop((alias, stats_key), None)
+
+    def flush(self) -> None:
+        with self._condition:
+            counts, self._counts = self._counts, {}
+        by_alias: dict[str, dict[str, Counter[str]]] = {}
+        for (alias, stats_key), counter in counts.items():
+            by_alias.setdefault(alias, {})[stats_key] = counter
+        for alias, per_key in by_alias.items():
+            try:
+                get_backend(alias).add_counts(per_key)
+            except BackendUnavailable:
+                with self._condition:
+                    for stats_key, counter in per_key.items():
+                        self._counts.setdefault((alias, stats_key), Counter()).update(counter)
+            except Exception:
+                logger.exception("could not send cache statistics for %r", alias)
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while not self._counts:
+                    self._condition.wait()
+            threading.Event().wait(FLUSH_DELAY)  # gather a batch
+            self.flush()
+
+
+_buffer = _Buffer()
+
+
+def add(alias: str, stats_key: str, field: str, amount: int = 1) -> None:
+    """Count ``amount`` on ``field`` of a function's statistics, without a round trip."""
+    _buffer.add(alias, stats_key, field, amount)
+
+
+def unsent(alias: str, stats_key: str) -> Counter[str]:
+    """What this process has counted for ``stats_key`` and not sent yet."""
+    return _buffer.unsent(alias, stats_key)
+
+
+def discard(alias: str, stats_key: str) -> None:
+    _buffer.discard(alias, stats_key)
+
+
+def flush() -> None:
+    """Send every buffered count now (also done at exit and every ``FLUSH_DELAY`` seconds)."""
+    _buffer.flush()
+
+
+def _new_buffer_after_fork() -> None:
+    global _buffer
+    _buffer = _Buffer()  # the parent's counts are the parent's; its thread is not here
+
+
+os.register_at_fork(after_in_child=_new_buffer_after_fork)
+# Run at interpreter exit before threads are joined, and also by multiprocessing's children,
+# which leave through os._exit and so skip plain atexit handlers.
+threading._register_atexit(lambda: _buffer.flush())
