@@ -1,0 +1,17 @@
+"""Every example the docs include runs, against the real Redis of the test run."""
+
+import runpy
+import uuid
+from pathlib import Path
+
+import pytest
+from django.test import override_settings
+
+EXAMPLES = sorted((Path(__file__).parent.parent / "docs" / "examples").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_runs(path, settings):
+    # A namespace of its own, so examples start cold on every run.
+    with override_settings(CACHE_TOOLS={"NAMESPACE": f"doc{uuid.uuid4().hex[:8]}"}):
+        runpy.run_path(str(path), run_name=f"docs.examples.{path.stem}")
