@@ -294,6 +294,9 @@ class Flight(Generic[T]):
 
         _refresher.submit(keys.value, refresh, self.function_id)
 
+    def contains(self, argument_key: str) -> bool:
+        return self.backend.read(self.keys(argument_key)).state != Fetched.MISS
+
     def invalidate(self, argument_key: str) -> bool:
         backend = self.backend
         return backend.invalidate(self.keys(argument_key, backend))
@@ -382,6 +385,20 @@ class CachedFunction(Generic[T]):
         """Recompute for these arguments now, store and return the new value."""
         return self.flight.refresh(self.argument_key(args, kwargs), self._compute(args, kwargs))
 
+    def is_cached(self, *args: Any, **kwargs: Any) -> bool:
+        """True if an entry (fresh or stale) exists for these arguments; counts nothing."""
+        return self.flight.contains(self.argument_key(args, kwargs))
+
+    def warm_call(self, call: Call, *, force: bool = False) -> bool:
+        """Fill the entry for ``call`` through single flight (``force``: recompute and replace
+        it); True if this call computed it, False if it was already there."""
+        if force:
+            self.refresh(*call.args, **call.kwargs)
+            return True
+        compute = self._compute(call.args, call.kwargs)
+        state, _ = self.flight.get(self.argument_key(call.args, call.kwargs), compute)
+        return state == Fetched.MISS
+
     def cache_key(self, *args: Any, **kwargs: Any) -> str:
         """The full cache key of the entry for these arguments."""
         return self.flight.keys(self.argument_key(args, kwargs)).value
@@ -407,7 +424,7 @@ class _BoundCachedFunction:
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._cached, name)
-        if name in ("invalidate", "refresh", "cache_key"):
+        if name in ("invalidate", "refresh", "cache_key", "is_cached"):
             return functools.partial(attribute, self._instance)
         return attribute
 

@@ -14,6 +14,20 @@ import django  # noqa: E402
 
 django.setup()
 
+
+def _write_command_help() -> None:
+    """The commands' reference is generated from their own ``--help``."""
+    from django.core.management import load_command_class
+
+    generated = Path(__file__).parent / "_generated"
+    generated.mkdir(exist_ok=True)
+    for name in ("warm_cache", "clear_cache"):
+        parser = load_command_class("cache_tools", name).create_parser("manage.py", name)
+        (generated / f"{name}.txt").write_text(parser.format_help())
+
+
+_write_command_help()
+
 project = "django-cache-tools"
 author = "The django-cache-tools developers"
 release = "0.1.0.dev0"
@@ -22,5 +36,5 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 intersphinx_mapping = {}
 html_theme = "alabaster"
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_generated"]
 nitpicky = False

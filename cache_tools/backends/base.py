@@ -30,6 +30,16 @@ from django.core.cache import BaseCache, caches
 from .. import conf
 
 
+@dataclass
+class ScanReport:
+    """What a pattern deletion found and did; ``largest_batch`` shows the memory bound held."""
+
+    matched: int = 0
+    deleted: int = 0
+    batches: int = 0
+    largest_batch: int = 0
+
+
 @dataclass(frozen=True)
 class LockKeys:
     lock: str
@@ -63,6 +73,10 @@ class Fetched(NamedTuple):
     HIT = "hit"
     STALE = "stale"
     MISS = "miss"
+
+
+def _escape_glob(text: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
 class Backend(abc.ABC):
@@ -178,6 +192,32 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def delete(self, key: str) -> bool: ...
+
+    # Operations --------------------------------------------------------------------------
+
+    def namespace_pattern(self, glob: str = "*") -> str:
+        """A glob for the alias's keys (its ``KEY_PREFIX`` and ``VERSION``) matching ``glob``.
+
+        The alias's own prefix is escaped, so only ``glob`` acts as a pattern.
+        """
+        marker = "\x00cache-tools-marker\x00"
+        before, _, after = self.cache.make_key(marker).partition(marker)
+        return _escape_glob(before) + glob + _escape_glob(after)
+
+    def delete_matching(
+        self,
+        pattern: str,
+        *,
+        batch_size: int = 1000,
+        dry_run: bool = False,
+        progress: Callable[[ScanReport], None] | None = None,
+    ) -> ScanReport:
+        """Delete the keys matching ``pattern`` in batches, in bounded memory."""
+        raise NotImplementedError(f"cache {self.alias!r} cannot list its keys")
+
+    def count_all(self) -> int:
+        """How many keys the whole server database holds (for ``--flush``)."""
+        raise NotImplementedError(f"cache {self.alias!r} cannot count its keys")
 
     @abc.abstractmethod
     def update(

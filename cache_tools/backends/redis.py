@@ -21,7 +21,7 @@ import redis
 from redis.exceptions import NoScriptError, WatchError
 
 from ..errors import BackendUnavailable, UnserializableValue, UpdateConflict
-from .base import Backend, EntryKeys, Fetched, LockKeys
+from .base import Backend, EntryKeys, Fetched, LockKeys, ScanReport
 
 _HERE = Path(__file__).parent
 _LONGEST_WAIT = 1.0  # seconds; WAITER_GRACE_MS in _common.lua is twice this
@@ -240,6 +240,44 @@ class RedisBackend(Backend):
         with _outage_as_unavailable(self.alias):
             raw = self.client().hgetall(stats_key)
         return {field.decode(): int(number) for field, number in raw.items()}
+
+    # Operations --------------------------------------------------------------------------
+
+    def delete_matching(
+        self,
+        pattern: str,
+        *,
+        batch_size: int = 1000,
+        dry_run: bool = False,
+        progress: Callable[[ScanReport], None] | None = None,
+    ) -> ScanReport:
+        """SCAN (never KEYS) and UNLINK in batches of at most ``batch_size``, streaming."""
+        report = ScanReport()
+        with _outage_as_unavailable(self.alias):
+            client = self.client()
+            batch: list[bytes] = []
+            for key in client.scan_iter(match=pattern, count=batch_size):
+                batch.append(key)
+                if len(batch) >= batch_size:
+                    self._delete_batch(client, batch, report, dry_run)
+                    batch = []
+                    if progress:
+                        progress(report)
+            if batch:
+                self._delete_batch(client, batch, report, dry_run)
+        return report
+
+    @staticmethod
+    def _delete_batch(client: Any, batch: list[bytes], report: ScanReport, dry_run: bool) -> None:
+        report.matched += len(batch)
+        report.batches += 1
+        report.largest_batch = max(report.largest_batch, len(batch))
+        if not dry_run:
+            report.deleted += client.unlink(*batch)
+
+    def count_all(self) -> int:
+        with _outage_as_unavailable(self.alias):
+            return int(self.client().dbsize())
 
     # Atomic read-modify-write ------------------------------------------------------------
 

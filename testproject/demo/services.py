@@ -1,0 +1,37 @@
+"""The demo project's cached and locked functions (one of each feature)."""
+
+import time
+
+from django.core.cache import cache
+
+from cache_tools import Call, cache_aside, lock_decorator
+
+
+@cache_aside(timeout=300, warm=lambda: [Call(n) for n in range(10)])
+def compute(n):
+    """A deterministic 'expensive' computation."""
+    time.sleep(0.05)
+    return {"n": n, "square": n * n}
+
+
+@lock_decorator(key_maker=lambda request, part: "api_stats_calculations", timeout=30)
+def api_stats_calculations(request, part):
+    """One expensive statistics calculation at a time across all workers."""
+    time.sleep(0.1)
+    return {"part": part, "value": len(part)}
+
+
+@lock_decorator(key_maker="thing:{name}", timeout=10)
+def fetch_remote_thing(name):
+    """Look a Thing up; if absent, fetch it (slowly) and create it, once across all workers."""
+    from .models import Thing
+
+    existing = Thing.objects.filter(name=name).first()
+    if existing is not None:
+        return existing, False
+    time.sleep(0.5)  # the simulated remote fetch
+    try:
+        cache.incr("demo:things-fetches")
+    except ValueError:
+        cache.set("demo:things-fetches", 1, None)
+    return Thing.objects.create(name=name, result=f"remote data for {name}"), True
