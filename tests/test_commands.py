@@ -96,6 +96,7 @@ def test_clear_cache_errors():
 def test_flush_and_unreachable_server(private_redis, unique):
     with override_settings(CACHES=alias_settings("private", private_redis.url, "p")):
         client = redis.Redis.from_url(private_redis.url)
+        client.flushdb()  # this run's own server: earlier tests left keys in it
         caches["private"].set("mine", 1)
         client.set("foreign", 1)
         out = run("clear_cache", "--cache", "private", "--flush", "--dry-run")
