@@ -43,9 +43,16 @@ docs: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m cache_tools.testing run -- sh -c '\
-		$(BIN)/python manage.py migrate --noinput && \
-		echo "Serving the test project on http://127.0.0.1:$(PORT)/" && \
-		exec $(BIN)/python manage.py runserver --noreload 127.0.0.1:$(PORT)'
+		$(BIN)/python manage.py migrate --noinput -v 0 && \
+		echo "Serving the test project under uWSGI (4 workers x 2 threads):" && \
+		echo "  http://127.0.0.1:$(PORT)/                   dashboard" && \
+		echo "  http://127.0.0.1:$(PORT)/demo/compute/7     cache_aside (GET /demo/info for its stats)" && \
+		echo "  http://127.0.0.1:$(PORT)/demo/things/name   lock_decorator fetch-then-create" && \
+		echo "  http://127.0.0.1:$(PORT)/demo/stats/part    one calculation at a time" && \
+		echo "  http://127.0.0.1:$(PORT)/demo/report        cache_view with stale" && \
+		echo "  POST /demo/cache, GET /demo/cache/KEY      set on one worker, found on all" && \
+		echo "Ctrl-C stops uWSGI and Redis." && \
+		exec $(BIN)/uwsgi --ini testproject/uwsgi.ini'
 
 clean:
 	rm -rf $(VENV) .venv-* docs/_build .pytest_cache .ruff_cache .hypothesis testproject/db.sqlite3

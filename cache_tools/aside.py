@@ -20,9 +20,9 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import os
 import secrets
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,13 +31,14 @@ from typing import Any, Generic, NamedTuple, TypeVar
 from django.db import connections
 
 from . import stats
+from ._process import PerProcess
 from .backends import get_backend
 from .backends.base import Backend, EntryKeys, Fetched
 from .errors import BackendUnavailable, UnserializableValue
 from .keys import KeyMaker, function_id, make_key
 from .locks import _is_function_to_decorate, validate_timeout
 
-__all__ = ["CacheInfo", "CachedFunction", "Call", "Flight", "cache_aside"]
+__all__ = ["CacheInfo", "CachedFunction", "Call", "Flight", "cache_aside", "cached_functions"]
 
 logger = logging.getLogger("cache_tools.aside")
 
@@ -136,15 +137,7 @@ class _Refresher:
             connections.close_all()  # this thread's own database connections
 
 
-_refresher = _Refresher()
-
-
-def _new_refresher_after_fork() -> None:
-    global _refresher
-    _refresher = _Refresher()  # the parent's threads do not exist in the child
-
-
-os.register_at_fork(after_in_child=_new_refresher_after_fork)
+_refresher = PerProcess(_Refresher)
 
 
 @dataclass
@@ -292,7 +285,7 @@ class Flight(Generic[T]):
             started = Fetched(Fetched.STALE, fence=int(fence), generation=generation)
             self._compute_and_store(backend, keys, compute, token, started, {})
 
-        _refresher.submit(keys.value, refresh, self.function_id)
+        _refresher.get().submit(keys.value, refresh, self.function_id)
 
     def contains(self, argument_key: str) -> bool:
         return self.backend.read(self.keys(argument_key)).state != Fetched.MISS
@@ -322,6 +315,14 @@ class Flight(Generic[T]):
 NOT_STORED: Any = object()
 
 
+_all_cached_functions: weakref.WeakSet[CachedFunction[Any]] = weakref.WeakSet()
+
+
+def cached_functions() -> list[CachedFunction[Any]]:
+    """Every ``cache_aside`` function defined in this process, by dotted path (for dashboards)."""
+    return sorted(_all_cached_functions, key=lambda f: f.flight.function_id)
+
+
 class CachedFunction(Generic[T]):
     """What :func:`cache_aside` returns: the function, plus cache controls as methods."""
 
@@ -341,6 +342,7 @@ class CachedFunction(Generic[T]):
         self.cache_none = cache_none
         self.unless = unless
         self.warm = warm
+        _all_cached_functions.add(self)
 
     def __repr__(self) -> str:
         return f"<cached function {self.flight.function_id}>"

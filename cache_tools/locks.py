@@ -21,7 +21,6 @@ import contextvars
 import functools
 import inspect
 import logging
-import os
 import secrets
 import sys
 import threading
@@ -29,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar, cast, overload
 
+from ._process import PerProcess
 from .backends import get_backend, resolve_alias
 from .errors import BackendUnavailable, LockError, LockLost, LockTimeout
 from .keys import KeyMaker, make_key, safe_key
@@ -123,26 +123,7 @@ class _Watchdog:
                     self.watch(held)
 
 
-_watchdog: _Watchdog | None = None
-_watchdog_guard = threading.Lock()
-
-
-def _get_watchdog() -> _Watchdog:
-    global _watchdog
-    if _watchdog is None:
-        with _watchdog_guard:
-            if _watchdog is None:
-                _watchdog = _Watchdog()
-    return _watchdog
-
-
-def _forget_watchdog_after_fork() -> None:
-    global _watchdog, _watchdog_guard
-    _watchdog = None  # its thread does not exist in the child
-    _watchdog_guard = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_watchdog_after_fork)
+_watchdog = PerProcess(_Watchdog)
 
 
 class Lock:
@@ -220,7 +201,7 @@ class Lock:
             "took %s (fence %s) after %.3fs", self.key, self.fence, self._acquired_at - started
         )
         if self.auto_renew:
-            _get_watchdog().watch(self)
+            _watchdog.get().watch(self)
         return True
 
     def release(self) -> None:
@@ -235,7 +216,7 @@ class Lock:
         self._token = None
         _held.set(tuple(h for h in _held.get() if h is not self))
         if self.auto_renew:
-            _get_watchdog().unwatch(self)
+            _watchdog.get().unwatch(self)
         logger.debug("releasing %s after %.3fs", self.key, time.monotonic() - self._acquired_at)
         try:
             released = self._backend.release(self._keys, token)

@@ -11,10 +11,10 @@ within ``FLUSH_DELAY``.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import Counter
 
+from ._process import PerProcess
 from .backends import get_backend
 from .errors import BackendUnavailable
 
@@ -80,34 +80,28 @@ class _Buffer:
             self.flush()
 
 
-_buffer = _Buffer()
+_buffer = PerProcess(_Buffer)
 
 
 def add(alias: str, stats_key: str, field: str, amount: int = 1) -> None:
     """Count ``amount`` on ``field`` of a function's statistics, without a round trip."""
-    _buffer.add(alias, stats_key, field, amount)
+    _buffer.get().add(alias, stats_key, field, amount)
 
 
 def unsent(alias: str, stats_key: str) -> Counter[str]:
     """What this process has counted for ``stats_key`` and not sent yet."""
-    return _buffer.unsent(alias, stats_key)
+    return _buffer.get().unsent(alias, stats_key)
 
 
 def discard(alias: str, stats_key: str) -> None:
-    _buffer.discard(alias, stats_key)
+    _buffer.get().discard(alias, stats_key)
 
 
 def flush() -> None:
     """Send every buffered count now (also done at exit and every ``FLUSH_DELAY`` seconds)."""
-    _buffer.flush()
+    _buffer.get().flush()
 
 
-def _new_buffer_after_fork() -> None:
-    global _buffer
-    _buffer = _Buffer()  # the parent's counts are the parent's; its thread is not here
-
-
-os.register_at_fork(after_in_child=_new_buffer_after_fork)
 # Run at interpreter exit before threads are joined, and also by multiprocessing's children,
 # which leave through os._exit and so skip plain atexit handlers.
-threading._register_atexit(lambda: _buffer.flush())
+threading._register_atexit(flush)

@@ -21,6 +21,7 @@ INSTALLED_APPS = [
     "testproject.demo",
 ]
 MIDDLEWARE = [
+    "testproject.demo.middleware.WorkerPidMiddleware",
     "django.middleware.common.CommonMiddleware",
 ]
 ROOT_URLCONF = "testproject.urls"

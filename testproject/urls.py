@@ -4,4 +4,14 @@ from testproject.demo import views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("demo/cache", views.cache_set),
+    path("demo/cache/<str:key>", views.cache_get),
+    path("demo/info", views.info),
+    path("demo/compute/<int:n>", views.compute),
+    path("demo/raw/<int:n>", views.raw_get),
+    path("demo/things/<str:name>", views.thing),
+    path("demo/things-fetches", views.things_fetches),
+    path("demo/stats/<str:part>", views.stats),
+    path("demo/report", views.report),
+    path("demo/report-computations", views.report_computations),
 ]

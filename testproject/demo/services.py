@@ -1,5 +1,6 @@
 """The demo project's cached and locked functions (one of each feature)."""
 
+import os
 import time
 
 from django.core.cache import cache
@@ -21,7 +22,7 @@ def api_stats_calculations(request, part):
     return {"part": part, "value": len(part)}
 
 
-@lock_decorator(key_maker="thing:{name}", timeout=10)
+@lock_decorator(key_maker="thing:{name}", timeout=3)
 def fetch_remote_thing(name):
     """Look a Thing up; if absent, fetch it (slowly) and create it, once across all workers."""
     from .models import Thing
@@ -29,6 +30,7 @@ def fetch_remote_thing(name):
     existing = Thing.objects.filter(name=name).first()
     if existing is not None:
         return existing, False
+    cache.set(f"demo:holder:{name}", os.getpid(), 60)  # lets tests find (and kill) the holder
     time.sleep(0.5)  # the simulated remote fetch
     try:
         cache.incr("demo:things-fetches")

@@ -1,7 +1,153 @@
-import os
+"""The demo endpoints: each shows one scenario that breaks with per-process caches."""
 
-from django.http import HttpResponse
+import json
+import os
+import time
+
+from django.core.cache import cache
+from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from cache_tools import cache_view
+from cache_tools.aside import cached_functions
+from cache_tools.backends import get_backend
+from cache_tools.keys import safe_key
+
+from . import services
+
+SEEN_LOCKS = "demo:seen-locks"
+
+
+def _user_key(key: str) -> str:
+    # Request data never reaches a key unescaped: quote it, then hash if long or unsafe.
+    from urllib.parse import quote
+
+    return safe_key(f"demo:kv:{quote(key, safe='')}")
+
+
+@csrf_exempt
+@require_POST
+def cache_set(request):
+    try:
+        data = json.loads(request.body)
+        key, value = data["key"], data["value"]
+    except (ValueError, KeyError, TypeError):
+        return HttpResponseBadRequest('expected JSON {"key": ..., "value": ...}')
+    if not isinstance(key, str) or not key:
+        return HttpResponseBadRequest("key must be a non-empty string")
+    cache.set(_user_key(key), value, 3600)
+    return JsonResponse({"key": key, "value": value, "stored": True})
+
+
+@require_GET
+def cache_get(request, key):
+    sentinel = object()
+    value = cache.get(_user_key(key), sentinel)
+    found = value is not sentinel
+    return JsonResponse({"key": key, "value": value if found else None, "found": found})
+
+
+@require_GET
+def info(request):
+    return JsonResponse(services.compute.cache_info()._asdict())
+
+
+@require_GET
+def compute(request, n):
+    return JsonResponse(services.compute(n))
+
+
+@require_GET
+def raw_get(request, n):
+    """The baseline of the load benchmark: one raw cache.get."""
+    return JsonResponse({"value": cache.get(f"demo:raw:{n}")})
+
+
+def _seen(lock_name: str) -> None:
+    cache.client.get_client(write=True).zadd(cache.make_key(SEEN_LOCKS), {lock_name: time.time()})
+
+
+@require_GET
+def thing(request, name):
+    _seen(f"thing:{name}")
+    row, fetched = services.fetch_remote_thing(name)
+    return JsonResponse({"name": row.name, "result": row.result, "fetched": fetched})
+
+
+@require_GET
+def things_fetches(request):
+    return JsonResponse({"fetches": cache.get("demo:things-fetches", 0)})
+
+
+@require_GET
+def stats(request, part):
+    _seen("api_stats_calculations")
+    return JsonResponse(services.api_stats_calculations(request, part))
+
+
+@require_GET
+@cache_view(timeout=30, stale=60)
+def report(request):
+    time.sleep(0.2)  # an expensive report
+    try:
+        computations = cache.incr("demo:report-computations")
+    except ValueError:
+        cache.set("demo:report-computations", 1, None)
+        computations = 1
+    return HttpResponse(
+        f"<p>report computed {computations} time(s), by worker {os.getpid()}</p>",
+        content_type="text/html",
+    )
+
+
+@require_GET
+def report_computations(request):
+    return JsonResponse({"computations": cache.get("demo:report-computations", 0)})
+
+
+def _lock_rows():
+    backend = get_backend()
+    client = cache.client.get_client(write=True)
+    since = time.time() - 600
+    names = client.zrangebyscore(cache.make_key(SEEN_LOCKS), since, "+inf")
+    rows = []
+    for raw in names[-20:]:
+        name = raw.decode()
+        keys = backend.lock_keys(safe_key(name))
+        holder, waiters = client.mget([keys.lock, keys.waiters])
+        rows.append(
+            {
+                "name": name,
+                "held": holder is not None,
+                "ttl": max(client.pttl(keys.lock), 0) / 1000,
+                # Registrations can outlive waiters that gave up; only a held lock has any.
+                "waiters": int(waiters or 0) if holder is not None else 0,
+            }
+        )
+    return rows
 
 
 def dashboard(request):
-    return HttpResponse(f"<h1>cache_tools demo</h1><p>worker {os.getpid()}</p>")
+    functions = []
+    for cached in cached_functions():
+        info = cached.cache_info()
+        calls = info.hits + info.misses + info.stale_hits
+        functions.append(
+            {
+                "name": cached.flight.function_id,
+                "info": info,
+                "ratio": (info.hits + info.stale_hits) / calls if calls else 0.0,
+            }
+        )
+    peak = max([1] + [max(f["info"][:4]) for f in functions])
+    for f in functions:
+        f["bars"] = [
+            {"label": label, "value": value, "width": 300 * value / peak, "y": 18 * i}
+            for i, (label, value) in enumerate(
+                zip(("hits", "misses", "stale", "computations"), f["info"][:4], strict=True)
+            )
+        ]
+    context = {"functions": functions, "locks": _lock_rows(), "pid": os.getpid()}
+    return render(request, "demo/dashboard.html", context)

@@ -1,0 +1,147 @@
+"""The scenarios that break with per-worker caches, on a real uWSGI with 4 workers."""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+from django.conf import settings
+
+
+def parallel(site, paths, workers=16):
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(site.request, paths))
+
+
+def test_value_set_on_one_worker_is_found_by_all(site, unique):
+    body = json.dumps({"key": unique, "value": [1, "two"]}).encode()
+    assert site.request("/demo/cache", body).status == 200
+    replies = parallel(site, [f"/demo/cache/{unique}"] * 40, workers=8)
+    assert all(r.status == 200 for r in replies)
+    assert all(r.json() == {"key": unique, "value": [1, "two"], "found": True} for r in replies)
+    assert len({r.pid for r in replies}) >= 3
+    assert site.request(f"/demo/cache/{unique}-missing").json()["found"] is False
+
+
+def test_statistics_agree_across_workers(site, unique):
+    n = int(unique[:6], 16)  # a number no other test computes
+    before = site.request("/demo/info").json()
+    replies = parallel(site, [f"/demo/compute/{n}"] * 12, workers=6)
+    assert all(r.json() == {"n": n, "square": n * n} for r in replies)
+    expected = {
+        "computations": before["computations"] + 1,
+        "hits_and_misses": before["hits"] + before["misses"] + 12,
+    }
+    deadline = time.monotonic() + 5
+    agreeing = {}
+    while time.monotonic() < deadline:
+        for reply in parallel(site, ["/demo/info"] * 8, workers=8):
+            info = reply.json()
+            seen = {
+                "computations": info["computations"],
+                "hits_and_misses": info["hits"] + info["misses"],
+            }
+            if seen == expected:
+                agreeing[reply.pid] = seen
+            else:
+                agreeing.pop(reply.pid, None)
+        if len(agreeing) >= 3:
+            break
+        time.sleep(0.1)  # counters reach Redis within FLUSH_DELAY (0.2 s)
+    assert len(agreeing) >= 3, agreeing
+
+
+def test_fetch_then_create_runs_once_under_32_concurrent_requests(site, unique):
+    before = site.request("/demo/things-fetches").json()["fetches"]
+    replies = parallel(site, [f"/demo/things/{unique}"] * 32, workers=32)
+    assert [r.status for r in replies] == [200] * 32
+    assert sum(r.json()["fetched"] for r in replies) == 1
+    assert {r.json()["result"] for r in replies} == {f"remote data for {unique}"}
+    assert site.request("/demo/things-fetches").json()["fetches"] == before + 1
+
+
+def test_cold_report_is_computed_once_for_16_concurrent_requests(site, unique):
+    before = site.request("/demo/report-computations").json()["computations"]
+    replies = parallel(site, [f"/demo/report?run={unique}"] * 16, workers=16)
+    assert [r.status for r in replies] == [200] * 16
+    assert site.request("/demo/report-computations").json()["computations"] == before + 1
+    assert sorted(r.headers["X-Cache"] for r in replies).count("miss") == 1
+
+
+def test_killed_lock_holder_is_replaced(site, unique):
+    client = redis.Redis.from_url(settings.REDIS_URL)
+
+    def doomed_request():
+        with contextlib.suppress(OSError):  # its worker is killed mid-request
+            site.request(f"/demo/things/{unique}")
+
+    first = threading.Thread(target=doomed_request)
+    first.start()
+    deadline = time.monotonic() + 10
+    holder = None
+    while holder is None and time.monotonic() < deadline:
+        holder = client.get(site.key(f"demo:holder:{unique}"))
+        time.sleep(0.01)
+    assert holder is not None, "the first request never took the lock"
+    os.kill(int(holder), signal.SIGKILL)
+    killed = time.monotonic()
+    first.join(30)
+    reply = site.request(f"/demo/things/{unique}")
+    elapsed = time.monotonic() - killed
+    assert reply.status == 200 and reply.json()["fetched"] is True
+    ttl, fetch = 3, 0.5  # fetch_remote_thing's lock TTL and its simulated remote call
+    assert elapsed <= ttl + 1 + fetch, elapsed
+    assert site.request("/demo/info").status == 200  # uWSGI respawned the worker
+
+
+def test_dashboard_lists_functions_and_figures(site):
+    site.request("/demo/compute/1")
+    site.request("/demo/stats/x")
+    page = site.request("/").body.decode()
+    assert "<td>testproject.demo.services.compute</td>" in page
+    assert "<svg" in page and "hit ratio" in page
+    assert "<td>api_stats_calculations</td>" in page
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(
+    not CHROMIUM and not os.environ.get("CI"), reason="chromium is not installed (CI installs it)"
+)
+def test_dashboard_renders_in_a_browser_without_console_errors(site, tmp_path):
+    assert CHROMIUM, "CI must have chromium installed (.ci/run installs it)"
+    site.request("/demo/compute/2")
+    result = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--dump-dom",
+            site.url + "/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "testproject.demo.services.compute" in result.stdout
+    console_errors = [
+        line for line in result.stderr.splitlines() if "CONSOLE" in line and "rror" in line
+    ]
+    assert console_errors == []
