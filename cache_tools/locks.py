@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import itertools
 import logging
 import secrets
 import sys
@@ -27,6 +28,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar, cast, overload
+
+from django.core.exceptions import ImproperlyConfigured
 
 from ._process import PerProcess
 from .backends import get_backend, resolve_alias
@@ -149,6 +152,11 @@ class Lock:
         self.name = name
         self.alias = resolve_alias(cache)
         self._backend = get_backend(self.alias)
+        if not self._backend.locks:
+            raise ImproperlyConfigured(
+                f"cache alias {self.alias!r} ({type(self._backend.cache).__name__}) cannot hold "
+                "locks: it stores nothing, so a lock would never exclude anything"
+            )
         self._keys = self._backend.lock_keys(safe_key(name))
         self.key = self._keys.lock
         self.auto_renew = auto_renew
@@ -180,9 +188,9 @@ class Lock:
         started = time.monotonic()
         deadline = None if blocking_timeout is None else started + blocking_timeout
         try:
-            while True:
+            for attempt in itertools.count():
                 taken, number = self._backend.acquire(
-                    self._keys, token, self.timeout, register_waiter=blocking_timeout != 0
+                    self._keys, token, self.timeout, blocking_timeout != 0, attempt
                 )
                 if taken:
                     break

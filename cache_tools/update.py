@@ -49,4 +49,4 @@ def update(
     seconds = django_cache.default_timeout if timeout is DEFAULT_TIMEOUT else timeout
     if seconds is not None and (isinstance(seconds, bool) or seconds <= 0):
         raise ValueError(f"timeout must be positive or None, not {timeout!r}")
-    return backend.update(django_cache.make_key(key), function, seconds, retries)
+    return backend.update(key, function, seconds, retries)

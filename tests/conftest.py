@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 from django.conf import settings
+from django.core.cache import close_caches
 
 FORK = multiprocessing.get_context("fork")
 
@@ -45,6 +46,7 @@ def run_processes(
     results = FORK.Queue()
 
     def child(index: int) -> None:
+        close_caches()  # as Django does after each request: no sockets shared with the parent
         try:
             results.put((index, "ok", target(index, barrier, *args)))
         except BaseException as exc:
@@ -81,3 +83,66 @@ def pytest_report_header(config: pytest.Config) -> str:
     return (
         f"redis: {os.environ.get('REDIS_URL')} prefix: {os.environ.get('CACHE_TOOLS_TEST_PREFIX')}"
     )
+
+
+@pytest.fixture(scope="session")
+def memcached_url() -> Iterator[str]:
+    """A real memcached on a free port (``.ci/run`` installs Debian's memcached)."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    binary = shutil.which("memcached")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("memcached is not installed; .ci/run installs it")
+        pytest.skip("memcached is not installed (apt-get install memcached); CI runs these tests")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64", "-u", "root"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                pytest.fail("memcached did not start")
+            time.sleep(0.02)
+    yield f"127.0.0.1:{port}"
+    process.terminate()
+    process.wait()
+
+
+SHARED_BACKENDS = ["django-redis", "django-RedisCache", "memcached"]
+
+
+@pytest.fixture(params=SHARED_BACKENDS)
+def shared_alias(request) -> Iterator[str]:
+    """An alias on each backend that shares its state across processes."""
+    from django.test import override_settings
+
+    if request.param == "django-redis":
+        yield "default"
+    elif request.param == "django-RedisCache":
+        yield "django"
+    else:
+        url = request.getfixturevalue("memcached_url")
+        caches = {
+            **settings.CACHES,
+            "memcached": {
+                "BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
+                "LOCATION": url,
+                "KEY_PREFIX": settings.TEST_PREFIX,
+                "OPTIONS": {"connect_timeout": 1, "timeout": 1},
+            },
+        }
+        with override_settings(CACHES=caches):
+            yield "memcached"

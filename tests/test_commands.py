@@ -204,3 +204,30 @@ def test_warmers_are_autodiscovered_from_cache_warmers_modules():
     assert [c.args for c in registered["demo.compute-extra"].argument_sets()] == [
         (n,) for n in range(10, 15)
     ]
+
+
+def test_clear_cache_on_memcached_bumps_the_namespace_generation(memcached_url, unique):
+    caches_setting = {
+        **settings.CACHES,
+        "mc": {
+            "BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
+            "LOCATION": memcached_url,
+            "KEY_PREFIX": f"{settings.TEST_PREFIX}-mc",
+        },
+    }
+    with override_settings(CACHES=caches_setting):
+        calls = []
+
+        @cache_aside(timeout=60, cache="mc", key_maker=lambda: unique)
+        def entry():
+            calls.append(1)
+            return len(calls)
+
+        caches["mc"].set(f"{unique}-foreign", "kept", 60)
+        assert entry() == 1 and entry() == 1
+        assert "would bump" in run("clear_cache", "--cache", "mc", "--dry-run")
+        assert entry() == 1
+        out = run("clear_cache", "--cache", "mc")
+        assert "bumped the cache_tools namespace generation" in out
+        assert entry() == 2
+        assert caches["mc"].get(f"{unique}-foreign") == "kept"

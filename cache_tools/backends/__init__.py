@@ -16,9 +16,21 @@ from django.utils.module_loading import import_string
 from .. import conf
 from .base import Backend
 
+_LOCAL = "cache_tools.backends.local"
 _ADAPTERS = {
     "django_redis.cache.RedisCache": "cache_tools.backends.redis.RedisBackend",
     "django.core.cache.backends.redis.RedisCache": "cache_tools.backends.redis.RedisBackend",
+    "django.core.cache.backends.memcached.PyMemcacheCache": (
+        "cache_tools.backends.memcached.MemcachedBackend"
+    ),
+    "django.core.cache.backends.memcached.PyLibMCCache": (
+        "cache_tools.backends.memcached.MemcachedBackend"
+    ),
+    "cache_tools.backends.uwsgi.UWSGICache": "cache_tools.backends.uwsgi.UWSGIBackend",
+    "django.core.cache.backends.locmem.LocMemCache": f"{_LOCAL}.LocalMemoryBackend",
+    "django.core.cache.backends.filebased.FileBasedCache": f"{_LOCAL}.FileOrDatabaseBackend",
+    "django.core.cache.backends.db.DatabaseCache": f"{_LOCAL}.FileOrDatabaseBackend",
+    "django.core.cache.backends.dummy.DummyCache": f"{_LOCAL}.DummyBackend",
 }
 
 

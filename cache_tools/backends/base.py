@@ -30,16 +30,6 @@ from django.core.cache import BaseCache, caches
 from .. import conf
 
 
-@dataclass
-class ScanReport:
-    """What a pattern deletion found and did; ``largest_batch`` shows the memory bound held."""
-
-    matched: int = 0
-    deleted: int = 0
-    batches: int = 0
-    largest_batch: int = 0
-
-
 @dataclass(frozen=True)
 class LockKeys:
     lock: str
@@ -75,15 +65,13 @@ class Fetched(NamedTuple):
     MISS = "miss"
 
 
-def _escape_glob(text: str) -> str:
-    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
-
-
 class Backend(abc.ABC):
     """Capabilities of one cache alias. Methods raise ``BackendUnavailable`` on an outage."""
 
     #: False for backends whose state lives in one process (locks do not hold across workers).
     shared = True
+    #: False where a lock could never exclude anything (DummyCache).
+    locks = True
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
@@ -124,9 +112,11 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def acquire(
-        self, keys: LockKeys, token: str, ttl: float, register_waiter: bool
+        self, keys: LockKeys, token: str, ttl: float, register_waiter: bool, attempt: int = 0
     ) -> tuple[bool, int | float]:
-        """Try once. Returns ``(True, fence)``, or ``(False, seconds until the holder expires)``."""
+        """Try once. Returns ``(True, fence)``, or ``(False, seconds to wait before trying
+        again)``: the holder's remaining TTL where a release signal wakes waiters, else a poll
+        delay growing with ``attempt``."""
 
     @abc.abstractmethod
     def release(self, keys: LockKeys, token: str, wake_all: bool = False) -> bool:
@@ -193,34 +183,8 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def delete(self, key: str) -> bool: ...
 
-    # Operations --------------------------------------------------------------------------
-
-    def namespace_pattern(self, glob: str = "*") -> str:
-        """A glob for the alias's keys (its ``KEY_PREFIX`` and ``VERSION``) matching ``glob``.
-
-        The alias's own prefix is escaped, so only ``glob`` acts as a pattern.
-        """
-        marker = "\x00cache-tools-marker\x00"
-        before, _, after = self.cache.make_key(marker).partition(marker)
-        return _escape_glob(before) + glob + _escape_glob(after)
-
-    def delete_matching(
-        self,
-        pattern: str,
-        *,
-        batch_size: int = 1000,
-        dry_run: bool = False,
-        progress: Callable[[ScanReport], None] | None = None,
-    ) -> ScanReport:
-        """Delete the keys matching ``pattern`` in batches, in bounded memory."""
-        raise NotImplementedError(f"cache {self.alias!r} cannot list its keys")
-
-    def count_all(self) -> int:
-        """How many keys the whole server database holds (for ``--flush``)."""
-        raise NotImplementedError(f"cache {self.alias!r} cannot count its keys")
-
     @abc.abstractmethod
     def update(
         self, key: str, function: Callable[[Any], Any], timeout: float | None, retries: int
     ) -> Any:
-        """Apply ``function`` to the value at ``key`` (a full key) without losing updates."""
+        """Apply ``function`` to the value ``cache.get(key)`` reads, without losing updates."""

@@ -14,6 +14,7 @@ import hashlib
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import redis
 from redis.exceptions import NoScriptError, WatchError
 
 from ..errors import BackendUnavailable, UnserializableValue, UpdateConflict
-from .base import Backend, EntryKeys, Fetched, LockKeys, ScanReport
+from .base import Backend, EntryKeys, Fetched, LockKeys
 
 _HERE = Path(__file__).parent
 _LONGEST_WAIT = 1.0  # seconds; WAITER_GRACE_MS in _common.lua is twice this
@@ -49,6 +50,20 @@ def _script(name: str) -> _Script:
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
+
+
+@dataclass
+class ScanReport:
+    """What a pattern deletion found and did; ``largest_batch`` shows the memory bound held."""
+
+    matched: int = 0
+    deleted: int = 0
+    batches: int = 0
+    largest_batch: int = 0
+
+
+def _escape_glob(text: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
 class _Codec:
@@ -101,7 +116,7 @@ class RedisBackend(Backend):
         return _LONGEST_WAIT
 
     def acquire(
-        self, keys: LockKeys, token: str, ttl: float, register_waiter: bool
+        self, keys: LockKeys, token: str, ttl: float, register_waiter: bool, attempt: int = 0
     ) -> tuple[bool, int | float]:
         taken, number = self._run(
             "lock_acquire",
@@ -243,6 +258,15 @@ class RedisBackend(Backend):
 
     # Operations --------------------------------------------------------------------------
 
+    def namespace_pattern(self, glob: str = "*") -> str:
+        """A glob for the alias's keys (its ``KEY_PREFIX`` and ``VERSION``) matching ``glob``.
+
+        The alias's own prefix is escaped, so only ``glob`` acts as a pattern.
+        """
+        marker = "\x00cache-tools-marker\x00"
+        before, _, after = self.cache.make_key(marker).partition(marker)
+        return _escape_glob(before) + glob + _escape_glob(after)
+
     def delete_matching(
         self,
         pattern: str,
@@ -285,6 +309,7 @@ class RedisBackend(Backend):
         self, key: str, function: Callable[[Any], Any], timeout: float | None, retries: int
     ) -> Any:
         client, codec = self.connection()
+        key = self.cache.make_key(key)
         with _outage_as_unavailable(self.alias):
             for attempt in range(retries + 1):
                 with client.pipeline(transaction=True) as pipe:

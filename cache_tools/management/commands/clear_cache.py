@@ -12,7 +12,8 @@ from django.utils.module_loading import import_string
 from cache_tools import conf
 from cache_tools.aside import CachedFunction
 from cache_tools.backends import get_backend
-from cache_tools.backends.base import ScanReport
+from cache_tools.backends.generic import CacheAPIBackend
+from cache_tools.backends.redis import ScanReport
 from cache_tools.errors import BackendUnavailable
 
 
@@ -87,28 +88,42 @@ class Command(BaseCommand):
 
     def _clear(self, alias: str, options: dict[str, Any]) -> None:
         backend = get_backend(alias)
+        if isinstance(backend, CacheAPIBackend):
+            self._bump_namespace(alias, backend, options)
+            return
         pattern = backend.namespace_pattern(options["pattern"] or "*")
         started = time.monotonic()
-        try:
-            report = backend.delete_matching(
-                pattern, dry_run=options["dry_run"], progress=self._progress()
-            )
-        except NotImplementedError as exc:
-            raise CommandError(f"{exc}; use --flush to clear it whole") from exc
+        report = backend.delete_matching(
+            pattern, dry_run=options["dry_run"], progress=self._progress()
+        )
         seconds = time.monotonic() - started
         if options["dry_run"]:
             self.stdout.write(f"{alias}: would delete {report.matched} keys matching {pattern}")
         else:
             self.stdout.write(f"{alias}: deleted {report.deleted} keys in {seconds:.2f}s")
 
+    def _bump_namespace(
+        self, alias: str, backend: CacheAPIBackend, options: dict[str, Any]
+    ) -> None:
+        if options["pattern"]:
+            raise CommandError(f"{alias}: this cache cannot list its keys, so --pattern is refused")
+        if options["dry_run"]:
+            self.stdout.write(f"{alias}: would bump the cache_tools namespace generation")
+            return
+        generation = backend.bump_namespace()
+        self.stdout.write(
+            f"{alias}: cannot list keys; bumped the cache_tools namespace generation to "
+            f"{generation}: every entry written through cache_tools is now unreachable "
+            "(other keys are untouched; --flush clears everything)"
+        )
+
     def _flush(self, alias: str, options: dict[str, Any]) -> None:
         backend = get_backend(alias)
-        try:
+        total = own = None
+        if not isinstance(backend, CacheAPIBackend):
             total = backend.count_all()
             own = backend.delete_matching(backend.namespace_pattern(), dry_run=True).matched
-        except NotImplementedError:
-            total = own = None
-        if total is not None:
+        if total is not None and own is not None:
             summary = (
                 f"{alias}: --flush deletes {total} keys, {total - own} outside {alias}'s namespace"
             )
