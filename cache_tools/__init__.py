@@ -4,7 +4,14 @@
 """
 
 from .aside import CacheInfo, Call, cache_aside
-from .errors import CacheToolsError, LockError, LockLost, LockTimeout, UpdateConflict
+from .errors import (
+    CacheToolsError,
+    LockError,
+    LockLost,
+    LockTimeout,
+    LockUnavailable,
+    UpdateConflict,
+)
 from .locks import Lock, current_lock, lock, lock_decorator
 from .update import update
 from .views import cache_view
@@ -17,6 +24,7 @@ __all__ = [
     "LockError",
     "LockLost",
     "LockTimeout",
+    "LockUnavailable",
     "UpdateConflict",
     "cache_aside",
     "cache_view",

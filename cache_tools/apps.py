@@ -7,6 +7,7 @@ class CacheToolsConfig(AppConfig):
     verbose_name = "Cache tools"
 
     def ready(self) -> None:
-        from .checks import check_settings
+        from .checks import check_settings, warn_if_process_local_under_uwsgi
 
         checks.register(check_settings, "caches")
+        warn_if_process_local_under_uwsgi()

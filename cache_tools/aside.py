@@ -30,7 +30,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from django.db import connections
 
-from . import stats
+from . import checks, stats
 from ._process import PerProcess
 from .backends import get_backend
 from .backends.base import Backend, EntryKeys, Fetched
@@ -487,6 +487,7 @@ def cache_aside(
             version=version,
         )
         cached = CachedFunction(func, flight, key_maker, cache_none, unless, warm)
+        checks.record_use(cache, f"@cache_aside {func.__module__}.{func.__qualname__}", False)
         if warm is not None:
             from . import warmup
 

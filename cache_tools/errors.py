@@ -19,6 +19,10 @@ class LockError(CacheToolsError):
     """A lock could not be taken or kept; the guarded code did not run, or ran unprotected."""
 
 
+class LockUnavailable(LockError):
+    """The cache server could not be reached to take or keep the lock."""
+
+
 class LockTimeout(LockError):
     """``blocking_timeout`` ran out before the lock became free."""
 

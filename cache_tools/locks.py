@@ -31,9 +31,10 @@ from typing import Any, Literal, TypeVar, cast, overload
 
 from django.core.exceptions import ImproperlyConfigured
 
+from . import checks
 from ._process import PerProcess
 from .backends import get_backend, resolve_alias
-from .errors import BackendUnavailable, LockError, LockLost, LockTimeout
+from .errors import BackendUnavailable, LockError, LockLost, LockTimeout, LockUnavailable
 from .keys import KeyMaker, make_key, safe_key
 
 __all__ = ["Lock", "current_lock", "lock", "lock_decorator"]
@@ -201,7 +202,7 @@ class Lock:
                 wait = min(x for x in (self._backend.max_wait, number or None, remaining) if x)
                 self._backend.wait(self._keys, wait)
         except BackendUnavailable as exc:
-            raise LockError(f"cannot take lock {self.key!r}: {exc}") from exc.__cause__
+            raise LockUnavailable(f"cannot take lock {self.key!r}: {exc}") from exc.__cause__
         self._token, self.fence, self.lost = token, int(number), False
         self._acquired_at = time.monotonic()
         _held.set((*_held.get(), self))
@@ -337,6 +338,7 @@ def lock_decorator(
     cache: str | None = None,
     on_timeout: OnTimeout = "raise",
     auto_renew: bool = True,
+    on_backend_error: Literal["raise", "run"] = "raise",
 ) -> Callable[[F], F]: ...
 
 
@@ -348,13 +350,16 @@ def lock_decorator(
     cache: str | None = None,
     on_timeout: OnTimeout = "raise",
     auto_renew: bool = True,
+    on_backend_error: Literal["raise", "run"] = "raise",
 ) -> Any:
     """Run the decorated function under a lock keyed by ``key_maker`` (default: function + args).
 
     Works bare (``@lock_decorator``) or called (``@lock_decorator(timeout=10)``). Pass a callable
     ``key_maker`` by keyword (a lambda may also be passed positionally). On timeout,
     ``on_timeout="raise"`` raises ``LockTimeout``, ``"skip"`` returns None, and a callable is
-    called with the function's arguments instead.
+    called with the function's arguments instead. If the cache server cannot be reached,
+    ``LockError`` is raised and the function does not run; ``on_backend_error="run"`` runs it
+    unlocked instead (unsafe: only for work that tolerates running twice at once).
 
     >>> @lock_decorator(key_maker=lambda request, part: "api_stats_calculations")
     ... def api_stats_calculations(request, part): ...
@@ -364,12 +369,15 @@ def lock_decorator(
     validate_timeout(timeout)
     _validate_blocking_timeout(blocking_timeout)
     _validate_on_timeout(on_timeout)
+    if on_backend_error not in ("raise", "run"):
+        raise ValueError(f'on_backend_error must be "raise" or "run", not {on_backend_error!r}')
 
     def decorate(func: F) -> F:
         if inspect.iscoroutinefunction(func):
             raise TypeError(
                 f"lock_decorator does not support coroutine functions ({func.__qualname__})"
             )
+        checks.record_use(cache, f"@lock_decorator {func.__module__}.{func.__qualname__}", True)
 
         def handle_for(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Lock:
             return Lock(
@@ -383,7 +391,14 @@ def lock_decorator(
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             handle = handle_for(args, kwargs)
-            if not handle.acquire(blocking_timeout):
+            try:
+                acquired = handle.acquire(blocking_timeout)
+            except LockUnavailable as exc:
+                if on_backend_error == "raise":
+                    raise
+                logger.warning("running %s WITHOUT its lock: %s", func.__qualname__, exc)
+                return func(*args, **kwargs)
+            if not acquired:
                 if on_timeout == "raise":
                     raise LockTimeout(
                         f"{func.__qualname__}: could not take lock {handle.key!r} "

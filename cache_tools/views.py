@@ -21,6 +21,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
+from . import checks
 from .aside import Flight
 from .keys import KeyMaker, function_id, make_key, normalise, safe_key
 from .locks import _is_function_to_decorate, validate_timeout
@@ -97,6 +98,8 @@ def cache_view(
             lock=True,
             lock_timeout=30.0,
         )
+
+        checks.record_use(cache, f"@cache_view {view.__module__}.{view.__qualname__}", False)
 
         def request_key(request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
             if key_maker is not None:
