@@ -54,6 +54,13 @@ CACHES = {
         },
     },
 }
+if os.environ.get("DEMO_CACHE") == "uwsgi":
+    # uWSGI's own shared cache (testproject/uwsgi-cache.ini declares the cache2).
+    CACHES["default"] = {
+        "BACKEND": "cache_tools.backends.uwsgi.UWSGICache",
+        "LOCATION": "default",
+        "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "demo"),
+    }
 CACHE_TOOLS = {"CACHE": "default", "NAMESPACE": "ct"}
 
 LOGGING = {

@@ -11,6 +11,7 @@ urlpatterns = [
     path("demo/raw/<int:n>", views.raw_get),
     path("demo/things/<str:name>", views.thing),
     path("demo/things-fetches", views.things_fetches),
+    path("demo/things-holder/<str:name>", views.thing_holder),
     path("demo/stats/<str:part>", views.stats),
     path("demo/report", views.report),
     path("demo/report-computations", views.report_computations),

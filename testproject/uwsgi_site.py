@@ -51,10 +51,6 @@ class Site:
         except urllib.error.HTTPError as error:
             return Reply(error.code, dict(error.headers), error.read())
 
-    def key(self, name: str) -> str:
-        """The full Redis key of ``cache.set(name)`` in the served project."""
-        return f"{self.prefix}:1:{name}"
-
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -65,7 +61,8 @@ def _free_port() -> int:
 def start_site(
     tmp: Path, mode: str, prefix: str, redis_url: str, ini: str = "testproject/uwsgi.ini"
 ) -> Site:
-    """uWSGI serving the project with 4 workers; ``mode`` is "preforked" or "lazy-apps"."""
+    """uWSGI serving the project with 4 workers; ``mode`` is "preforked", "lazy-apps", or
+    "uwsgi-cache" (preforked, with uWSGI's own cache as the default cache alias)."""
     port = _free_port()
     env = {
         **os.environ,
@@ -80,6 +77,8 @@ def start_site(
     )
     log = tmp / "uwsgi.log"
     command = [str(UWSGI), "--ini", ini]
+    if mode == "uwsgi-cache":
+        command = [str(UWSGI), "--ini", "testproject/uwsgi-cache.ini"]
     if mode == "lazy-apps":
         command.append("--lazy-apps")
     with log.open("wb") as out:

@@ -233,3 +233,10 @@ def test_dummy_cache_passes_through_and_refuses_locks(unique):
     assert through.cache_info() == CacheInfo(0, 0, 0, 0, 0)
     with pytest.raises(ImproperlyConfigured, match="cannot hold locks"):
         lock_decorator(cache="dummy")(lambda: None)()
+
+
+def test_uwsgi_cache_refuses_to_work_outside_uwsgi():
+    from cache_tools.backends.uwsgi import UWSGICache
+
+    with pytest.raises(ImproperlyConfigured, match="works only inside uWSGI"):
+        UWSGICache("default", {})

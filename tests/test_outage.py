@@ -45,9 +45,8 @@ def test_hung_server_is_bounded_by_the_socket_timeout(private_redis, down_alias,
     try:
         started = time.monotonic()
         assert compute(2) == 4
-        with pytest.raises(LockUnavailable) as info:
-            with lock(unique, cache=down_alias):
-                pass
+        with pytest.raises(LockUnavailable) as info, lock(unique, cache=down_alias):
+            pass
         assert time.monotonic() - started < 3
         assert isinstance(info.value, LockError)
     finally:

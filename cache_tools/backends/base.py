@@ -133,6 +133,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def exists(self, key: str) -> bool: ...
 
+    def waiters(self, keys: LockKeys) -> int | None:
+        """Waiters registered on a held lock, where the backend knows (None otherwise)."""
+        return None
+
     # Cache-aside -------------------------------------------------------------------------
 
     @abc.abstractmethod

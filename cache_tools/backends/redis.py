@@ -143,6 +143,12 @@ class RedisBackend(Backend):
         with _outage_as_unavailable(self.alias):
             return self.client().blpop([keys.signal], timeout=max(timeout, 0.001)) is not None
 
+    def waiters(self, keys: LockKeys) -> int | None:
+        with _outage_as_unavailable(self.alias):
+            holder, waiting = self.client().mget([keys.lock, keys.waiters])
+        # Registrations can outlive waiters that gave up; only a held lock has any.
+        return int(waiting or 0) if holder is not None else 0
+
     def exists(self, key: str) -> bool:
         with _outage_as_unavailable(self.alias):
             return bool(self.client().exists(key))

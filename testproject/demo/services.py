@@ -5,7 +5,7 @@ import time
 
 from django.core.cache import cache
 
-from cache_tools import Call, cache_aside, lock_decorator
+from cache_tools import Call, cache_aside, lock_decorator, update
 
 
 @cache_aside(timeout=300, warm=lambda: [Call(n) for n in range(10)])
@@ -32,8 +32,5 @@ def fetch_remote_thing(name):
         return existing, False
     cache.set(f"demo:holder:{name}", os.getpid(), 60)  # lets tests find (and kill) the holder
     time.sleep(0.5)  # the simulated remote fetch
-    try:
-        cache.incr("demo:things-fetches")
-    except ValueError:
-        cache.set("demo:things-fetches", 1, None)
+    update("demo:things-fetches", lambda fetches: (fetches or 0) + 1, timeout=None)
     return Thing.objects.create(name=name, result=f"remote data for {name}"), True

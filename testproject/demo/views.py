@@ -10,7 +10,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from cache_tools import cache_view
+from cache_tools import cache_view, update
 from cache_tools.aside import cached_functions
 from cache_tools.backends import get_backend
 from cache_tools.keys import safe_key
@@ -66,7 +66,14 @@ def raw_get(request, n):
 
 
 def _seen(lock_name: str) -> None:
-    cache.client.get_client(write=True).zadd(cache.make_key(SEEN_LOCKS), {lock_name: time.time()})
+    """Remember lock names used in the last ten minutes, for the dashboard."""
+
+    def add(seen):
+        now = time.time()
+        recent = {name: at for name, at in (seen or {}).items() if at > now - 600}
+        return {**recent, lock_name: now}
+
+    update(SEEN_LOCKS, add, timeout=600)
 
 
 @require_GET
@@ -74,6 +81,12 @@ def thing(request, name):
     _seen(f"thing:{name}")
     row, fetched = services.fetch_remote_thing(name)
     return JsonResponse({"name": row.name, "result": row.result, "fetched": fetched})
+
+
+@require_GET
+def thing_holder(request, name):
+    """The pid of the worker fetching ``name`` now (the integration tests kill it)."""
+    return JsonResponse({"pid": cache.get(f"demo:holder:{name}")})
 
 
 @require_GET
@@ -91,11 +104,7 @@ def stats(request, part):
 @cache_view(timeout=30, stale=60)
 def report(request):
     time.sleep(0.2)  # an expensive report
-    try:
-        computations = cache.incr("demo:report-computations")
-    except ValueError:
-        cache.set("demo:report-computations", 1, None)
-        computations = 1
+    computations = update("demo:report-computations", lambda n: (n or 0) + 1, timeout=None)
     return HttpResponse(
         f"<p>report computed {computations} time(s), by worker {os.getpid()}</p>",
         content_type="text/html",
@@ -109,23 +118,12 @@ def report_computations(request):
 
 def _lock_rows():
     backend = get_backend()
-    client = cache.client.get_client(write=True)
-    since = time.time() - 600
-    names = client.zrangebyscore(cache.make_key(SEEN_LOCKS), since, "+inf")
     rows = []
-    for raw in names[-20:]:
-        name = raw.decode()
+    for name in sorted(cache.get(SEEN_LOCKS) or {}):
         keys = backend.lock_keys(safe_key(name))
-        holder, waiters = client.mget([keys.lock, keys.waiters])
-        rows.append(
-            {
-                "name": name,
-                "held": holder is not None,
-                "ttl": max(client.pttl(keys.lock), 0) / 1000,
-                # Registrations can outlive waiters that gave up; only a held lock has any.
-                "waiters": int(waiters or 0) if holder is not None else 0,
-            }
-        )
+        held = backend.exists(keys.lock)
+        waiters = backend.waiters(keys)
+        rows.append({"name": name, "held": held, "waiters": "?" if waiters is None else waiters})
     return rows
 
 

@@ -6,7 +6,7 @@ from django.conf import settings
 from testproject.uwsgi_site import start_site, stop_site
 
 
-@pytest.fixture(scope="module", params=["preforked", "lazy-apps"])
+@pytest.fixture(scope="module", params=["preforked", "lazy-apps", "uwsgi-cache"])
 def site(request, tmp_path_factory):
     prefix = f"{settings.TEST_PREFIX}-uw-{request.param}"
     tmp = tmp_path_factory.mktemp(request.param)
