@@ -143,7 +143,9 @@ def test_stale_entry_is_refreshed_once_in_the_background(shared_alias, unique):
 
     @cache_aside(timeout=1, stale=60, cache=shared_alias, key_maker=lambda: unique)
     def slowly():
-        generation = cache.incr(f"{unique}:gen")
+        # caches[...] per call: it runs in a refresh thread too, and memcached clients are
+        # not thread-safe (Django's caches are per thread).
+        generation = caches[shared_alias].incr(f"{unique}:gen")
         if generation > 1:
             time.sleep(0.3)
             refreshed.set()
