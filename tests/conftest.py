@@ -146,3 +146,26 @@ def shared_alias(request) -> Iterator[str]:
         }
         with override_settings(CACHES=caches):
             yield "memcached"
+
+
+@pytest.fixture
+def down_alias(private_redis) -> Iterator[str]:
+    """An alias on ``private_redis`` with short socket timeouts, for outage tests."""
+    from django.test import override_settings
+
+    caches = {
+        **settings.CACHES,
+        "down": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": private_redis.url,
+            "KEY_PREFIX": "outage",
+            # django-redis must not make a failed lock look acquired by swallowing the error.
+            "OPTIONS": {
+                "SOCKET_CONNECT_TIMEOUT": 0.3,
+                "SOCKET_TIMEOUT": 0.3,
+                "IGNORE_EXCEPTIONS": True,
+            },
+        },
+    }
+    with override_settings(CACHES=caches):
+        yield "down"

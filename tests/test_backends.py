@@ -81,8 +81,9 @@ def test_killed_holder_is_replaced_after_its_ttl(shared_alias, unique):
     holder.join()
     with lock(unique, cache=shared_alias, blocking_timeout=10):
         waited = time.monotonic() - killed
-    # memcached's TTLs are whole seconds (up to 1 s more); polling adds at most 0.1 s.
-    limit = 2.0 + 0.2 if shared_alias == "memcached" else 1.0 + 1.0
+    # Redis: the waiter's wait is bounded by the holder's TTL (1 s) and one bounded wait (1 s)
+    # at most. memcached: TTLs are whole seconds (up to 1 s more); polling adds at most 0.1 s.
+    limit = 2.0 + 0.2 if shared_alias == "memcached" else 1.0 + 1.0 + 0.25
     assert waited <= limit, waited
 
 

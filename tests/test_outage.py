@@ -5,30 +5,9 @@ import logging
 import time
 
 import pytest
-from django.conf import settings
-from django.test import override_settings
+import redis
 
 from cache_tools import LockError, LockUnavailable, cache_aside, lock, lock_decorator
-
-
-@pytest.fixture
-def down_alias(private_redis):
-    caches = {
-        **settings.CACHES,
-        "down": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": private_redis.url,
-            "KEY_PREFIX": "outage",
-            # django-redis must not make a failed lock look acquired by swallowing the error.
-            "OPTIONS": {
-                "SOCKET_CONNECT_TIMEOUT": 0.3,
-                "SOCKET_TIMEOUT": 0.3,
-                "IGNORE_EXCEPTIONS": True,
-            },
-        },
-    }
-    with override_settings(CACHES=caches):
-        yield "down"
 
 
 def test_hung_server_is_bounded_by_the_socket_timeout(private_redis, down_alias, unique, caplog):
@@ -84,3 +63,53 @@ def test_on_backend_error_run_runs_unlocked(private_redis, down_alias, unique, c
 def test_bad_on_backend_error():
     with pytest.raises(ValueError, match="on_backend_error"):
         lock_decorator(on_backend_error="ignore")
+
+
+def test_stopped_server_computes_counts_errors_and_recovers(
+    private_redis, down_alias, unique, caplog
+):
+    caplog.set_level(logging.WARNING, logger="cache_tools.aside")
+    calls = []
+
+    @cache_aside(timeout=60, cache=down_alias, key_maker=lambda x: (unique, x))
+    def double(x):
+        calls.append(x)
+        return 2 * x
+
+    double.cache_clear_stats()
+    assert double(1) == 2 and double(1) == 2
+    assert calls == [1]
+    private_redis.stop()
+    try:
+        assert [double(1), double(2), double(1)] == [2, 4, 2]
+        assert calls == [1, 1, 2, 1]
+        assert caplog.text.count("is unavailable") == 1
+    finally:
+        private_redis.start()
+    assert double(5) == 10
+    assert double(5) == 10
+    assert calls == [1, 1, 2, 1, 5]
+    assert "reachable again" in caplog.text
+    assert double.cache_info().errors == 3
+
+
+def test_stopped_server_raises_lock_error_quickly_chained(private_redis, down_alias):
+    ran = []
+
+    @lock_decorator(cache=down_alias)
+    def guarded():
+        ran.append(1)
+
+    guarded()
+    private_redis.stop()
+    try:
+        started = time.monotonic()
+        with pytest.raises(LockError, match="cannot take lock") as info:
+            guarded()
+        assert time.monotonic() - started < 2
+        assert isinstance(info.value.__cause__, redis.ConnectionError)
+        assert ran == [1]
+    finally:
+        private_redis.start()
+    guarded()
+    assert ran == [1, 1]

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from .. import conf
 from ..errors import BackendUnavailable, UnserializableValue, UpdateConflict
 from .base import Backend, EntryKeys, Fetched, LockKeys
 
@@ -48,8 +49,6 @@ class CacheAPIBackend(Backend):
             raise BackendUnavailable(f"cache {self.alias!r} is unreachable: {exc}") from exc
 
     def _key(self, kind: str, tag: str, rest: str = "", version: Any = None) -> str:
-        from .. import conf
-
         versioned = "" if version is None else f":v{version}"
         return f"{conf.namespace()}:{kind}:{{{tag}}}{versioned}{rest}"
 
@@ -57,8 +56,6 @@ class CacheAPIBackend(Backend):
         return self.cache.make_key(key)
 
     def namespace_key(self) -> str:
-        from .. import conf
-
         return f"{conf.namespace()}:ns"
 
     # Conditional writes, made atomic by subclasses where the backend can ---------------------

@@ -3,6 +3,7 @@
 import json
 import os
 import time
+from urllib.parse import quote
 
 from django.core.cache import cache
 from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
@@ -22,8 +23,6 @@ SEEN_LOCKS = "demo:seen-locks"
 
 def _user_key(key: str) -> str:
     # Request data never reaches a key unescaped: quote it, then hash if long or unsafe.
-    from urllib.parse import quote
-
     return safe_key(f"demo:kv:{quote(key, safe='')}")
 
 
