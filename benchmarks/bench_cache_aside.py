@@ -135,6 +135,7 @@ def aside_stale(tag):
 
 
 def _start_refresh(tag, started):
+    aside_hit()  # connect first: the caller is a running worker, not a fresh fork
     began = time.perf_counter()
     aside_stale(tag)  # sees the stale entry and starts the refresh in a background thread
     started.put(time.perf_counter() - began)

@@ -54,7 +54,10 @@ CACHES = {
         },
     },
 }
-if os.environ.get("DEMO_CACHE") == "uwsgi":
+if os.environ.get("DEMO_CACHE") == "locmem":
+    # The per-worker pitfall, on purpose: cache_tools warns at start-up under uWSGI.
+    CACHES["default"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+elif os.environ.get("DEMO_CACHE") == "uwsgi":
     # uWSGI's own shared cache (testproject/uwsgi-cache.ini declares the cache2).
     CACHES["default"] = {
         "BACKEND": "cache_tools.backends.uwsgi.UWSGICache",

@@ -59,7 +59,12 @@ def _free_port() -> int:
 
 
 def start_site(
-    tmp: Path, mode: str, prefix: str, redis_url: str, ini: str = "testproject/uwsgi.ini"
+    tmp: Path,
+    mode: str,
+    prefix: str,
+    redis_url: str,
+    ini: str = "testproject/uwsgi.ini",
+    extra_env: dict[str, str] | None = None,
 ) -> Site:
     """uWSGI serving the project with 4 workers; ``mode`` is "preforked", "lazy-apps", or
     "uwsgi-cache" (preforked, with uWSGI's own cache as the default cache alias)."""
@@ -71,6 +76,7 @@ def start_site(
         "DEMO_DB": str(tmp / "demo.sqlite3"),
         "CACHE_KEY_PREFIX": prefix,
         "DJANGO_SETTINGS_MODULE": "testproject.settings",
+        **(extra_env or {}),
     }
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True

@@ -16,10 +16,14 @@ from django.core.cache import close_caches
 FORK = multiprocessing.get_context("fork")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def redis_client() -> Iterator[redis.Redis]:
+    """A raw client of the run's Redis; at the end, deletes every key this run wrote."""
     client = redis.Redis.from_url(settings.REDIS_URL)
     yield client
+    from cache_tools import stats
+
+    stats.flush()  # send buffered counts now, so that they are deleted below, not after
     # Delete only this run's keys: REDIS_URL may point at a server shared with others.
     for prefix in (settings.TEST_PREFIX, "cttest"):
         batch = list(client.scan_iter(match=f"{prefix}*", count=1000))

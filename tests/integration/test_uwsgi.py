@@ -11,6 +11,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.conf import settings
+
+from testproject.uwsgi_site import start_site, stop_site
 
 
 def parallel(site, paths, workers=16):
@@ -142,3 +145,21 @@ def test_dashboard_renders_in_a_browser_without_console_errors(site, tmp_path):
         line for line in result.stderr.splitlines() if "CONSOLE" in line and "rror" in line
     ]
     assert console_errors == []
+
+
+def test_process_local_cache_is_warned_about_in_every_worker(tmp_path):
+    site = start_site(
+        tmp_path,
+        "lazy-apps",
+        f"{settings.TEST_PREFIX}-locmem",
+        settings.REDIS_URL,
+        extra_env={"DEMO_CACHE": "locmem"},
+    )
+    try:
+        assert site.request("/demo/info").status == 200
+    finally:
+        stop_site(site)
+    warnings = [
+        line for line in site.log.read_text().splitlines() if "is LocMemCache; each uWSGI" in line
+    ]
+    assert len({line.split("(pid ")[1].split(")")[0] for line in warnings}) == 4, warnings
