@@ -40,6 +40,7 @@ import enum
 import functools
 import hashlib
 import inspect
+import re
 import string
 import uuid
 from collections.abc import Callable, Mapping
@@ -58,6 +59,7 @@ KeyPart = str | bytes | int
 KeyMaker = None | str | Callable[..., KeyPart | tuple[KeyPart, ...]]
 
 _UNSAFE = frozenset("{}#")
+_SAFE_KEY = re.compile(r"[!-\"$-z|~]+")  # printable ASCII without "#", "{" and "}"
 
 
 def _is_safe_char(char: str) -> bool:
@@ -72,7 +74,7 @@ def safe_key(key: str, max_length: int = MAX_LENGTH) -> str:
     >>> safe_key("has space")[:10]
     'has_space#'
     """
-    if len(key) <= max_length and all(_is_safe_char(c) for c in key):
+    if len(key) <= max_length and _SAFE_KEY.fullmatch(key):
         return key
     digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
     readable = "".join(

@@ -33,7 +33,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from . import checks
 from ._process import PerProcess
-from .backends import get_backend, resolve_alias
+from .backends import get_backend
 from .errors import BackendUnavailable, LockError, LockLost, LockTimeout, LockUnavailable
 from .keys import KeyMaker, make_key, safe_key
 
@@ -151,8 +151,8 @@ class Lock:
         self.timeout = validate_timeout(timeout)
         self.blocking_timeout = _validate_blocking_timeout(blocking_timeout)
         self.name = name
-        self.alias = resolve_alias(cache)
-        self._backend = get_backend(self.alias)
+        self._backend = get_backend(cache)
+        self.alias = self._backend.alias
         if not self._backend.locks:
             raise ImproperlyConfigured(
                 f"cache alias {self.alias!r} ({type(self._backend.cache).__name__}) cannot hold "

@@ -83,7 +83,7 @@ def test_killed_holder_is_replaced_after_its_ttl(shared_alias, unique):
         waited = time.monotonic() - killed
     # Redis: the waiter's wait is bounded by the holder's TTL (1 s) and one bounded wait (1 s)
     # at most. memcached: TTLs are whole seconds (up to 1 s more); polling adds at most 0.1 s.
-    limit = 2.0 + 0.2 if shared_alias == "memcached" else 1.0 + 1.0 + 0.25
+    limit = (2.0 + 0.2 if shared_alias == "memcached" else 1.0 + 1.0) + 0.5  # + scheduling
     assert waited <= limit, waited
 
 
@@ -140,7 +140,7 @@ def test_invalidation_and_refresh(shared_alias, unique):
 def test_stale_entry_is_refreshed_once_in_the_background(shared_alias, unique):
     cache = caches[shared_alias]
     cache.set(f"{unique}:gen", 0, None)
-    refreshed = threading.Event()
+    refreshing, finish = threading.Event(), threading.Event()
 
     @cache_aside(timeout=1, stale=60, cache=shared_alias, key_maker=lambda: unique)
     def slowly():
@@ -148,27 +148,24 @@ def test_stale_entry_is_refreshed_once_in_the_background(shared_alias, unique):
         # not thread-safe (Django's caches are per thread).
         generation = caches[shared_alias].incr(f"{unique}:gen")
         if generation > 1:
-            time.sleep(0.3)
-            refreshed.set()
+            refreshing.set()
+            finish.wait(30)  # until the test lets it finish: a waiting caller would hang
         return generation
 
     assert slowly() == 1
+    keys = slowly.flight.keys(slowly.argument_key((), {}))
     deadline = time.monotonic() + 3
-    while (
-        not slowly.is_cached()
-        or get_backend(shared_alias).read(slowly.flight.keys(slowly.argument_key((), {}))).state
-        != "stale"
-    ):
+    while get_backend(shared_alias).read(keys).state != "stale":
         assert time.monotonic() < deadline
         time.sleep(0.05)  # wait for the entry's 1 s timeout to pass
-    started = time.monotonic()
-    assert [slowly() for _ in range(5)] == [1] * 5
-    assert time.monotonic() - started < 0.3
-    assert refreshed.wait(5)
+    assert slowly() == 1
+    assert refreshing.wait(5)
+    assert [slowly() for _ in range(5)] == [1] * 5  # served stale while the refresh runs
+    finish.set()
     deadline = time.monotonic() + 3
     while slowly() != 2:
         assert time.monotonic() < deadline
-        time.sleep(0.02)  # the refresh thread stores just after it signals
+        time.sleep(0.01)  # the refresh stores right after it is let go
     assert cache.get(f"{unique}:gen") == 2
 
 

@@ -169,12 +169,12 @@ def test_on_timeout_modes(unique, alias):
         started = time.monotonic()
         with pytest.raises(LockTimeout, match=rf"guarded:{unique}.*within 0.3s"):
             make("raise")(unique)
-        assert 0.3 <= time.monotonic() - started < 1.3
+        assert 0.3 <= time.monotonic() - started < 3
         assert make("skip")(unique) is None
         assert make(lambda x: f"fallback {x}")(unique) == f"fallback {unique}"
         started = time.monotonic()
         assert make("skip", blocking_timeout=0)(unique) is None
-        assert time.monotonic() - started < 0.2
+        assert time.monotonic() - started < 1
         assert make("raise").is_locked(unique)
         assert calls == []
     finally:

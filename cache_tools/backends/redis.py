@@ -100,7 +100,11 @@ class RedisBackend(Backend):
         return cache._cache.get_client(write=True), _Codec(serializer.dumps, serializer.loads)
 
     def client(self) -> redis.Redis:
-        return self.connection()[0]
+        cache = self.cache
+        inner = getattr(cache, "client", None)
+        if inner is not None and hasattr(inner, "get_client"):  # django-redis
+            return inner.get_client(write=True)
+        return cache._cache.get_client(write=True)  # Django's RedisCache
 
     def _run(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
         with _outage_as_unavailable(self.alias):
