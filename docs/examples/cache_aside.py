@@ -1,6 +1,9 @@
-"""cache_aside options: stale-while-revalidate, invalidation, statistics, warm-up."""
+"""cache_aside options: stale-while-revalidate, invalidation, statistics, warm-up; update()."""
 
-from cache_tools import CacheInfo, Call, cache_aside
+from django.core.cache import cache
+
+from cache_tools import CacheInfo, Call, cache_aside, update
+from cache_tools.aside import cached_functions
 
 QUERIES = []
 
@@ -30,3 +33,14 @@ def exchange_rates(currency):
 
 
 assert exchange_rates("EUR")["volatile"] is False
+
+assert not get_price.is_cached(4)  # a read that counts nothing
+assert get_price.warm_call(Call(4)) is True  # what warm_cache does per argument set
+assert get_price.is_cached(4)
+assert get_price in cached_functions()  # every cache_aside function of the process
+
+# update(): read-modify-write of one key without lost updates, read back with cache.get.
+assert update("docs:counter", lambda old: (old or 0) + 1, timeout=60) == 1
+assert update("docs:counter", lambda old: (old or 0) + 1, timeout=60) == 2
+assert cache.get("docs:counter") == 2
+cache.delete("docs:counter")
