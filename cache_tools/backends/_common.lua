@@ -1,9 +1,11 @@
 -- Shared by every script: prepended to each before it is sent (Lua scripts cannot import).
 
--- A fence counter idle this long expires; it then restarts above its old values.
+-- A fence counter expires this long after it starts; it then restarts above its old values.
 local FENCE_TTL_MS = 86400000
 -- Waiter registrations outlive the lock by this much (two of the longest blocking waits).
 local WAITER_GRACE_MS = 2000
+-- Unclaimed wake-ups are dropped after this long (ten of the longest blocking waits).
+local SIGNAL_TTL_MS = 10000
 
 -- Take the lock if it is free; returns the new fence, or nil when another token holds it.
 local function take_lock(lock, fence, token, ttl_ms, fence_ttl_ms)
@@ -12,13 +14,12 @@ local function take_lock(lock, fence, token, ttl_ms, fence_ttl_ms)
   end
   if redis.call('exists', fence) == 0 then
     -- A new or expired counter starts at the server's clock in microseconds, above every
-    -- fence handed out before (there is at most one acquisition per microsecond).
+    -- fence handed out before (there is at most one acquisition per microsecond), so it may
+    -- expire a while after its creation without ever going back.
     local now = redis.call('time')
-    redis.call('set', fence, now[1] .. string.format('%06d', tonumber(now[2])))
+    redis.call('set', fence, now[1] .. string.format('%06d', tonumber(now[2])), 'PX', fence_ttl_ms)
   end
-  local value = redis.call('incr', fence)
-  redis.call('pexpire', fence, fence_ttl_ms)
-  return value
+  return redis.call('incr', fence)
 end
 
 local function register_waiter(waiters, waiters_ttl_ms)

@@ -1,7 +1,7 @@
 -- Store a cache-aside entry, count, and release its lock waking every waiter.
 -- KEYS: value, generation, stats, lock, fence, waiters, signal
 -- ARGV: payload, fresh_ms (0 = never stale), ttl_ms (0 = no expiry), generation ('' = current),
---       token ('' = no lock held), fence, signal_ttl_ms, then (stats field, increment) pairs
+--       token ('' = no lock held), fence, then (stats field, increment) pairs
 -- Returns 1 when stored, 0 when skipped because the generation or the entry's fence moved on.
 local stored = 0
 local current_gen = redis.call('get', KEYS[2]) or '0'
@@ -22,10 +22,10 @@ if current_gen == gen and (ARGV[5] == '' or redis.call('get', KEYS[5]) == ARGV[6
   end
   stored = 1
 end
-for i = 8, #ARGV, 2 do
+for i = 7, #ARGV, 2 do
   redis.call('hincrby', KEYS[3], ARGV[i], ARGV[i + 1])
 end
 if ARGV[5] ~= '' then
-  release_lock(KEYS[4], KEYS[7], KEYS[6], ARGV[5], 'all', ARGV[7])
+  release_lock(KEYS[4], KEYS[7], KEYS[6], ARGV[5], 'all', SIGNAL_TTL_MS)
 end
 return stored

@@ -122,20 +122,20 @@ class RedisBackend(Backend):
     def acquire(
         self, keys: LockKeys, token: str, ttl: float, register_waiter: bool, attempt: int = 0
     ) -> tuple[bool, int | float]:
-        taken, number = self._run(
+        number = self._run(
             "lock_acquire",
             [keys.lock, keys.fence, keys.waiters],
             [token, _ms(ttl), int(register_waiter)],
         )
-        if taken:
-            return True, int(number)
-        return False, max(number, 0) / 1000
+        if number > 0:
+            return True, number
+        return False, (-1 - number) / 1000
 
     def release(self, keys: LockKeys, token: str, wake_all: bool = False) -> bool:
         released = self._run(
             "lock_release",
             [keys.lock, keys.signal, keys.waiters],
-            [token, "all" if wake_all else "one", _ms(10 * _LONGEST_WAIT)],
+            [token, "all"] if wake_all else [token],
         )
         return bool(released)
 
@@ -225,7 +225,6 @@ class RedisBackend(Backend):
             "" if generation is None else generation,
             token or "",
             fence or 0,
-            _ms(10 * _LONGEST_WAIT),
         ]
         for field, increment in (counts or {}).items():
             args += [field, increment]
