@@ -175,7 +175,15 @@ def shared_redis_url() -> str:
     return _shared.url
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _run(command: list[str]) -> int:
+    # Ctrl-C and SIGTERM both stop the command and then the server we started, also when the
+    # shell started us with SIGINT ignored (a background job).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     env = dict(os.environ)
     server = None
     if not env.get("REDIS_URL"):
@@ -184,15 +192,21 @@ def _run(command: list[str]) -> int:
         print(f"Started redis-server at {server.url}", file=sys.stderr, flush=True)
     child = subprocess.Popen(command, env=env)
     try:
-        while True:
-            try:
-                return child.wait()
-            except KeyboardInterrupt:
-                child.send_signal(signal.SIGINT)
+        return child.wait()
+    except KeyboardInterrupt:
+        child.send_signal(signal.SIGINT)
+        try:
+            return child.wait(10)
+        except subprocess.TimeoutExpired:
+            return -1
     finally:
         if child.poll() is None:
             child.terminate()
-            child.wait()
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
         if server is not None:
             server.stop()
             print("Stopped redis-server", file=sys.stderr, flush=True)
