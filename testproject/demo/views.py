@@ -141,7 +141,7 @@ def dashboard(request):
     peak = max([1] + [max(f["info"][:4]) for f in functions])
     for f in functions:
         f["bars"] = [
-            {"label": label, "value": value, "width": 300 * value / peak, "y": 18 * i}
+            {"label": label, "value": value, "width": 200 * value / peak, "y": 18 * i}
             for i, (label, value) in enumerate(
                 zip(("hits", "misses", "stale", "computations"), f["info"][:4], strict=True)
             )
