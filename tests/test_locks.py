@@ -147,8 +147,8 @@ def hold_in_thread(name, **kwargs):
     return done, thread
 
 
-@pytest.mark.parametrize("alias", ["default", "django"])
-def test_on_timeout_modes(unique, alias):
+def test_on_timeout_modes(unique, shared_alias):
+    alias = shared_alias
     calls = []
 
     def make(on_timeout, blocking_timeout=0.3):
