@@ -11,6 +11,10 @@ The binary is ``redis-server`` from ``PATH`` when present, else the one shipped 
 From the shell, ``python -m cache_tools.testing run -- CMD ...`` starts a server unless
 ``REDIS_URL`` is already set, exports ``REDIS_URL`` to ``CMD`` and stops the server when
 ``CMD`` ends (Ctrl-C included).
+
+As a pytest plugin (``pytest_plugins = ["cache_tools.testing"]`` in your ``conftest.py``) it
+gives the session fixture ``redis_server``: a server of the test run's own, which tests may
+stop, pause and restart to exercise outages.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis
@@ -173,6 +178,19 @@ def shared_redis_url() -> str:
     atexit.register(lambda: os.getpid() == owner and _shared is not None and _shared.stop())
     os.environ["REDIS_URL"] = _shared.url
     return _shared.url
+
+
+try:
+    import pytest
+except ImportError:  # pytest is only needed to use the fixture
+    pass
+else:
+
+    @pytest.fixture(scope="session")
+    def redis_server() -> Iterator[RedisServer]:
+        """A ``RedisServer`` for the test session, stopped at its end."""
+        with RedisServer() as server:
+            yield server
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -13,6 +13,8 @@ import redis
 from django.conf import settings
 from django.core.cache import close_caches
 
+pytest_plugins = ["cache_tools.testing"]
+
 FORK = multiprocessing.get_context("fork")
 
 
@@ -74,13 +76,10 @@ def processes() -> Callable[..., list[Any]]:
 
 
 @pytest.fixture(scope="session")
-def private_redis() -> Iterator[Any]:
-    """A server of this run's own, which tests may stop, pause and restart."""
-    from cache_tools.testing import RedisServer
-
-    server = RedisServer().start()
-    yield server
-    server.stop()
+def private_redis(redis_server: Any) -> Any:
+    """A server of this run's own (cache_tools.testing's plugin fixture), which tests may stop,
+    pause and restart."""
+    return redis_server
 
 
 def pytest_report_header(config: pytest.Config) -> str:
