@@ -239,3 +239,27 @@ def test_bad_arguments_are_named():
         lock("x", cache="dummy")
     with pytest.raises(ImproperlyConfigured, match="'nope' is not in CACHES"):
         lock("x", cache="nope")
+
+
+def test_expired_lock_taken_over_raises_lock_lost_and_spares_the_new_owner(shared_alias, unique):
+    first = lock(unique, timeout=0.5, cache=shared_alias, auto_renew=False)
+    taken, done = threading.Event(), threading.Event()
+    fences = []
+
+    def second_owner():  # another thread: waits for the first lock's TTL to run out
+        with lock(unique, timeout=10, cache=shared_alias, blocking_timeout=5) as second:
+            fences.append(second.fence)
+            taken.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=second_owner)
+    with pytest.raises(LockLost, match="lost while held"), first:
+        thread.start()
+        assert taken.wait(5)
+    try:
+        assert fences[0] > first.fence
+        assert first.locked()  # the first holder's release left the new owner's lock alone
+    finally:
+        done.set()
+        thread.join()
+    assert not first.locked()
