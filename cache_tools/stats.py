@@ -14,6 +14,8 @@ import logging
 import threading
 from collections import Counter
 
+from django.core.exceptions import ImproperlyConfigured
+
 from ._process import PerProcess
 from .backends import get_backend
 from .errors import BackendUnavailable
@@ -64,6 +66,8 @@ class _Buffer:
         for alias, per_key in by_alias.items():
             try:
                 get_backend(alias).add_counts(per_key)
+            except ImproperlyConfigured:
+                logger.debug("dropping statistics for %r, no longer in CACHES", alias)
             except BackendUnavailable:
                 with self._condition:
                     for stats_key, counter in per_key.items():

@@ -240,3 +240,57 @@ def test_uwsgi_cache_refuses_to_work_outside_uwsgi():
 
     with pytest.raises(ImproperlyConfigured, match="works only inside uWSGI"):
         UWSGICache("default", {})
+
+
+@pytest.fixture(params=["locmem", "file", "database"])
+def local_alias(request, tmp_path):
+    """Single-host backends, each with an alias of its own."""
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.test import override_settings
+
+    backends = {
+        "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "x"},
+        "file": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "cache"),
+        },
+        "database": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "cache_tools_test_cache",
+        },
+    }
+    if request.param == "database":
+        request.getfixturevalue("db")
+    with override_settings(CACHES={**settings.CACHES, "local": backends[request.param]}):
+        if request.param == "database":
+            call_command("createcachetable", "cache_tools_test_cache", verbosity=0)
+        yield "local"
+
+
+def test_single_host_backends_cache_lock_and_update(local_alias, unique):
+    calls = []
+
+    @cache_aside(timeout=60, cache=local_alias, key_maker=lambda x: (unique, x))
+    def double(x):
+        calls.append(x)
+        return None if x == 0 else 2 * x
+
+    double.cache_clear_stats()  # the alias name is reused by each parameter
+    assert [double(0), double(0), double(2), double(2)] == [None, None, 4, 4]
+    assert calls == [0, 2]
+    assert double.invalidate(2) is True and double(2) == 4 and calls == [0, 2, 2]
+    double.invalidate_all()
+    assert double(2) == 4 and calls == [0, 2, 2, 2]
+    assert double.cache_info().hits == 2
+
+    with lock(unique, cache=local_alias, timeout=5) as first:
+        assert first.locked()
+        assert not get_backend(local_alias).acquire(first._keys, "someone-else", 5, False)[0]
+    assert not first.locked()
+    with lock(unique, cache=local_alias, timeout=5) as second:
+        assert second.fence > first.fence
+
+    assert update(unique, lambda old: (old or 0) + 1, cache=local_alias) == 1
+    assert update(unique, lambda old: (old or 0) + 1, cache=local_alias) == 2
+    assert caches[local_alias].get(unique) == 2
