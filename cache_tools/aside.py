@@ -32,12 +32,12 @@ from typing import Any, Generic, NamedTuple, TypeVar
 from django.db import connections
 
 from . import checks, stats
+from ._options import applied_bare, positive_seconds, seconds_or_zero
 from ._process import PerProcess
 from .backends import get_backend
 from .backends.base import Backend, EntryKeys, Fetched
 from .errors import BackendUnavailable, UnserializableValue
 from .keys import KeyMaker, function_id, make_key
-from .locks import _is_function_to_decorate, validate_timeout
 
 __all__ = ["CacheInfo", "CachedFunction", "Call", "Flight", "cache_aside", "cached_functions"]
 
@@ -46,7 +46,8 @@ logger = logging.getLogger("cache_tools.aside")
 T = TypeVar("T")
 Timeout = float | None | Callable[[Any], float | None]
 
-_ARGUMENT_KEY_LENGTH = 120
+#: Length budget of the arguments part of an entry key, so that whole keys stay memcached-safe.
+ARGUMENT_KEY_LENGTH = 120
 
 
 class CacheInfo(NamedTuple):
@@ -376,7 +377,7 @@ class CachedFunction(Generic[T]):
             args,
             kwargs,
             self.key_maker,
-            max_length=_ARGUMENT_KEY_LENGTH,
+            max_length=ARGUMENT_KEY_LENGTH,
             with_function=False,
         )
 
@@ -449,12 +450,6 @@ class _BoundCachedFunction:
         return attribute
 
 
-def _validate_timeout_option(timeout: Any) -> None:
-    if timeout is None or callable(timeout):
-        return
-    validate_timeout(timeout)
-
-
 def cache_aside(
     timeout: Timeout | Callable[..., Any] = 300,
     *,
@@ -481,12 +476,12 @@ def cache_aside(
     ... def get_profile(user_id):
     ...     return load_profile(user_id)
     """
-    if _is_function_to_decorate(timeout):
+    if applied_bare(timeout):
         return cache_aside()(timeout)
-    _validate_timeout_option(timeout)
-    if isinstance(stale, bool) or not isinstance(stale, (int, float)) or stale < 0:
-        raise ValueError(f"stale must be 0 or a positive number of seconds, not {stale!r}")
-    validate_timeout(lock_timeout, "lock_timeout")
+    if timeout is not None and not callable(timeout):
+        positive_seconds(timeout, "timeout")
+    seconds_or_zero(stale, "stale")
+    positive_seconds(lock_timeout, "lock_timeout")
     if unless is not None and not callable(unless):
         raise ValueError(f"unless must be a callable taking no arguments, not {unless!r}")
 

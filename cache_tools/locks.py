@@ -32,6 +32,7 @@ from typing import Any, Literal, TypeVar, cast, overload
 from django.core.exceptions import ImproperlyConfigured
 
 from . import checks
+from ._options import applied_bare, positive_seconds, seconds_or_zero
 from ._process import PerProcess
 from .backends import get_backend
 from .errors import BackendUnavailable, LockError, LockLost, LockTimeout, LockUnavailable
@@ -60,25 +61,10 @@ def current_lock() -> Lock | None:
     return held[-1] if held else None
 
 
-def validate_timeout(timeout: Any, name: str = "timeout") -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise ValueError(f"{name} must be a positive number of seconds, not {timeout!r}")
-    return float(timeout)
-
-
 def _validate_blocking_timeout(blocking_timeout: Any) -> float | None:
     if blocking_timeout is None:
         return None
-    if (
-        isinstance(blocking_timeout, bool)
-        or not isinstance(blocking_timeout, (int, float))
-        or blocking_timeout < 0
-    ):
-        raise ValueError(
-            "blocking_timeout must be None, 0 or a positive number of seconds, "
-            f"not {blocking_timeout!r}"
-        )
-    return float(blocking_timeout)
+    return seconds_or_zero(blocking_timeout, "blocking_timeout")
 
 
 _IDLE_TICK = 1.0
@@ -148,7 +134,7 @@ class Lock:
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"lock name must be a non-empty string, not {name!r}")
-        self.timeout = validate_timeout(timeout)
+        self.timeout = positive_seconds(timeout, "timeout")
         self.blocking_timeout = _validate_blocking_timeout(blocking_timeout)
         self.name = name
         self._backend = get_backend(cache)
@@ -241,7 +227,7 @@ class Lock:
 
     def extend(self, seconds: float | None = None) -> None:
         """Reset the lock's TTL to ``seconds`` (default: its ``timeout``) from now."""
-        ttl = self.timeout if seconds is None else validate_timeout(seconds, "seconds")
+        ttl = self.timeout if seconds is None else positive_seconds(seconds, "seconds")
         token = self._token
         if token is None:
             raise LockError(f"lock {self.key!r} is not held by this handle")
@@ -317,11 +303,6 @@ def lock(
     )
 
 
-def _is_function_to_decorate(obj: Any) -> bool:
-    """True when a decorator factory was applied bare (``@lock_decorator``)."""
-    return callable(obj) and not isinstance(obj, str) and getattr(obj, "__name__", "") != "<lambda>"
-
-
 def _validate_on_timeout(on_timeout: Any) -> None:
     if on_timeout not in ("raise", "skip") and not callable(on_timeout):
         raise ValueError(f'on_timeout must be "raise", "skip" or a callable, not {on_timeout!r}')
@@ -364,9 +345,9 @@ def lock_decorator(
     >>> @lock_decorator(key_maker=lambda request, part: "api_stats_calculations")
     ... def api_stats_calculations(request, part): ...
     """
-    if _is_function_to_decorate(key_maker):
+    if applied_bare(key_maker):
         return lock_decorator()(key_maker)
-    validate_timeout(timeout)
+    positive_seconds(timeout, "timeout")
     _validate_blocking_timeout(blocking_timeout)
     _validate_on_timeout(on_timeout)
     if on_backend_error not in ("raise", "run"):

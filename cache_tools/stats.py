@@ -37,17 +37,15 @@ class _Buffer:
 
     def add(self, alias: str, stats_key: str, field: str, amount: int = 1) -> None:
         with self._condition:
-            counter = self._counts.get((alias, stats_key))
-            if counter is None:
-                counter = self._counts[alias, stats_key] = Counter()
-            counter[field] += amount
+            was_empty = not self._counts
+            self._counts.setdefault((alias, stats_key), Counter())[field] += amount
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="cache-tools-stats", daemon=True
                 )
                 self._thread.start()
-            elif len(self._counts) == 1 and len(counter) == 1 and counter[field] == amount:
-                self._condition.notify()  # the buffer was empty: the flusher is asleep
+            elif was_empty:
+                self._condition.notify()  # the flusher sleeps while there is nothing to send
 
     def unsent(self, alias: str, stats_key: str) -> Counter[str]:
         with self._condition:

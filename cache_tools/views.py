@@ -22,13 +22,12 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from . import checks
-from .aside import Flight
+from ._options import applied_bare, positive_seconds, seconds_or_zero
+from .aside import ARGUMENT_KEY_LENGTH, Flight
 from .keys import KeyMaker, function_id, make_key, normalise, safe_key
-from .locks import _is_function_to_decorate, validate_timeout
 
 __all__ = ["cache_view"]
 
-_ARGUMENT_KEY_LENGTH = 120
 # Stored in place of a response that must not be cached, so that later requests for the same
 # key call the view directly instead of queueing behind each other in single flight.
 _UNCACHEABLE = ("uncacheable",)
@@ -78,12 +77,11 @@ def cache_view(
     ... def report(request):
     ...     return render(request, "report.html", build_report())
     """
-    if _is_function_to_decorate(timeout):
+    if applied_bare(timeout):
         return cache_view()(timeout)
     if timeout is not None:
-        validate_timeout(timeout)
-    if isinstance(stale, bool) or not isinstance(stale, (int, float)) or stale < 0:
-        raise ValueError(f"stale must be 0 or a positive number of seconds, not {stale!r}")
+        positive_seconds(timeout, "timeout")
+    seconds_or_zero(stale, "stale")
     if isinstance(vary_on_headers, str) or isinstance(methods, str):
         raise ValueError("vary_on_headers and methods take a list of names, not one string")
     header_names = [name.lower() for name in vary_on_headers]
@@ -104,7 +102,7 @@ def cache_view(
         def request_key(request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
             if key_maker is not None:
                 return make_key(
-                    view, (request, *args), kwargs, key_maker, max_length=_ARGUMENT_KEY_LENGTH
+                    view, (request, *args), kwargs, key_maker, max_length=ARGUMENT_KEY_LENGTH
                 )
             parts = [normalise(request, "request"), normalise(request.get_host(), "host")]
             if vary_on_user:
@@ -113,7 +111,7 @@ def cache_view(
                 parts.append(normalise(user.pk if authenticated else None, "user"))
             for name in header_names:
                 parts.append(normalise(request.headers.get(name), name))
-            return safe_key(":".join(parts), _ARGUMENT_KEY_LENGTH)
+            return safe_key(":".join(parts), ARGUMENT_KEY_LENGTH)
 
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:

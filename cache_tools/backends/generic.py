@@ -122,9 +122,6 @@ class CacheAPIBackend(Backend):
 
     # Cache-aside -------------------------------------------------------------------------
 
-    def _generations(self, keys: EntryKeys, found: Mapping[str, Any]) -> int:
-        return int(found.get(keys.generation) or 0)
-
     def _read(self, keys: EntryKeys) -> tuple[str, Any, int, int]:
         namespace = self.namespace_key()
         with self._outage():
