@@ -11,327 +11,33 @@
     get_profile.invalidate(7)   # True if an entry was there
     get_profile.cache_info()    # CacheInfo(hits=..., misses=..., ...) across every process
 
-The single-flight and stale logic lives here once, in :class:`Flight`; :func:`cache_aside`,
-:func:`~cache_tools.views.cache_view` and ``warm_cache`` all go through it.
+The single-flight and stale logic lives in :mod:`cache_tools.flight`; this module binds a
+function's arguments to keys and gives it its controls.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-import logging
-import secrets
-import threading
-import time
 import weakref
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, TypeVar
 
-from django.db import connections
-
-from . import checks, stats
+from . import checks, warmup
 from ._options import applied_bare, positive_seconds, seconds_or_zero
-from ._process import PerProcess
-from .backends import get_backend
-from .backends.base import Backend, EntryKeys, Fetched
-from .errors import BackendUnavailable, UnserializableValue
+from .backends import resolve_alias
+from .backends.base import Fetched
+from .flight import NOT_STORED, UNCACHED, Flight, Timeout
 from .keys import KeyMaker, function_id, make_key
+from .stats import CacheInfo
+from .warmup import Call, WarmOutcome
 
-__all__ = ["CacheInfo", "CachedFunction", "Call", "Flight", "cache_aside", "cached_functions"]
-
-logger = logging.getLogger("cache_tools.aside")
+__all__ = ["CacheInfo", "CachedFunction", "Call", "cache_aside", "cached_functions"]
 
 T = TypeVar("T")
-Timeout = float | None | Callable[[Any], float | None]
 
 #: Length budget of the arguments part of an entry key, so that whole keys stay memcached-safe.
 ARGUMENT_KEY_LENGTH = 120
-
-
-class CacheInfo(NamedTuple):
-    """Statistics of one cached function, summed over every process sharing the cache."""
-
-    hits: int
-    misses: int
-    stale_hits: int
-    computations: int
-    errors: int
-
-
-class Call:
-    """One set of arguments to pre-compute, for ``warm=``: ``Call(7, detail=True)``."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.args, self.kwargs = args, kwargs
-
-    @classmethod
-    def of(cls, value: Call | tuple[Any, ...] | dict[str, Any] | Any) -> Call:
-        """A ``Call`` from a ``Call``, a tuple of positional or a dict of keyword arguments."""
-        if isinstance(value, Call):
-            return value
-        if isinstance(value, tuple):
-            return cls(*value)
-        if isinstance(value, dict):
-            return cls(**value)
-        return cls(value)
-
-    def __repr__(self) -> str:
-        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
-        return f"Call({', '.join(parts)})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Call) and (self.args, self.kwargs) == (other.args, other.kwargs)
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-class _Outages:
-    """Which aliases this process found down: one warning per outage, not one per call."""
-
-    def __init__(self) -> None:
-        self._down: set[str] = set()
-
-    def failed(self, alias: str, stats_key: str, error: Exception) -> None:
-        stats.add(alias, stats_key, "errors")
-        if alias not in self._down:
-            self._down.add(alias)
-            logger.warning("cache %r is unavailable, computing without it: %s", alias, error)
-
-    def answered(self, alias: str) -> None:
-        if alias in self._down:
-            self._down.discard(alias)
-            logger.warning("cache %r is reachable again", alias)
-
-
-_outages = _Outages()
-
-
-class _Refresher:
-    """Runs stale-entry refreshes on a few threads per process, one per entry at a time.
-
-    A refresh that finds another caller (maybe in another process) refreshing returns how long
-    that caller's lock has left, capped at a second; stale hits in this process then skip the
-    attempt until that time instead of spending a round trip each.
-    """
-
-    WORKERS = 4
-    LONGEST_QUIET = 1.0
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._running: set[str] = set()
-        self._quiet_until: dict[str, float] = {}
-        self._executor: ThreadPoolExecutor | None = None
-
-    def submit(self, entry_key: str, refresh: Callable[[], float | None], name: str) -> None:
-        now = time.monotonic()
-        with self._guard:
-            if entry_key in self._running or self._quiet_until.get(entry_key, 0.0) > now:
-                return
-            self._running.add(entry_key)
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(self.WORKERS, "cache-tools-refresh")
-            executor = self._executor
-        executor.submit(self._run, entry_key, refresh, name)
-
-    def _run(self, entry_key: str, refresh: Callable[[], float | None], name: str) -> None:
-        busy_for = None
-        try:
-            busy_for = refresh()
-        except Exception:
-            logger.exception("background refresh of %s failed", name)
-        finally:
-            now = time.monotonic()
-            with self._guard:
-                self._running.discard(entry_key)
-                if busy_for:
-                    if len(self._quiet_until) > 1000:
-                        self._quiet_until = {k: t for k, t in self._quiet_until.items() if t > now}
-                    self._quiet_until[entry_key] = now + min(busy_for, self.LONGEST_QUIET)
-            connections.close_all()  # this thread's own database connections
-
-
-_refresher = PerProcess(_Refresher)
-
-
-@dataclass
-class Flight(Generic[T]):
-    """The single-flight, stale-while-revalidate engine for one cached function or view.
-
-    ``get(argument_key, compute)`` returns ``(state, value)``: ``state`` is ``"hit"``,
-    ``"stale"`` or ``"miss"``; on a miss ``value`` is what ``compute()`` returned, otherwise
-    the stored value. ``compute()`` returns ``(result, to_store)``; ``to_store`` is
-    :data:`NOT_STORED` when the result must not be cached.
-    """
-
-    function_id: str
-    alias: str | None
-    timeout: Timeout
-    stale: float
-    lock: bool
-    lock_timeout: float
-    version: Any = None
-
-    @property
-    def backend(self) -> Backend:
-        return get_backend(self.alias)
-
-    def keys(self, argument_key: str, backend: Backend | None = None) -> EntryKeys:
-        return (backend or self.backend).entry_keys(self.function_id, argument_key, self.version)
-
-    def get(self, argument_key: str, compute: Callable[[], tuple[T, Any]]) -> tuple[str, Any]:
-        backend = self.backend
-        keys = self.keys(argument_key, backend)
-        token = None
-        try:
-            while True:
-                fetched = backend.read(keys)
-                _outages.answered(backend.alias)
-                if fetched.state == Fetched.HIT:
-                    stats.add(backend.alias, keys.stats, "hits")
-                    return fetched.state, fetched.value
-                if token is None and self.lock:
-                    token = secrets.token_hex(16)
-                if fetched.state == Fetched.STALE and token:
-                    stats.add(backend.alias, keys.stats, "stale_hits")
-                    self._refresh_in_background(backend, keys, compute, fetched.generation)
-                    return fetched.state, fetched.value
-                # A miss (or, without single flight, a stale entry): read again on the server,
-                # taking the entry's lock if it is free, or learning how long to wait.
-                fetched = backend.fetch(keys, token, self.lock_timeout)
-                if fetched.state == Fetched.HIT or (fetched.state == Fetched.STALE and token):
-                    if fetched.fence and token:
-                        held = (token, fetched.fence)
-                        self._refresh_in_background(
-                            backend, keys, compute, fetched.generation, held
-                        )
-                    return fetched.state, fetched.value
-                if fetched.wait is None:
-                    return Fetched.MISS, self._compute_and_store(
-                        backend, keys, compute, token, fetched, {"misses": 1}
-                    )
-                backend.wait(keys.lock, min(fetched.wait or backend.max_wait, backend.max_wait))
-        except BackendUnavailable as exc:
-            _outages.failed(backend.alias, keys.stats, exc)
-            result, _ = compute()
-            return Fetched.MISS, result
-
-    def refresh(self, argument_key: str, compute: Callable[[], tuple[T, Any]]) -> T:
-        """Compute now and store unconditionally (no single flight); return the result."""
-        backend = self.backend
-        keys = self.keys(argument_key, backend)
-        return self._compute_and_store(backend, keys, compute, None, None, {})
-
-    def _compute_and_store(
-        self,
-        backend: Backend,
-        keys: EntryKeys,
-        compute: Callable[[], tuple[T, Any]],
-        token: str | None,
-        fetched: Fetched | None,
-        counts: dict[str, int],
-    ) -> T:
-        counts = {**counts, "computations": 1}
-        try:
-            result, to_store = compute()
-        except BaseException:
-            self._give_up(backend, keys, token, counts, wake_all=False)
-            raise
-        timeout = self.timeout(result) if callable(self.timeout) else self.timeout
-        if to_store is NOT_STORED or (timeout is not None and timeout <= 0):
-            self._give_up(backend, keys, token, counts, wake_all=True)
-            return result
-        try:
-            backend.store(
-                keys,
-                to_store,
-                timeout=timeout,
-                stale=self.stale,
-                generation=fetched.generation if fetched else None,
-                token=token,
-                fence=fetched.fence if fetched else None,
-                counts=counts,
-            )
-        except UnserializableValue as exc:
-            logger.warning("not caching the result of %s: %s", self.function_id, exc)
-            self._give_up(backend, keys, token, {**counts, "errors": 1}, wake_all=True)
-        except BackendUnavailable as exc:
-            _outages.failed(backend.alias, keys.stats, exc)
-        return result
-
-    def _give_up(
-        self,
-        backend: Backend,
-        keys: EntryKeys,
-        token: str | None,
-        counts: dict[str, int],
-        wake_all: bool,
-    ) -> None:
-        """Release the entry's lock without storing: one waiter takes over, or all re-read."""
-        for field, amount in counts.items():
-            stats.add(backend.alias, keys.stats, field, amount)
-        if token:
-            try:
-                backend.release(keys.lock, token, wake_all=wake_all)
-            except BackendUnavailable as exc:
-                _outages.failed(backend.alias, keys.stats, exc)
-
-    def _refresh_in_background(
-        self,
-        backend: Backend,
-        keys: EntryKeys,
-        compute: Callable[[], tuple[T, Any]],
-        generation: int,
-        held: tuple[str, int] | None = None,
-    ) -> None:
-        """Refresh a stale entry in this process's refresh threads; ``held`` is the entry's
-        lock as ``(token, fence)`` when the caller already took it."""
-
-        def refresh() -> float | None:
-            """Refresh; or, if another caller is refreshing, return how long it may take."""
-            token, fence = held or (secrets.token_hex(16), 0)
-            if held is None:
-                taken, number = backend.acquire(keys.lock, token, self.lock_timeout, False)
-                if not taken:
-                    return number or self.lock_timeout
-                fence = number
-                if backend.read(keys).state == Fetched.HIT:
-                    backend.release(keys.lock, token)  # refreshed while we took the lock
-                    return None
-            started = Fetched(Fetched.STALE, fence=int(fence), generation=generation)
-            self._compute_and_store(backend, keys, compute, token, started, {})
-            return None
-
-        _refresher.get().submit(keys.value, refresh, self.function_id)
-
-    def contains(self, argument_key: str) -> bool:
-        return self.backend.read(self.keys(argument_key)).state != Fetched.MISS
-
-    def invalidate(self, argument_key: str) -> bool:
-        backend = self.backend
-        return backend.invalidate(self.keys(argument_key, backend))
-
-    def invalidate_all(self) -> None:
-        backend = self.backend
-        backend.bump_generation(backend.entry_keys(self.function_id, "", self.version).generation)
-
-    def info(self) -> CacheInfo:
-        backend = self.backend
-        stats_key = backend.stats_key(self.function_id)
-        counts = stats.unsent(backend.alias, stats_key)
-        counts.update(backend.read_counts(stats_key))
-        return CacheInfo(*(counts[field] for field in CacheInfo._fields))
-
-    def clear_stats(self) -> None:
-        backend = self.backend
-        stats_key = backend.stats_key(self.function_id)
-        stats.discard(backend.alias, stats_key)
-        backend.delete(stats_key)
-
-
-NOT_STORED: Any = object()
 
 
 _all_cached_functions: weakref.WeakSet[CachedFunction[Any]] = weakref.WeakSet()
@@ -400,25 +106,34 @@ class CachedFunction(Generic[T]):
 
     def invalidate_all(self) -> None:
         """Make every entry of this function unreachable, in one O(1) operation."""
-        self.flight.invalidate_all()
+        self.flight.invalidate_scope()
 
     def refresh(self, *args: Any, **kwargs: Any) -> T:
         """Recompute for these arguments now, store and return the new value."""
-        return self.flight.refresh(self.argument_key(args, kwargs), self._compute(args, kwargs))
+        key = self.argument_key(args, kwargs)
+        return self.flight.refresh(key, self._compute(args, kwargs))[1]
 
     def is_cached(self, *args: Any, **kwargs: Any) -> bool:
         """True if an entry (fresh or stale) exists for these arguments; counts nothing."""
         return self.flight.contains(self.argument_key(args, kwargs))
 
-    def warm_call(self, call: Call, *, force: bool = False) -> bool:
+    def warm_call(self, call: Call, *, force: bool = False) -> WarmOutcome:
         """Fill the entry for ``call`` through single flight (``force``: recompute and replace
-        it); True if this call computed it, False if it was already there."""
-        if force:
-            self.refresh(*call.args, **call.kwargs)
-            return True
-        compute = self._compute(call.args, call.kwargs)
-        state, _ = self.flight.get(self.argument_key(call.args, call.kwargs), compute)
-        return state == Fetched.MISS
+        it). Returns ``"computed"``, ``"warm"`` (already there) or ``"not stored"`` (computed,
+        but the cache was unreachable or refused the value)."""
+        key, compute = (
+            self.argument_key(call.args, call.kwargs),
+            self._compute(call.args, call.kwargs),
+        )
+        state, _ = self.flight.refresh(key, compute) if force else self.flight.get(key, compute)
+        if state == UNCACHED:
+            return "not stored"
+        return "computed" if state == Fetched.MISS else "warm"
+
+    @property
+    def alias(self) -> str:
+        """The cache alias this function's entries live in."""
+        return resolve_alias(self.flight.alias)
 
     def cache_key(self, *args: Any, **kwargs: Any) -> str:
         """The full cache key of the entry for these arguments."""
@@ -502,8 +217,6 @@ def cache_aside(
         cached = CachedFunction(func, flight, key_maker, cache_none, unless, warm)
         checks.record_use(cache, f"@cache_aside {func.__module__}.{func.__qualname__}", False)
         if warm is not None:
-            from . import warmup
-
             warmup.register(cached, warm)
         return cached
 

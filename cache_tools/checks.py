@@ -4,13 +4,20 @@
     The ``CACHE_TOOLS`` setting is invalid.
 ``cache_tools.E002``
     ``CACHE_TOOLS["CACHE"]`` or a decorator names an alias that is not in ``CACHES``.
+``cache_tools.E003``
+    An alias used by cache_tools has a cache class cache_tools has no adapter for (name one in
+    ``CACHE_TOOLS["ADAPTERS"]``).
 ``cache_tools.W001``
     An alias used for locks or single flight is process-local (``LocMemCache``).
 ``cache_tools.W002``
-    A Redis alias has no ``KEY_PREFIX``: ``cache.clear()`` and ``clear_cache --flush`` empty the
-    whole database, other applications' keys included.
+    An alias whose ``cache.clear()`` empties a shared server (Redis, memcached) has no
+    ``KEY_PREFIX``: ``clear_cache --flush`` would delete other applications' keys, and
+    ``clear_cache`` cannot tell this alias's keys from theirs.
 ``cache_tools.W003``
-    A lock uses a ``DummyCache`` alias: it would never exclude anything.
+    A lock uses an alias that stores nothing (``DummyCache``): it would never exclude anything.
+
+The checks ask each alias's adapter for its capabilities; they never compare ``BACKEND``
+strings.
 """
 
 from __future__ import annotations
@@ -21,12 +28,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
+from django.core.exceptions import ImproperlyConfigured
 
 from . import conf
+from .backends import adapter_class
+from .backends.base import Backend
 
-LOCAL_MEMORY = "django.core.cache.backends.locmem.LocMemCache"
-DUMMY = "django.core.cache.backends.dummy.DummyCache"
-REDIS = ("django_redis.cache.RedisCache", "django.core.cache.backends.redis.RedisCache")
+__all__ = ["check_settings", "record_use", "warn_if_process_local_under_uwsgi"]
 
 # (alias or None for the default, what uses it, whether it is a lock), filled by decorators.
 _uses: list[tuple[str | None, str, bool]] = []
@@ -38,10 +46,6 @@ def record_use(alias: str | None, user: str, is_lock: bool) -> None:
     _uses.append((alias, user, is_lock))
 
 
-def _backend(alias: str) -> str:
-    return settings.CACHES[alias].get("BACKEND", "")
-
-
 def warn_if_process_local_under_uwsgi() -> None:
     """At start-up under uWSGI, log once per process if the default alias is process-local."""
     try:
@@ -49,9 +53,13 @@ def warn_if_process_local_under_uwsgi() -> None:
     except ImportError:
         return
     alias = conf.default_alias()
-    if alias in settings.CACHES and _backend(alias) == LOCAL_MEMORY:
+    try:
+        shared = alias not in settings.CACHES or adapter_class(alias).shared
+    except ImproperlyConfigured:
+        return
+    if not shared:
         logging.getLogger("cache_tools").warning(
-            "cache_tools: cache alias %r is LocMemCache; each uWSGI worker (pid %s) has its "
+            "cache_tools: cache alias %r is process-local; each uWSGI worker (pid %s) has its "
             "own copy, so locks and single flight do not hold across workers",
             alias,
             os.getpid(),
@@ -68,6 +76,23 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     uses += [(alias or default, user, is_lock) for alias, user, is_lock in _uses]
     messages: list[CheckMessage] = []
     reported: set[tuple[str, str]] = set()
+    adapters: dict[str, type[Backend] | None] = {}
+
+    def once(alias: str, check_id: str) -> bool:
+        if (alias, check_id) in reported:
+            return False
+        reported.add((alias, check_id))
+        return True
+
+    def adapter_for(alias: str, user: str) -> type[Backend] | None:
+        if alias not in adapters:
+            try:
+                adapters[alias] = adapter_class(alias)
+            except ImproperlyConfigured as exc:
+                messages.append(Error(f"{user}: {exc}", id="cache_tools.E003"))
+                adapters[alias] = None
+        return adapters[alias]
+
     for alias, user, is_lock in uses:
         if alias not in settings.CACHES:
             messages.append(
@@ -78,35 +103,40 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 )
             )
             continue
-        backend = _backend(alias)
-        if backend == LOCAL_MEMORY and (alias, "W001") not in reported:
-            reported.add((alias, "W001"))
+        adapter = adapter_for(alias, user)
+        if adapter is None:
+            continue
+        if not adapter.shared and once(alias, "W001"):
             messages.append(
                 Warning(
-                    f"Cache alias {alias!r} (used by {user}) is LocMemCache, which lives in one "
-                    "process: under uWSGI, gunicorn or any multi-process server each worker has "
-                    "its own copy, so locks and single flight do not hold across workers.",
+                    f"Cache alias {alias!r} (used by {user}) lives in one process: under uWSGI, "
+                    "gunicorn or any multi-process server each worker has its own copy, so "
+                    "locks and single flight do not hold across workers.",
                     hint=f"Point {alias!r} at a shared backend (django-redis, memcached).",
                     id="cache_tools.W001",
                 )
             )
-        if backend == DUMMY and is_lock and (alias, "W003") not in reported:
-            reported.add((alias, "W003"))
+        if is_lock and not adapter.locks and once(alias, "W003"):
             messages.append(
                 Warning(
-                    f"{user} locks on cache alias {alias!r}, a DummyCache: the lock would never "
-                    "exclude anything (cache_tools refuses it at run time).",
+                    f"{user} locks on cache alias {alias!r}, which stores nothing: the lock "
+                    "would never exclude anything (cache_tools refuses it at run time).",
                     hint="Use a shared backend for locks.",
                     id="cache_tools.W003",
                 )
             )
     for alias, options in settings.CACHES.items():
-        if options.get("BACKEND") in REDIS and not options.get("KEY_PREFIX"):
+        try:
+            adapter = adapter_class(alias)
+        except ImproperlyConfigured:
+            continue  # not used by cache_tools, or reported above
+        if adapter.clear_is_global and not options.get("KEY_PREFIX"):
             messages.append(
                 Warning(
-                    f"Redis cache alias {alias!r} has no KEY_PREFIX: cache.clear() and "
-                    "clear_cache --flush run FLUSHDB and delete every other application's keys in "
-                    "that database, and clear_cache cannot tell this alias's keys from theirs.",
+                    f"Cache alias {alias!r} has no KEY_PREFIX: its cache.clear() and "
+                    "clear_cache --flush empty the whole server or database, other "
+                    "applications' keys included, and clear_cache cannot tell this alias's "
+                    "keys from theirs.",
                     hint=f'Set CACHES[{alias!r}]["KEY_PREFIX"] to a name of this project.',
                     id="cache_tools.W002",
                 )

@@ -5,6 +5,7 @@
     CACHE_TOOLS = {
         "CACHE": "default",   # alias in CACHES used when a decorator names none
         "NAMESPACE": "ct",    # first segment of every key cache_tools writes
+        "ADAPTERS": {},       # {"dotted.CacheClass": "dotted.Adapter"} for other backends
     }
 """
 
@@ -20,6 +21,7 @@ from django.core.signals import setting_changed
 DEFAULTS: dict[str, Any] = {
     "CACHE": "default",
     "NAMESPACE": "ct",
+    "ADAPTERS": {},
 }
 
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
@@ -45,6 +47,14 @@ def validate(value: Any) -> list[str]:
             'CACHE_TOOLS["NAMESPACE"] must be 1-32 characters of letters, digits, '
             f'"_", "." or "-", '
             f"not {namespace!r}."
+        )
+    adapters = value.get("ADAPTERS", {})
+    if not isinstance(adapters, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and k and v for k, v in adapters.items()
+    ):
+        problems.append(
+            'CACHE_TOOLS["ADAPTERS"] must map dotted cache class paths to dotted adapter '
+            f"class paths, not {adapters!r}."
         )
     return problems
 

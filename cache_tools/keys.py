@@ -50,7 +50,16 @@ from urllib.parse import quote
 from django.db.models import Model
 from django.http import HttpRequest
 
-__all__ = ["MAX_LENGTH", "KeyMaker", "function_id", "make_key", "normalise", "safe_key"]
+__all__ = [
+    "MAX_LENGTH",
+    "KeyMaker",
+    "fit_length",
+    "function_id",
+    "make_key",
+    "normalise",
+    "raw_key",
+    "safe_key",
+]
 
 MAX_LENGTH = 200
 _DIGEST_CHARS = 32  # blake2b with digest_size=16, in hex
@@ -66,8 +75,16 @@ def _is_safe_char(char: str) -> bool:
     return 33 <= ord(char) <= 126 and char not in _UNSAFE
 
 
+def _digest(key: str) -> str:
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
 def safe_key(key: str, max_length: int = MAX_LENGTH) -> str:
     """Return ``key`` if it is safe for every cache backend, else a digest-suffixed form of it.
+
+    Safe keys never contain ``#``, and every digest-suffixed form does, so the two kinds never
+    collide; applying ``safe_key`` to a result of ``safe_key`` changes it again, so call it
+    exactly once per key.
 
     >>> safe_key("plain:key")
     'plain:key'
@@ -76,11 +93,27 @@ def safe_key(key: str, max_length: int = MAX_LENGTH) -> str:
     """
     if len(key) <= max_length and _SAFE_KEY.fullmatch(key):
         return key
-    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
     readable = "".join(
         c if _is_safe_char(c) else "_" for c in key[: max_length - _DIGEST_CHARS - 1]
     )
-    return f"{readable}#{digest}"
+    return f"{readable}#{_digest(key)}"
+
+
+def fit_length(key: str, max_length: int) -> str:
+    """``key`` itself if it has at most ``max_length`` characters, else its start and a digest
+    of the whole (for servers with a key length limit, such as memcached's 250 bytes).
+
+    >>> len(fit_length("x" * 300, 100))
+    100
+    """
+    if len(key) <= max_length:
+        return key
+    if max_length < 2 * _DIGEST_CHARS:
+        raise ValueError(
+            f"no room for a key in {max_length} characters: shorten the cache's KEY_PREFIX "
+            "or the CACHE_TOOLS namespace"
+        )
+    return f"{key[: max_length - _DIGEST_CHARS - 1]}#{_digest(key)}"
 
 
 def _escape(text: str) -> str:
@@ -88,7 +121,9 @@ def _escape(text: str) -> str:
 
 
 def _dotted(obj: Any) -> str:
-    return f"{obj.__module__}.{obj.__qualname__}"
+    module = obj.__module__
+    # multiprocessing's spawn children import the main script as __mp_main__: the same code.
+    return f"{'__main__' if module == '__mp_main__' else module}.{obj.__qualname__}"
 
 
 def _decimal(value: decimal.Decimal) -> str:
@@ -230,7 +265,25 @@ def make_key(
     """Return the key for calling ``func(*args, **kwargs)``, built as ``key_maker`` says.
 
     ``with_function=False`` leaves the function's dotted name out of the default key (for
-    callers that already namespace keys by function).
+    callers that already namespace keys by function). The result is :func:`raw_key` made safe
+    by :func:`safe_key`.
+    """
+    return safe_key(raw_key(func, args, kwargs, key_maker, with_function=with_function), max_length)
+
+
+def raw_key(
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    key_maker: KeyMaker = None,
+    *,
+    with_function: bool = True,
+) -> str:
+    """The key of :func:`make_key` before :func:`safe_key`: for callers, such as locks, that
+    make their names safe themselves (so that a name is made safe exactly once).
+
+    >>> raw_key(area, (3,), {}, lambda width, height=1: "a b")
+    'a b'
     """
     if key_maker is None:
         bound = _bind(func, args, kwargs)
@@ -255,7 +308,7 @@ def make_key(
         )
     if not raw:
         raise ValueError(f"key_maker of {func.__qualname__} produced an empty key")
-    return safe_key(raw, max_length)
+    return raw
 
 
 def function_id(func: Callable[..., Any]) -> str:

@@ -22,10 +22,14 @@ import functools
 import inspect
 import itertools
 import logging
+import os
 import secrets
+import socket
 import sys
 import threading
 import time
+import warnings
+import weakref
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar, cast, overload
 
@@ -35,8 +39,16 @@ from . import checks
 from ._options import applied_bare, positive_seconds, seconds_or_zero
 from ._process import PerProcess
 from .backends import get_backend
-from .errors import BackendUnavailable, LockError, LockLost, LockTimeout, LockUnavailable
-from .keys import KeyMaker, make_key, safe_key
+from .errors import (
+    BackendUnavailable,
+    LockError,
+    LockLost,
+    LockTimeout,
+    LockUnavailable,
+    StoreRefused,
+)
+from .keys import KeyMaker, raw_key, safe_key
+from .orphans import release_when_answering
 
 __all__ = ["Lock", "current_lock", "lock", "lock_decorator"]
 
@@ -45,9 +57,23 @@ logger = logging.getLogger("cache_tools.lock")
 F = TypeVar("F", bound=Callable[..., Any])
 OnTimeout = Literal["raise", "skip"] | Callable[..., Any]
 
-_held: contextvars.ContextVar[tuple[Lock, ...]] = contextvars.ContextVar(
+# The locks this thread or task took, innermost last. Weak: a handle dropped while held is
+# collected (with a ResourceWarning) instead of being kept alive by this record.
+_held: contextvars.ContextVar[tuple[weakref.ref[Lock], ...]] = contextvars.ContextVar(
     "cache_tools_held_locks", default=()
 )
+
+_HOST = socket.gethostname()
+
+
+def _held_here() -> list[Lock]:
+    """The handles this thread or task holds, in this process (a forked child holds none)."""
+    pid = os.getpid()
+    return [
+        handle
+        for ref in _held.get()
+        if (handle := ref()) is not None and handle._token is not None and handle._pid == pid
+    ]
 
 
 def current_lock() -> Lock | None:
@@ -57,7 +83,7 @@ def current_lock() -> Lock | None:
     ... def write(row):
     ...     save(row, fence=current_lock().fence)
     """
-    held = _held.get()
+    held = _held_here()
     return held[-1] if held else None
 
 
@@ -65,6 +91,12 @@ def _validate_blocking_timeout(blocking_timeout: Any) -> float | None:
     if blocking_timeout is None:
         return None
     return seconds_or_zero(blocking_timeout, "blocking_timeout")
+
+
+def _unavailable(message: str, exc: BackendUnavailable | StoreRefused) -> LockUnavailable:
+    error = LockUnavailable(f"{message}: {exc}")
+    error.outcome_unknown = getattr(exc, "outcome_unknown", False)
+    return error
 
 
 _IDLE_TICK = 1.0
@@ -75,11 +107,12 @@ class _Watchdog:
 
     Watching and unwatching are a dict update; the thread is only woken when a new lock is due
     before the thread's next planned wake-up, so short uncontended locks cost no thread switch.
+    Handles are held weakly: one that is garbage-collected while held stops being renewed.
     """
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
-        self._due: dict[Lock, float] = {}
+        self._due: weakref.WeakKeyDictionary[Lock, float] = weakref.WeakKeyDictionary()
         self._wake_at = 0.0
         threading.Thread(target=self._run, name="cache-tools-lock-watchdog", daemon=True).start()
 
@@ -99,7 +132,7 @@ class _Watchdog:
         while True:
             with self._condition:
                 now = time.monotonic()
-                ready = [held for held, due in self._due.items() if due <= now]
+                ready = [held for held, due in list(self._due.items()) if due <= now]
                 for held in ready:
                     del self._due[held]
                 if not ready:
@@ -111,6 +144,7 @@ class _Watchdog:
             for held in ready:
                 if held._renew():
                     self.watch(held)
+            del ready, held
 
 
 _watchdog = PerProcess(_Watchdog)
@@ -119,8 +153,11 @@ _watchdog = PerProcess(_Watchdog)
 class Lock:
     """A named lock on a cache alias; use :func:`lock` or :func:`lock_decorator` to make one.
 
-    Attributes: ``name`` (as given), ``key`` (the full key on the server), ``fence`` (set while
-    held), ``lost`` (True once a renewal found the lock taken or gone).
+    Attributes: ``name`` (as given), ``key`` (the lock's key as the cache server stores it),
+    ``fence`` (set while held), ``lost`` (True once the lock was found taken or gone).
+
+    The handle's idea of being held is a cache of the server's: before it refuses a second
+    acquisition as re-entry, it asks the server whether its token still holds the lock.
     """
 
     def __init__(
@@ -145,53 +182,103 @@ class Lock:
                 "locks: it stores nothing, so a lock would never exclude anything"
             )
         self._keys = self._backend.lock_keys(safe_key(name))
-        self.key = self._keys.lock
+        self.key: str = self._keys.lock
         self.auto_renew = auto_renew
         self.fence: int | None = None
         self.lost = False
         self._token: str | None = None
+        self._pid = 0
         self._acquired_at = 0.0
 
     def __repr__(self) -> str:
         state = "held" if self._token else "free"
         return f"<Lock {self.key!r} {state} fence={self.fence}>"
 
+    def __del__(self) -> None:
+        if getattr(self, "_token", None) is not None and self._pid == os.getpid():
+            warnings.warn(
+                f"lock {self.key!r} was garbage-collected while held; it is no longer renewed "
+                "and expires with its TTL (release it, or use `with lock(...)`)",
+                ResourceWarning,
+                stacklevel=2,
+                source=self,
+            )
+
+    @property
+    def held_for(self) -> float | None:
+        """Seconds since this handle took the lock (None when not held)."""
+        return time.monotonic() - self._acquired_at if self._token is not None else None
+
+    def _still_held(self) -> bool:
+        """Whether the server says this handle's token holds the lock; forgets it if not."""
+        token = self._token
+        if token is None:
+            return False
+        try:
+            owner = self._backend.owner(self._keys)
+        except (BackendUnavailable, StoreRefused) as exc:
+            raise _unavailable(f"cannot read lock {self.key!r}", exc) from exc.__cause__ or exc
+        if owner == token:
+            return True
+        logger.warning(
+            "lock %s expired or was taken over while held (fence %s)", self.key, self.fence
+        )
+        self.lost = True
+        self._forget()
+        return False
+
+    def _forget(self) -> None:
+        self._token = None
+        _held.set(tuple(ref for ref in _held.get() if ref() not in (None, self)))
+        if self.auto_renew:
+            _watchdog.get().unwatch(self)
+
     def acquire(self, blocking_timeout: float | None = None) -> bool:
         """Wait up to ``blocking_timeout`` seconds (None: forever, 0: try once); True if taken.
 
-        Raises ``LockError`` if this thread or task already holds the lock, or if the cache
-        server cannot be reached.
+        Raises ``LockError`` if this thread or task still holds the lock (the server is asked),
+        and ``LockUnavailable`` if the cache server cannot be reached.
         """
         blocking_timeout = _validate_blocking_timeout(blocking_timeout)
-        if self._token is not None:
+        if self._pid != os.getpid():
+            self._token = None  # taken by the process this one was forked from
+        if self._still_held():
             raise LockError(f"lock {self.key!r} is already held by this handle")
-        for other in _held.get():
-            if other.alias == self.alias and other.key == self.key:
+        for other in _held_here():
+            if other.alias == self.alias and other.key == self.key and other._still_held():
                 raise LockError(
                     f"lock {self.key!r} is already held by this thread or task; "
                     "re-entering it would wait for itself"
                 )
-        token = secrets.token_hex(16)
+        token = f"{_HOST}:{os.getpid()}:{secrets.token_hex(8)}"
         started = time.monotonic()
         deadline = None if blocking_timeout is None else started + blocking_timeout
+        backend = self._backend
         try:
             for attempt in itertools.count():
-                taken, number = self._backend.acquire(
-                    self._keys, token, self.timeout, blocking_timeout != 0, attempt
-                )
+                try:
+                    taken, number = backend.acquire(
+                        self._keys, token, self.timeout, blocking_timeout != 0, attempt
+                    )
+                except BackendUnavailable as exc:
+                    if exc.outcome_unknown:
+                        release_when_answering(backend, self._keys, token, self.timeout)
+                    raise
                 if taken:
                     break
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     logger.debug("gave up on %s after %.3fs", self.key, time.monotonic() - started)
                     return False
-                wait = min(x for x in (self._backend.max_wait, number or None, remaining) if x)
-                self._backend.wait(self._keys, wait)
-        except BackendUnavailable as exc:
-            raise LockUnavailable(f"cannot take lock {self.key!r}: {exc}") from exc.__cause__
+                wait = min(x for x in (backend.max_wait, number or None, remaining) if x)
+                backend.wait(self._keys, wait)
+        except (BackendUnavailable, StoreRefused) as exc:
+            raise _unavailable(f"cannot take lock {self.key!r}", exc) from exc.__cause__ or exc
         self._token, self.fence, self.lost = token, int(number), False
+        self._pid = os.getpid()
         self._acquired_at = time.monotonic()
-        _held.set((*_held.get(), self))
+        live = tuple(ref for ref in _held.get() if (h := ref()) is not None and h._token)
+        _held.set((*live, weakref.ref(self)))
         logger.debug(
             "took %s (fence %s) after %.3fs", self.key, self.fence, self._acquired_at - started
         )
@@ -202,21 +289,28 @@ class Lock:
     def release(self) -> None:
         """Release the lock if this handle still owns it (never another owner's).
 
-        Raises ``LockLost`` if the lock had expired or been taken over; an unreachable server is
-        logged (the lock then expires with its TTL) rather than raised.
+        Raises ``LockLost`` if the lock had expired or been taken over. An unreachable server
+        does not raise: the lock is released as soon as the server answers again (or expires
+        with its TTL).
         """
         token = self._token
         if token is None:
             raise LockError(f"lock {self.key!r} is not held by this handle")
-        self._token = None
-        _held.set(tuple(h for h in _held.get() if h is not self))
-        if self.auto_renew:
-            _watchdog.get().unwatch(self)
+        if self._pid != os.getpid():
+            self._token = None
+            raise LockError(
+                f"lock {self.key!r} was taken by process {self._pid}; this process was forked "
+                "from it and does not hold it, so it leaves the lock alone"
+            )
+        self._forget()
         logger.debug("releasing %s after %.3fs", self.key, time.monotonic() - self._acquired_at)
         try:
             released = self._backend.release(self._keys, token)
-        except BackendUnavailable as exc:
-            logger.warning("could not release %s (it expires in its TTL): %s", self.key, exc)
+        except (BackendUnavailable, StoreRefused) as exc:
+            logger.warning(
+                "could not release %s now, will when the cache answers: %s", self.key, exc
+            )
+            release_when_answering(self._backend, self._keys, token, self.timeout)
             return
         if not released or self.lost:
             self.lost = True
@@ -229,31 +323,38 @@ class Lock:
         """Reset the lock's TTL to ``seconds`` (default: its ``timeout``) from now."""
         ttl = self.timeout if seconds is None else positive_seconds(seconds, "seconds")
         token = self._token
-        if token is None:
+        if token is None or self._pid != os.getpid():
             raise LockError(f"lock {self.key!r} is not held by this handle")
         try:
             extended = self._backend.extend(self._keys, token, ttl)
-        except BackendUnavailable as exc:
-            raise LockError(f"cannot extend lock {self.key!r}: {exc}") from exc.__cause__
+        except (BackendUnavailable, StoreRefused) as exc:
+            raise _unavailable(f"cannot extend lock {self.key!r}", exc) from exc.__cause__ or exc
         if not extended:
             self.lost = True
             raise LockLost(f"lock {self.key!r} was lost before it could be extended")
 
+    def holder(self) -> str | None:
+        """Who holds the lock now, as ``"host:pid:random"`` (None when it is free)."""
+        try:
+            return self._backend.owner(self._keys)
+        except (BackendUnavailable, StoreRefused) as exc:
+            raise _unavailable(f"cannot read lock {self.key!r}", exc) from exc.__cause__ or exc
+
     def locked(self) -> bool:
         """True if some owner (this handle or another) holds the lock now."""
         try:
-            return self._backend.exists(self.key)
-        except BackendUnavailable as exc:
-            raise LockError(f"cannot read lock {self.key!r}: {exc}") from exc.__cause__
+            return self._backend.exists(self._keys.lock)
+        except (BackendUnavailable, StoreRefused) as exc:
+            raise _unavailable(f"cannot read lock {self.key!r}", exc) from exc.__cause__ or exc
 
     def _renew(self) -> bool:
         """Called by the watchdog; returns True to be called again."""
         token = self._token
-        if token is None:
+        if token is None or self._pid != os.getpid():
             return False
         try:
             extended = self._backend.extend(self._keys, token, self.timeout)
-        except BackendUnavailable as exc:
+        except (BackendUnavailable, StoreRefused) as exc:
             logger.warning("could not renew %s, will retry: %s", self.key, exc)
             return True
         if token != self._token:
@@ -362,7 +463,7 @@ def lock_decorator(
 
         def handle_for(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Lock:
             return Lock(
-                make_key(func, args, kwargs, key_maker),
+                raw_key(func, args, kwargs, key_maker),  # Lock makes it safe, once
                 timeout=timeout,
                 blocking_timeout=blocking_timeout,
                 cache=cache,

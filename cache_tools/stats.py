@@ -1,11 +1,12 @@
-"""Statistics counters of cached functions, buffered per process and flushed in the background.
+"""Statistics of cached functions: the one writer, buffered per process, flushed in the
+background.
 
-A hit must cost one round trip and nothing more, so hit counts are added to an in-process
-buffer and sent (``HINCRBY`` in one pipeline per alias) by one daemon thread at most
-:data:`FLUSH_DELAY` seconds later, at process exit, or when ``cache_info()`` is read. Counts that
-cannot be sent during an outage stay buffered until the cache answers again. Reading the
-statistics adds this process's unsent counts to the shared ones; other processes' counts show
-within ``FLUSH_DELAY``.
+A hit must cost one round trip and nothing more, so every count (hits, misses, computations,
+errors) is added to an in-process buffer and sent (``HINCRBY`` in one pipeline per alias) by one
+daemon thread at most :data:`FLUSH_DELAY` seconds later, or at process exit. Counts that cannot
+be sent during an outage stay buffered until the cache answers again. Reading the statistics
+adds this process's unsent counts to the shared ones; other processes' counts show within
+``FLUSH_DELAY``.
 """
 
 from __future__ import annotations
@@ -13,20 +14,42 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
+from typing import NamedTuple
 
 from django.core.exceptions import ImproperlyConfigured
 
 from ._process import PerProcess
 from .backends import get_backend
+from .backends.base import ServerKey
 from .errors import BackendUnavailable
 
-__all__ = ["FLUSH_DELAY", "add", "discard", "flush", "unsent"]
+__all__ = ["FIELDS", "FLUSH_DELAY", "CacheInfo", "add", "clear", "flush", "read"]
 
 logger = logging.getLogger("cache_tools.stats")
 
 FLUSH_DELAY = 0.2
 
-Target = tuple[str, str]  # (cache alias, statistics key)
+
+class CacheInfo(NamedTuple):
+    """Statistics of one cached function or view, summed over every process sharing the cache.
+
+    ``hits`` and ``stale_hits`` count calls answered from the cache (waiters that got another
+    caller's result count as hits), ``misses`` calls that computed, ``computations`` every run of
+    the function (refreshes and failures too), ``errors`` cache-side failures (outages, refused
+    or unserialisable values).
+    """
+
+    hits: int = 0
+    misses: int = 0
+    stale_hits: int = 0
+    computations: int = 0
+    errors: int = 0
+
+
+#: The counted fields, in :class:`CacheInfo` order.
+FIELDS: tuple[str, ...] = CacheInfo._fields
+
+Target = tuple[str, ServerKey]  # (cache alias, statistics key)
 
 
 class _Buffer:
@@ -34,8 +57,11 @@ class _Buffer:
         self._condition = threading.Condition(threading.Lock())
         self._counts: dict[Target, Counter[str]] = {}
         self._thread: threading.Thread | None = None
+        # Held while counts are on their way to the server: a flush at exit waits for the
+        # background one, and a reader never sees counts that are neither here nor there.
+        self._sending = threading.Lock()
 
-    def add(self, alias: str, stats_key: str, field: str, amount: int = 1) -> None:
+    def add(self, alias: str, stats_key: ServerKey, field: str, amount: int = 1) -> None:
         with self._condition:
             was_empty = not self._counts
             self._counts.setdefault((alias, stats_key), Counter())[field] += amount
@@ -47,18 +73,30 @@ class _Buffer:
             elif was_empty:
                 self._condition.notify()  # the flusher sleeps while there is nothing to send
 
-    def unsent(self, alias: str, stats_key: str) -> Counter[str]:
+    def unsent(self, alias: str, stats_key: ServerKey) -> Counter[str]:
         with self._condition:
             return Counter(self._counts.get((alias, stats_key), ()))
 
-    def discard(self, alias: str, stats_key: str) -> None:
+    def discard(self, alias: str, stats_key: ServerKey) -> None:
         with self._condition:
             self._counts.pop((alias, stats_key), None)
 
+    def read(self, alias: str, stats_key: ServerKey) -> CacheInfo:
+        if not get_backend(alias).stores:
+            return CacheInfo()  # DummyCache: nothing is cached, so nothing is counted
+        with self._sending:
+            counts = self.unsent(alias, stats_key)
+            counts.update(get_backend(alias).read_counts(stats_key, FIELDS))
+        return CacheInfo(*(counts[field] for field in FIELDS))
+
     def flush(self) -> None:
+        with self._sending:
+            self._send()
+
+    def _send(self) -> None:
         with self._condition:
             counts, self._counts = self._counts, {}
-        by_alias: dict[str, dict[str, Counter[str]]] = {}
+        by_alias: dict[str, dict[ServerKey, Counter[str]]] = {}
         for (alias, stats_key), counter in counts.items():
             by_alias.setdefault(alias, {})[stats_key] = counter
         for alias, per_key in by_alias.items():
@@ -85,18 +123,20 @@ class _Buffer:
 _buffer = PerProcess(_Buffer)
 
 
-def add(alias: str, stats_key: str, field: str, amount: int = 1) -> None:
+def add(alias: str, stats_key: ServerKey, field: str, amount: int = 1) -> None:
     """Count ``amount`` on ``field`` of a function's statistics, without a round trip."""
     _buffer.get().add(alias, stats_key, field, amount)
 
 
-def unsent(alias: str, stats_key: str) -> Counter[str]:
-    """What this process has counted for ``stats_key`` and not sent yet."""
-    return _buffer.get().unsent(alias, stats_key)
+def read(alias: str, stats_key: ServerKey) -> CacheInfo:
+    """The shared counts plus what this process has not sent yet."""
+    return _buffer.get().read(alias, stats_key)
 
 
-def discard(alias: str, stats_key: str) -> None:
+def clear(alias: str, stats_key: ServerKey) -> None:
+    """Reset a function's statistics to zero, for every process."""
     _buffer.get().discard(alias, stats_key)
+    get_backend(alias).delete_counts(stats_key, FIELDS)
 
 
 def flush() -> None:

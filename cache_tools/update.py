@@ -9,22 +9,35 @@
 The value lives at the same key as ``cache.set("counter:daily", ...)`` and is read back with
 ``cache.get``. On Redis this is optimistic concurrency (``WATCH``/``MULTI``): when another
 writer changes the value between the read and the write, ``function`` runs again on the new
-value, up to ``retries`` times, then ``UpdateConflict`` is raised. ``function`` may run more
-than once, so it must not have side effects.
+value, so it must not have side effects. Elsewhere (memcached, uWSGI, files, database) the
+read and the write run under a cache_tools lock with a short TTL, renewed while ``function``
+runs, so a writer killed mid-update holds the others up for at most that TTL.
+
+Either way ``UpdateConflict`` is raised once ``budget`` seconds pass without success. When the
+connection breaks after the write was sent, the write may have been applied or not:
+``OutcomeUnknown`` (a ``BackendUnavailable``) says so; read the value back before retrying.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
+from ._options import positive_seconds
 from .backends import get_backend
+from .errors import UpdateConflict
+from .locks import Lock
 
 __all__ = ["update"]
 
 T = TypeVar("T")
+
+#: TTL of the lock that guards an update where the server has no atomic one (renewed while
+#: the function runs); at most half the budget.
+UPDATE_LOCK_TTL = 2.0
 
 
 def update(
@@ -33,20 +46,38 @@ def update(
     timeout: Any = DEFAULT_TIMEOUT,
     cache: str | None = None,
     *,
-    retries: int = 100,
+    budget: float = 10.0,
 ) -> T:
     """Set ``key`` to ``function(old)`` atomically (``old`` is None when missing); return it.
 
     ``timeout`` works as in ``cache.set``: seconds, None for no expiry, default the alias's.
+    ``budget``: seconds to keep trying before ``UpdateConflict``.
+
+    >>> update("visits", lambda n: (n or 0) + 1, timeout=None)
+    1
     """
     if not callable(function):
         raise TypeError(f"update() needs a callable taking the old value, not {function!r}")
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ValueError(f"retries must be a whole number >= 0, not {retries!r}")
+    budget = positive_seconds(budget, "budget")
     backend = get_backend(cache)
     django_cache = backend.cache
     django_cache.validate_key(key)
     seconds = django_cache.default_timeout if timeout is DEFAULT_TIMEOUT else timeout
     if seconds is not None and (isinstance(seconds, bool) or seconds <= 0):
         raise ValueError(f"timeout must be positive or None, not {timeout!r}")
-    return backend.update(key, function, seconds, retries)
+    if backend.atomic_update:
+        return backend.update(key, function, seconds, budget)  # type: ignore[no-any-return]
+    ttl = min(UPDATE_LOCK_TTL, budget / 2)
+    guard = Lock(f"update:{key}", timeout=ttl, cache=cache)
+    if not guard.acquire(budget):
+        owner = guard.holder() or "nobody by now"
+        raise UpdateConflict(
+            f"update of {key!r} could not take its lock in {budget:g}s: held by {owner} "
+            f"(a lock of {ttl:g}s, renewed while its holder runs)"
+        )
+    try:
+        new = function(backend.read_value(key))
+        backend.write_value(key, new, seconds)
+    finally:
+        guard.__exit__(*sys.exc_info())
+    return new

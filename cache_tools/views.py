@@ -1,4 +1,5 @@
-"""``cache_view``: Django's ``cache_page`` with single flight and stale-while-revalidate.
+"""``cache_view``: Django's ``cache_page`` with single flight, stale-while-revalidate, and the
+HTTP rules of a shared cache.
 
 .. code-block:: python
 
@@ -7,54 +8,197 @@
     @cache_view(timeout=60, stale=30)
     def report(request): ...
 
-Only successful (200) responses are stored, after rendering. Responses that set cookies, carry
-``Cache-Control: private``/``no-store`` or ``Vary: *``, and requests whose method is not in
-``methods``, bypass the cache. Every response through the cache gets ``X-Cache: hit``,
-``miss`` or ``stale``.
+    report.invalidate("/report/")   # every cached response of that path
+    report.cache_info()             # CacheInfo(hits=..., misses=..., ...) across every process
+
+What is stored and for whom is decided by :mod:`cache_tools.http_rules`: only 200 responses
+without cookies or ``private``/``no-store``/``no-cache``, and each served only to requests that
+agree on every header the response's ``Vary`` names. The headers a path varies on are learned
+from its responses: the entry of a request whose key lacks them holds a pointer to them, which
+every process follows (and remembers, as a hint the server's entries confirm). Every response
+through the cache gets ``X-Cache: hit``, ``miss`` or ``stale``.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import quote, urlsplit
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpRequest, HttpResponseBase
 
 from . import checks
 from ._options import applied_bare, positive_seconds, seconds_or_zero
-from .aside import ARGUMENT_KEY_LENGTH, Flight
+from .backends.base import Fetched
+from .flight import Flight
+from .http_rules import (
+    Frozen,
+    bypasses,
+    freeze,
+    freshness,
+    header_values,
+    request_parts,
+    storable,
+    thaw,
+    varied_headers,
+)
 from .keys import KeyMaker, function_id, make_key, normalise, safe_key
+from .stats import CacheInfo
 
-__all__ = ["cache_view"]
+__all__ = ["CachedView", "cache_view", "cached_views"]
 
-# Stored in place of a response that must not be cached, so that later requests for the same
-# key call the view directly instead of queueing behind each other in single flight.
-_UNCACHEABLE = ("uncacheable",)
+#: Length budget of the request part of an entry key.
+REQUEST_KEY_LENGTH = 120
+#: Paths whose learned ``Vary`` headers a process remembers per view.
+LEARNED_PATHS = 1024
+_MAX_HOPS = 3
 
+# What an entry holds: a frozen response, a pointer to the headers the path varies on, or a
+# marker for a response that must not be stored (so later requests skip single flight).
+_RESPONSE, _VARIES, _UNCACHEABLE = "r", "v", "u"
 
-def _storable(response: HttpResponseBase) -> bool:
-    if response.status_code != 200 or response.streaming or response.cookies:
-        return False
-    directives = {
-        part.split("=", 1)[0].strip().lower()
-        for part in response.get("Cache-Control", "").split(",")
-    }
-    if directives & {"private", "no-store"}:
-        return False
-    return response.get("Vary", "").strip() != "*"
+_all_cached_views: weakref.WeakSet[CachedView] = weakref.WeakSet()
 
 
-def _freeze(response: HttpResponse) -> tuple[Any, ...]:
-    return (response.status_code, list(response.items()), response.content)
+def cached_views() -> list[CachedView]:
+    """Every ``cache_view`` view defined in this process, by dotted path (for dashboards)."""
+    return sorted(_all_cached_views, key=lambda v: v.flight.function_id)
 
 
-def _thaw(frozen: tuple[Any, ...]) -> HttpResponse:
-    status, headers, content = frozen
-    response = HttpResponse(content, status=status)
-    for name, value in headers:
-        response[name] = value
-    return response
+def _scope(path: str) -> str:
+    """The part of a view's keys with a generation of its own: the path."""
+    return safe_key(quote(path, safe="/"), 100)
+
+
+class CachedView:
+    """What :func:`cache_view` returns: the view, plus ``invalidate`` and ``cache_info``."""
+
+    def __init__(
+        self,
+        view: Callable[..., HttpResponseBase],
+        flight: Flight[HttpResponseBase],
+        *,
+        methods: frozenset[str],
+        vary_on_user: bool,
+        vary_on_headers: tuple[str, ...],
+        key_maker: KeyMaker,
+    ) -> None:
+        functools.update_wrapper(self, view)
+        self.flight = flight
+        self._methods = methods
+        self._vary_on_user = vary_on_user
+        self._vary_on_headers = vary_on_headers
+        self._key_maker = key_maker
+        self._learned: dict[str, tuple[str, ...]] = {}
+        _all_cached_views.add(self)
+
+    def __repr__(self) -> str:
+        return f"<cached view {self.flight.function_id}>"
+
+    def _view(self) -> Callable[..., HttpResponseBase]:
+        return self.__wrapped__  # type: ignore[no-any-return, attr-defined]
+
+    def _key(
+        self,
+        request: HttpRequest,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        varies: tuple[str, ...],
+    ) -> str:
+        if self._key_maker is not None:
+            parts = [make_key(self._view(), (request, *args), kwargs, self._key_maker)]
+        else:
+            parts = request_parts(request)
+        if self._vary_on_user:
+            user = getattr(request, "user", None)
+            authenticated = user is not None and user.is_authenticated
+            parts.append(normalise(user.pk if authenticated else None, "user"))
+        parts += header_values(request, self._vary_on_headers)
+        parts.append(normalise(varies, "vary"))
+        parts += header_values(request, varies)
+        return safe_key(":".join(parts), REQUEST_KEY_LENGTH)
+
+    def _learn(self, path: str, varies: tuple[str, ...]) -> None:
+        if len(self._learned) >= LEARNED_PATHS:
+            self._learned.pop(next(iter(self._learned)), None)
+        self._learned[path] = varies
+
+    def __call__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        view = self._view()
+        if bypasses(request, self._methods):
+            return view(request, *args, **kwargs)
+        scope = _scope(request.path)
+        varies = self._learned.get(request.path, ())
+        for _ in range(_MAX_HOPS):
+            key = self._key(request, args, kwargs, varies)
+            compute = self._compute(request, args, kwargs, varies, scope)
+            state, value = self.flight.get(key, compute, scope)
+            if state == Fetched.MISS:
+                return value  # type: ignore[no-any-return]
+            kind = value[0]
+            if kind == _UNCACHEABLE:
+                return view(request, *args, **kwargs)
+            stored_varies = value[1] if kind == _VARIES else value[1][3]
+            if kind == _RESPONSE and set(stored_varies) <= set(varies):
+                response = thaw(value[1])
+                response["X-Cache"] = state
+                return response
+            varies = stored_varies  # the path varies on more headers than this key holds
+            self._learn(request.path, varies)
+        return view(request, *args, **kwargs)  # its Vary keeps changing: serve it uncached
+
+    def _compute(
+        self,
+        request: HttpRequest,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        keyed_on: tuple[str, ...],
+        scope: str,
+    ) -> Callable[[], tuple[HttpResponseBase, Any]]:
+        def compute() -> tuple[HttpResponseBase, Any]:
+            had_csrf_cookie = "CSRF_COOKIE" in request.META
+            response = self._view()(request, *args, **kwargs)
+            render = getattr(response, "render", None)
+            if callable(render) and not getattr(response, "is_rendered", True):
+                response = render()
+            varies = varied_headers(response, request, self._vary_on_user)
+            if varies is None or not storable(response, had_csrf_cookie, request):
+                return response, (_UNCACHEABLE,)
+            response["X-Cache"] = "miss"
+            frozen: Frozen = freeze(response, varies)  # type: ignore[arg-type]
+            if not set(varies) <= set(keyed_on):
+                # Store it where requests that agree on those headers look, and leave a pointer
+                # there for the requests that come to this key.
+                self._learn(request.path, varies)
+                to_store = (_RESPONSE, frozen)
+                self.flight.put(self._key(request, args, kwargs, varies), response, to_store, scope)
+                return response, (_VARIES, varies)
+            return response, (_RESPONSE, frozen)
+
+        return compute
+
+    def invalidate(self, request_or_path: HttpRequest | str) -> bool:
+        """Drop every cached response of a path (any query, host, scheme or ``Vary`` variant);
+        takes a request or a path (a full URL works too). True if something may have been
+        cached there."""
+        if isinstance(request_or_path, HttpRequest):
+            path = request_or_path.path
+        elif isinstance(request_or_path, str) and request_or_path:
+            path = urlsplit(request_or_path).path or "/"
+        else:
+            raise TypeError(f"invalidate() takes a request or a path, not {request_or_path!r}")
+        return self.flight.invalidate_scope(_scope(path)) > 0
+
+    def cache_info(self) -> CacheInfo:
+        """Hits, misses, stale hits, computations and errors summed over every process."""
+        return self.flight.info()
+
+    def cache_clear_stats(self) -> None:
+        """Reset the statistics to zero for every process."""
+        self.flight.clear_stats()
 
 
 def cache_view(
@@ -67,11 +211,13 @@ def cache_view(
     cache: str | None = None,
     key_maker: KeyMaker = None,
 ) -> Any:
-    """Cache a view's successful responses, computing each one once across all workers.
+    """Cache a view's responses, computing each one once across all workers.
 
-    The key is the method, host, path and sorted query string, plus the user's pk with
-    ``vary_on_user`` and the named request headers; ``key_maker`` (with the view's signature)
-    replaces it.
+    The key is the method, scheme, host, path and sorted query string, the active language
+    and time zone, plus the user's pk with ``vary_on_user`` and the named request headers, plus
+    every header the response's ``Vary`` names (learned per path). ``key_maker`` (called with
+    the view's arguments) replaces the first part; the rest still applies. A response is kept
+    for ``timeout`` seconds or its own ``max-age``/``s-maxage``, whichever is shorter.
 
     >>> @cache_view(timeout=60, stale=30, vary_on_headers=["Accept-Language"])
     ... def report(request):
@@ -84,58 +230,38 @@ def cache_view(
     seconds_or_zero(stale, "stale")
     if isinstance(vary_on_headers, str) or isinstance(methods, str):
         raise ValueError("vary_on_headers and methods take a list of names, not one string")
-    header_names = [name.lower() for name in vary_on_headers]
-    allowed = {method.upper() for method in methods}
+    header_names = tuple(sorted({name.lower() for name in vary_on_headers}))
+    allowed = frozenset(method.upper() for method in methods)
+    most = None if timeout is None else float(timeout)
 
-    def decorate(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    def keep_for(response: HttpResponseBase) -> float | None:
+        own = freshness(response)
+        if own is None:
+            return most
+        return own if most is None else min(own, most)
+
+    def decorate(view: Callable[..., HttpResponseBase]) -> CachedView:
+        if inspect.iscoroutinefunction(view):
+            raise TypeError(
+                f"cache_view does not support async views yet ({view.__qualname__}); "
+                "decorate a sync view, or cache inside the async view with cache_aside"
+            )
         flight: Flight[HttpResponseBase] = Flight(
             function_id=function_id(view),
             alias=cache,
-            timeout=timeout,  # type: ignore[arg-type]
+            timeout=keep_for,
             stale=float(stale),
             lock=True,
             lock_timeout=30.0,
         )
-
         checks.record_use(cache, f"@cache_view {view.__module__}.{view.__qualname__}", False)
-
-        def request_key(request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-            if key_maker is not None:
-                return make_key(
-                    view, (request, *args), kwargs, key_maker, max_length=ARGUMENT_KEY_LENGTH
-                )
-            parts = [normalise(request, "request"), normalise(request.get_host(), "host")]
-            if vary_on_user:
-                user = getattr(request, "user", None)
-                authenticated = user is not None and user.is_authenticated
-                parts.append(normalise(user.pk if authenticated else None, "user"))
-            for name in header_names:
-                parts.append(normalise(request.headers.get(name), name))
-            return safe_key(":".join(parts), ARGUMENT_KEY_LENGTH)
-
-        @functools.wraps(view)
-        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-            if request.method not in allowed:
-                return view(request, *args, **kwargs)
-
-            def compute() -> tuple[HttpResponseBase, Any]:
-                response = view(request, *args, **kwargs)
-                render = getattr(response, "render", None)
-                if callable(render) and not getattr(response, "is_rendered", True):
-                    response = render()
-                if not _storable(response):
-                    return response, _UNCACHEABLE
-                return response, _freeze(response)  # type: ignore[arg-type]
-
-            state, value = flight.get(request_key(request, args, kwargs), compute)
-            if value == _UNCACHEABLE:
-                return view(request, *args, **kwargs)
-            response = value if state == "miss" else _thaw(value)
-            if state != "miss" or _storable(response):
-                response["X-Cache"] = state
-            return response
-
-        wrapper.flight = flight  # type: ignore[attr-defined]
-        return wrapper
+        return CachedView(
+            view,
+            flight,
+            methods=allowed,
+            vary_on_user=vary_on_user,
+            vary_on_headers=header_names,
+            key_maker=key_maker,
+        )
 
     return decorate

@@ -158,9 +158,11 @@ def warmed(name):
 def test_warm_cache_computes_missing_entries_once(warmers, unique):
     name_a, _ = warmers
     key = f"{settings.TEST_PREFIX}:warmed:{unique}:a"
-    assert "computed 3, already warm 0, failed 0" in run("warm_cache", name_a, verbosity=2)
+    assert "computed 3, already warm 0, not stored 0, failed 0" in run(
+        "warm_cache", name_a, verbosity=2
+    )
     assert sorted(warmed(key)) == [1, 2, 3]
-    assert "computed 0, already warm 3, failed 0" in run("warm_cache", name_a)
+    assert "computed 0, already warm 3, not stored 0, failed 0" in run("warm_cache", name_a)
     assert "computed 3, already warm 0" in run("warm_cache", name_a, "--force")
     assert len(warmed(key)) == 6
 
@@ -225,9 +227,11 @@ def test_clear_cache_on_memcached_bumps_the_namespace_generation(memcached_url, 
 
         caches["mc"].set(f"{unique}-foreign", "kept", 60)
         assert entry() == 1 and entry() == 1
-        assert "would bump" in run("clear_cache", "--cache", "mc", "--dry-run")
+        assert "would make every cache_tools entry unreachable" in run(
+            "clear_cache", "--cache", "mc", "--dry-run"
+        )
         assert entry() == 1
         out = run("clear_cache", "--cache", "mc")
-        assert "bumped the cache_tools namespace generation" in out
+        assert "made every entry written through cache_tools unreachable" in out
         assert entry() == 2
         assert caches["mc"].get(f"{unique}-foreign") == "kept"

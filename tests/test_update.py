@@ -22,17 +22,17 @@ def test_value_is_readable_with_cache_get_and_keeps_timeout(unique, redis_client
     assert 0 < redis_client.pttl(caches["default"].make_key(unique)) <= 30_000
 
 
-def test_conflicts_give_up_after_the_retries(unique):
+def test_conflicts_give_up_when_the_budget_runs_out(unique):
     def interfere(old):
         caches["default"].set(unique, "changed behind our back")
         return "mine"
 
-    with pytest.raises(UpdateConflict, match="lost 3 races"):
-        update(unique, interfere, retries=2)
+    with pytest.raises(UpdateConflict, match=r"lost \d+ races with other writers in 0.2s"):
+        update(unique, interfere, budget=0.2)
 
 
 def test_bad_arguments():
     with pytest.raises(TypeError, match="callable"):
         update("k", 5)
-    with pytest.raises(ValueError, match="retries"):
-        update("k", lambda old: old, retries=-1)
+    with pytest.raises(ValueError, match="budget must be a positive number"):
+        update("k", lambda old: old, budget=-1)

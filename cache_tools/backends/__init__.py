@@ -1,7 +1,9 @@
-"""Pick the capability adapter for a cache alias.
+"""Pick the adapter for a cache alias.
 
 ``get_backend(alias)`` returns the :class:`~cache_tools.backends.base.Backend` for the alias's
-cache class, or raises ``ImproperlyConfigured`` naming the alias and its backend.
+cache class. The class hierarchy is walked, so a subclass of a supported cache (``class
+MyRedis(django_redis.cache.RedisCache)``) gets its parent's adapter; ``CACHE_TOOLS["ADAPTERS"]``
+(``{"dotted.CacheClass": "dotted.Adapter"}``) adds or overrides entries and is looked up first.
 """
 
 from __future__ import annotations
@@ -16,10 +18,15 @@ from django.utils.module_loading import import_string
 from .. import conf
 from .base import Backend
 
+__all__ = ["Backend", "adapter_class", "get_backend", "resolve_alias"]
+
 _LOCAL = "cache_tools.backends.local"
-_ADAPTERS = {
-    "django_redis.cache.RedisCache": "cache_tools.backends.redis.RedisBackend",
-    "django.core.cache.backends.redis.RedisCache": "cache_tools.backends.redis.RedisBackend",
+_REDIS = "cache_tools.backends.redis"
+#: Cache class (dotted path) -> adapter class (dotted path), for the caches shipped with Django,
+#: django-redis and cache_tools.
+BUILTIN_ADAPTERS = {
+    "django_redis.cache.RedisCache": f"{_REDIS}.DjangoRedisBackend",
+    "django.core.cache.backends.redis.RedisCache": f"{_REDIS}.BuiltinRedisBackend",
     "django.core.cache.backends.memcached.PyMemcacheCache": (
         "cache_tools.backends.memcached.MemcachedBackend"
     ),
@@ -44,19 +51,47 @@ def resolve_alias(alias: str | None) -> str:
     return name
 
 
+def _dotted(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def adapter_class(alias: str) -> type[Backend]:
+    """The adapter class for ``alias``'s cache class, found along its class hierarchy."""
+    backend_path = settings.CACHES[alias].get("BACKEND", "")
+    try:
+        cache_class = import_string(backend_path)
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"cache alias {alias!r}: cannot import its BACKEND {backend_path!r}: {exc}"
+        ) from exc
+    adapters = {**BUILTIN_ADAPTERS, **conf.get("ADAPTERS")}
+    for cls in getattr(cache_class, "__mro__", ()):
+        adapter_path = adapters.get(_dotted(cls)) or adapters.get(
+            f"{cls.__module__}.{cls.__name__}"
+        )
+        if adapter_path is not None:
+            adapter = import_string(adapter_path)
+            if not (isinstance(adapter, type) and issubclass(adapter, Backend)):
+                raise ImproperlyConfigured(
+                    f"{adapter_path} (the adapter for {_dotted(cls)}) is not a subclass of "
+                    "cache_tools.backends.base.Backend"
+                )
+            return adapter
+    raise ImproperlyConfigured(
+        f"cache alias {alias!r} uses {backend_path!r}, which cache_tools has no adapter for. "
+        f'Name one in CACHE_TOOLS["ADAPTERS"] = {{"{backend_path}": "path.to.Adapter"}} '
+        "(see the Architecture page of the docs), or use one of: "
+        f"{', '.join(sorted(BUILTIN_ADAPTERS))} or a subclass of one"
+    )
+
+
 @functools.cache
 def _backend_for(alias: str) -> Backend:
-    backend_path = settings.CACHES[alias].get("BACKEND", "")
-    adapter_path = _ADAPTERS.get(backend_path)
-    if adapter_path is None:
-        raise ImproperlyConfigured(
-            f"cache alias {alias!r} uses {backend_path!r}, which cache_tools does not support; "
-            f"supported backends: {sorted(_ADAPTERS)}"
-        )
-    return import_string(adapter_path)(alias)
+    return adapter_class(alias)(alias)
 
 
 def get_backend(alias: str | None = None) -> Backend:
+    """The adapter of ``alias`` (default: ``CACHE_TOOLS["CACHE"]``), made once per settings."""
     return _backend_for(resolve_alias(alias))
 
 

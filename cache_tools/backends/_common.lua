@@ -7,17 +7,31 @@ local WAITER_GRACE_MS = 2000
 -- Unclaimed wake-ups are dropped after this long (ten of the longest blocking waits).
 local SIGNAL_TTL_MS = 10000
 
+-- The server's clock in microseconds: where fences and generations (re)start, so that a
+-- counter that expired and starts again is above every value it had before (there is at most
+-- one start per microsecond, and the server clock does not go back).
+local function clock_us()
+  local now = redis.call('time')
+  return now[1] .. string.format('%06d', tonumber(now[2]))
+end
+
+local function now_ms()
+  local now = redis.call('time')
+  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+end
+
 -- Take the lock if it is free; returns the new fence, or nil when another token holds it.
+-- Taking it again with the token that holds it (a client that re-sent a request whose reply
+-- was lost) returns the current fence.
 local function take_lock(lock, fence, token, ttl_ms, fence_ttl_ms)
   if not redis.call('set', lock, token, 'NX', 'PX', ttl_ms) then
+    if redis.call('get', lock) == token then
+      return tonumber(redis.call('get', fence))
+    end
     return nil
   end
   if redis.call('exists', fence) == 0 then
-    -- A new or expired counter starts at the server's clock in microseconds, above every
-    -- fence handed out before (there is at most one acquisition per microsecond), so it may
-    -- expire a while after its creation without ever going back.
-    local now = redis.call('time')
-    redis.call('set', fence, now[1] .. string.format('%06d', tonumber(now[2])), 'PX', fence_ttl_ms)
+    redis.call('set', fence, clock_us(), 'PX', fence_ttl_ms)
   end
   return redis.call('incr', fence)
 end
@@ -50,9 +64,4 @@ local function release_lock(lock, signal, waiters, token, wake, signal_ttl_ms)
     end
   end
   return 1
-end
-
-local function now_ms()
-  local now = redis.call('time')
-  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 end

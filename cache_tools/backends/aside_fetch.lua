@@ -1,5 +1,5 @@
--- Read a cache-aside entry, count the hit, and on a miss or stale hit take the entry's lock.
--- KEYS: value, generation, stats, lock, fence, waiters
+-- Read a cache-aside entry and, on a miss or stale hit, take the entry's lock.
+-- KEYS: value, generation, lock, fence, waiters
 -- ARGV: token ('' = do not lock), lock_ttl_ms
 -- Returns {state, envelope or nil, number, generation}:
 --   {1, envelope, 0, gen}        fresh hit
@@ -7,7 +7,14 @@
 --   {0, nil, fence, gen}         miss; fence > 0 when this caller must compute
 --   {-1, nil, pttl, gen}         miss while another caller computes (registered as a waiter)
 -- An envelope is 'ct1|<generation>|<stale after, ms since epoch; 0 never>|<payload>'.
-local gen = redis.call('get', KEYS[2]) or '0'
+-- A missing generation starts at the server clock, so it never matches an older entry; it
+-- lives until the store that follows extends it to the entry's lifetime.
+local lock_ttl = tonumber(ARGV[2])
+local gen = redis.call('get', KEYS[2])
+if not gen then
+  gen = clock_us()
+  redis.call('set', KEYS[2], gen, 'PX', 2 * lock_ttl + 10000)
+end
 local envelope = redis.call('get', KEYS[1])
 local state = 0
 if envelope then
@@ -20,23 +27,20 @@ if envelope then
   end
 end
 if state == 1 then
-  redis.call('hincrby', KEYS[3], 'hits', 1)
   return {1, envelope, 0, gen}
 end
 local fence = 0
 if ARGV[1] ~= '' then
-  local lock_ttl = tonumber(ARGV[2])
-  fence = take_lock(KEYS[4], KEYS[5], ARGV[1], lock_ttl, math.max(FENCE_TTL_MS, 2 * lock_ttl))
+  fence = take_lock(KEYS[3], KEYS[4], ARGV[1], lock_ttl, math.max(FENCE_TTL_MS, 2 * lock_ttl))
   if not fence then
     fence = 0
     if state == 0 then
-      register_waiter(KEYS[6], lock_ttl + WAITER_GRACE_MS)
-      return {-1, false, redis.call('pttl', KEYS[4]), gen}
+      register_waiter(KEYS[5], lock_ttl + WAITER_GRACE_MS)
+      return {-1, false, redis.call('pttl', KEYS[3]), gen}
     end
   end
 end
 if state == 2 then
-  redis.call('hincrby', KEYS[3], 'stale_hits', 1)
   return {2, envelope, fence, gen}
 end
 return {0, false, fence, gen}

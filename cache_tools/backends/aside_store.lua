@@ -1,31 +1,43 @@
--- Store a cache-aside entry, count, and release its lock waking every waiter.
--- KEYS: value, generation, stats, lock, fence, waiters, signal
+-- Store a cache-aside entry and release its lock, waking every waiter.
+-- KEYS: value, generation, lock, fence, waiters, signal
 -- ARGV: payload, fresh_ms (0 = never stale), ttl_ms (0 = no expiry), generation ('' = current),
---       token ('' = no lock held), fence, then (stats field, increment) pairs
+--       token ('' = no lock held), fence
 -- Returns 1 when stored, 0 when skipped because the generation or the entry's fence moved on.
-local stored = 0
-local current_gen = redis.call('get', KEYS[2]) or '0'
+-- The generation is kept at least as long as the entry, so an entry never outlives it.
+local ttl = tonumber(ARGV[3])
+local current = redis.call('get', KEYS[2])
 local gen = ARGV[4]
 if gen == '' then
-  gen = current_gen
+  if not current then
+    current = clock_us()
+    if ttl == 0 then
+      redis.call('set', KEYS[2], current)
+    else
+      redis.call('set', KEYS[2], current, 'PX', ttl)
+    end
+  end
+  gen = current
 end
-if current_gen == gen and (ARGV[5] == '' or redis.call('get', KEYS[5]) == ARGV[6]) then
+local stored = 0
+if current == gen and (ARGV[5] == '' or redis.call('get', KEYS[4]) == ARGV[6]) then
   local stale_after = 0
   if ARGV[2] ~= '0' then
     stale_after = now_ms() + tonumber(ARGV[2])
   end
   local envelope = 'ct1|' .. gen .. '|' .. string.format('%d', stale_after) .. '|' .. ARGV[1]
-  if ARGV[3] ~= '0' then
-    redis.call('set', KEYS[1], envelope, 'PX', ARGV[3])
-  else
+  if ttl == 0 then
     redis.call('set', KEYS[1], envelope)
+    redis.call('persist', KEYS[2])
+  else
+    redis.call('set', KEYS[1], envelope, 'PX', ttl)
+    local left = redis.call('pttl', KEYS[2])
+    if left >= 0 and left < ttl then
+      redis.call('pexpire', KEYS[2], ttl)
+    end
   end
   stored = 1
 end
-for i = 7, #ARGV, 2 do
-  redis.call('hincrby', KEYS[3], ARGV[i], ARGV[i + 1])
-end
 if ARGV[5] ~= '' then
-  release_lock(KEYS[4], KEYS[7], KEYS[6], ARGV[5], 'all', SIGNAL_TTL_MS)
+  release_lock(KEYS[3], KEYS[6], KEYS[5], ARGV[5], 'all', SIGNAL_TTL_MS)
 end
 return stored

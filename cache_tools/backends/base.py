@@ -1,8 +1,10 @@
-"""The capability interface that locks and cache-aside talk to.
+"""The backend contract: every operation that locks, the engine and the commands need.
 
-Each backend family implements :class:`Backend` once; ``locks`` and ``aside`` never look at
-cache classes themselves. Key layout (all under the alias's ``KEY_PREFIX``/``VERSION`` and the
-``CACHE_TOOLS["NAMESPACE"]``, shown here as ``ct``)::
+Each backend family implements :class:`Backend` once (an *adapter*); nothing above this package
+looks at cache classes or ``BACKEND`` strings, it asks the adapter's capability flags instead.
+
+Key layout (shown without the alias's ``KEY_PREFIX``/``VERSION`` and with the default
+``CACHE_TOOLS["NAMESPACE"]``, ``ct``)::
 
     ct:lock:{name}          lock taken by lock() / lock_decorator, with companions
     ct:lock:{name}#s        release signal list (waiters block on it)
@@ -11,10 +13,15 @@ cache classes themselves. Key layout (all under the alias's ``KEY_PREFIX``/``VER
     ct:v:{func}:<args>      cache_aside entry (envelope: generation, soft expiry, value)
     ct:l:{func}:<args>      single-flight lock of that entry (same companions)
     ct:g:{func}             generation of the function (invalidate_all)
-    ct:s:{func}             statistics hash of the function
+    ct:g:{func}:<scope>     generation of a part of it (a view's path), when it has one
+    ct:s:{func}             statistics of the function
 
 The part in braces is a Redis Cluster hash tag, so each script's keys share a slot. Keys made
 by :mod:`cache_tools.keys` never contain ``{``, ``}`` or ``#``, so these names cannot collide.
+
+Every key an adapter hands out is a :class:`ServerKey`: a string equal to the key as the cache
+server stores it (``KEY_PREFIX`` and ``VERSION`` applied), which also remembers the name it was
+made from (``.name``), for adapters that talk through Django's cache API.
 """
 
 from __future__ import annotations
@@ -23,26 +30,47 @@ import abc
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from django.core.cache import BaseCache, caches
 
 from .. import conf
+from ..keys import fit_length, normalise
+
+__all__ = [
+    "Backend",
+    "EntryKeys",
+    "Fetched",
+    "LockKeys",
+    "ScanReport",
+    "ServerKey",
+]
+
+
+class ServerKey(str):
+    """A key as the cache server stores it; ``name`` is what Django's cache API is given."""
+
+    name: str
+
+    def __new__(cls, server_key: str, name: str) -> ServerKey:
+        key = super().__new__(cls, server_key)
+        key.name = name
+        return key
 
 
 @dataclass(frozen=True)
 class LockKeys:
-    lock: str
-    signal: str
-    fence: str
-    waiters: str
+    lock: ServerKey
+    signal: ServerKey
+    fence: ServerKey
+    waiters: ServerKey
 
 
 @dataclass(frozen=True)
 class EntryKeys:
-    value: str
-    generation: str
-    stats: str
+    value: ServerKey
+    generation: ServerKey
+    stats: ServerKey
     lock: LockKeys
 
 
@@ -65,13 +93,41 @@ class Fetched(NamedTuple):
     MISS = "miss"
 
 
+@dataclass
+class ScanReport:
+    """What a pattern deletion found and did; ``largest_batch`` shows the memory bound held."""
+
+    matched: int = 0
+    deleted: int = 0
+    batches: int = 0
+    largest_batch: int = 0
+
+
 class Backend(abc.ABC):
-    """Capabilities of one cache alias. Methods raise ``BackendUnavailable`` on an outage."""
+    """Capabilities of one cache alias. Methods raise ``BackendUnavailable`` on an outage and
+    ``StoreRefused`` when the server answers but will not keep a value.
+
+    To support a new cache class, subclass :class:`Backend` (or
+    :class:`~cache_tools.backends.generic.CacheAPIBackend`, which needs only Django's cache
+    API) and name it in ``CACHE_TOOLS["ADAPTERS"]``; run the contract suite of
+    :mod:`cache_tools.testing` on it.
+    """
 
     #: False for backends whose state lives in one process (locks do not hold across workers).
-    shared = True
+    shared: ClassVar[bool] = True
     #: False where a lock could never exclude anything (DummyCache).
-    locks = True
+    locks: ClassVar[bool] = True
+    #: False where nothing is stored at all (DummyCache): there is nothing to clear.
+    stores: ClassVar[bool] = True
+    #: True when ``clear_cache`` can list the alias's keys (SCAN); otherwise it bumps a
+    #: namespace generation that makes every cache_tools entry unreachable.
+    can_list_keys: ClassVar[bool] = False
+    #: True when ``cache.clear()`` empties a server that other applications may share.
+    clear_is_global: ClassVar[bool] = False
+    #: True when :meth:`update` is atomic on the server (optimistic, no lock).
+    atomic_update: ClassVar[bool] = False
+    #: Longest key the server accepts, ``KEY_PREFIX`` included (None: no limit that matters).
+    max_key_length: ClassVar[int | None] = None
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
@@ -79,29 +135,61 @@ class Backend(abc.ABC):
         self.lock_keys = functools.lru_cache(maxsize=4096)(self._lock_keys)
         self.entry_keys = functools.lru_cache(maxsize=4096)(self._entry_keys)
 
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.alias!r}>"
+
     @property
     def cache(self) -> BaseCache:
         # Looked up on every use: Django's caches are per thread, and never cached across fork.
         return caches[self.alias]
 
-    def _key(self, kind: str, tag: str, rest: str = "", version: Any = None) -> str:
-        return self.cache.make_key(f"{conf.namespace()}:{kind}:{{{tag}}}{rest}", version=version)
+    # Keys --------------------------------------------------------------------------------
+
+    def server_key(self, name: str, reserve: int = 0) -> ServerKey:
+        """The key the server stores for ``name`` (``KEY_PREFIX``/``VERSION`` applied), made
+        to fit ``max_key_length`` with ``reserve`` characters to spare for companion suffixes."""
+        cache = self.cache
+        full = cache.make_key(name)
+        limit = self.max_key_length
+        if limit is not None and len(full) + reserve > limit:
+            name = fit_length(name, len(name) - (len(full) + reserve - limit))
+            full = cache.make_key(name)
+        return ServerKey(full, name)
+
+    def _name(self, kind: str, tag: str, rest: str = "") -> str:
+        return f"{conf.namespace()}:{kind}:{{{tag}}}{rest}"
+
+    def _companions(self, base: ServerKey) -> LockKeys:
+        def companion(suffix: str) -> ServerKey:
+            return self.server_key(f"{base.name}{suffix}")
+
+        return LockKeys(base, companion("#s"), companion("#f"), companion("#w"))
 
     def _lock_keys(self, name: str) -> LockKeys:
-        base = self._key("lock", name)
-        return LockKeys(base, f"{base}#s", f"{base}#f", f"{base}#w")
+        """The keys of the lock called ``name`` (already made safe by :func:`keys.safe_key`)."""
+        return self._companions(self.server_key(self._name("lock", name), reserve=2))
 
-    def _entry_keys(self, function_id: str, argument_key: str, version: Any = None) -> EntryKeys:
-        lock = self._key("l", function_id, f":{argument_key}", version)
+    def _entry_keys(
+        self, function_id: str, argument_key: str, version: Any = None, scope: str | None = None
+    ) -> EntryKeys:
+        """The keys of one cache-aside entry. ``scope`` names a part of the function with a
+        generation of its own (a view's path), invalidated apart from the rest."""
+        rest = f":{argument_key}" if version is None else f":v{normalise(version)}:{argument_key}"
+        lock = self.server_key(self._name("l", function_id, rest), reserve=2)
+        generation = self._name("g", function_id, "" if scope is None else f":{scope}")
         return EntryKeys(
-            value=self._key("v", function_id, f":{argument_key}", version),
-            generation=self._key("g", function_id),
-            stats=self._key("s", function_id),
-            lock=LockKeys(lock, f"{lock}#s", f"{lock}#f", f"{lock}#w"),
+            value=self.server_key(self._name("v", function_id, rest)),
+            generation=self.server_key(generation),
+            stats=self.stats_key(function_id),
+            lock=self._companions(lock),
         )
 
-    def stats_key(self, function_id: str) -> str:
-        return self._key("s", function_id)
+    def stats_key(self, function_id: str) -> ServerKey:
+        return self.server_key(self._name("s", function_id))
+
+    def generation_key(self, function_id: str, scope: str | None = None) -> ServerKey:
+        """The key of a function's generation, or of one ``scope``'s of it."""
+        return self._entry_keys(function_id, "", None, scope).generation
 
     # Locks -------------------------------------------------------------------------------
 
@@ -127,11 +215,15 @@ class Backend(abc.ABC):
         """Give the lock a new TTL if ``token`` still holds it."""
 
     @abc.abstractmethod
+    def owner(self, keys: LockKeys) -> str | None:
+        """The token that holds the lock now, as the server says (None when free)."""
+
+    @abc.abstractmethod
     def wait(self, keys: LockKeys, timeout: float) -> bool:
         """Block until a release signal or ``timeout`` seconds; True when signalled."""
 
     @abc.abstractmethod
-    def exists(self, key: str) -> bool: ...
+    def exists(self, key: ServerKey) -> bool: ...
 
     def waiters(self, keys: LockKeys) -> int | None:
         """Waiters registered on a held lock, where the backend knows (None otherwise)."""
@@ -141,12 +233,12 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def read(self, keys: EntryKeys) -> Fetched:
-        """Read an entry in one round trip, counting nothing and taking no lock (the hit path)."""
+        """Read an entry in one round trip, taking no lock (the hit path)."""
 
     @abc.abstractmethod
     def fetch(self, keys: EntryKeys, token: str | None, lock_ttl: float) -> Fetched:
-        """Read an entry and count the hit; with ``token``, take the entry's lock on a miss or
-        a stale hit (registering as a waiter when another caller holds it)."""
+        """Read an entry; with ``token``, take the entry's lock on a miss or a stale hit
+        (registering as a waiter when another caller holds it)."""
 
     @abc.abstractmethod
     def store(
@@ -159,15 +251,15 @@ class Backend(abc.ABC):
         generation: int | None,
         token: str | None = None,
         fence: int | None = None,
-        counts: dict[str, int] | None = None,
     ) -> bool:
-        """Write an entry fresh for ``timeout`` and served stale ``stale`` seconds more, add
-        ``counts`` to the statistics, and release the lock held by ``token`` waking all waiters.
+        """Write an entry fresh for ``timeout`` and served stale ``stale`` seconds more, and
+        release the lock held by ``token``, waking all waiters.
 
         Nothing is written (returns False) when the function's generation moved on from
         ``generation`` (None: the current one) or, with a ``token``, when the entry's fence moved
-        on (invalidated or taken over meanwhile). Raises ``UnserializableValue`` before writing
-        anything when ``value`` cannot be serialised.
+        on (invalidated or taken over meanwhile). Raises ``StoreRefused`` (with the lock left
+        held; the caller releases it) when the value cannot be serialised or the server will
+        not keep it.
         """
 
     @abc.abstractmethod
@@ -175,20 +267,71 @@ class Backend(abc.ABC):
         """Delete the entry and void any computation of it in flight; True if one was there."""
 
     @abc.abstractmethod
-    def bump_generation(self, generation_key: str) -> int: ...
+    def bump_generation(self, generation_key: ServerKey, ttl: float | None = None) -> int:
+        """Increment a generation; with ``ttl``, keep it at least that many seconds (entries it
+        guards cannot outlive it, so it may then expire and restart from 0)."""
 
     @abc.abstractmethod
-    def add_counts(self, counts: Mapping[str, Mapping[str, int]]) -> None:
-        """Add to several statistics hashes at once: ``{stats_key: {field: amount}}``."""
+    def add_counts(self, counts: Mapping[ServerKey, Mapping[str, int]]) -> None:
+        """Add to several statistics at once: ``{stats_key: {field: amount}}``."""
 
     @abc.abstractmethod
-    def read_counts(self, stats_key: str) -> dict[str, int]: ...
+    def read_counts(self, stats_key: ServerKey, fields: tuple[str, ...]) -> dict[str, int]:
+        """The counts of ``fields`` (0 where never counted)."""
 
     @abc.abstractmethod
-    def delete(self, key: str) -> bool: ...
+    def delete_counts(self, stats_key: ServerKey, fields: tuple[str, ...]) -> None: ...
 
     @abc.abstractmethod
+    def delete(self, key: ServerKey) -> bool: ...
+
+    # Atomic read-modify-write ------------------------------------------------------------
+
     def update(
-        self, key: str, function: Callable[[Any], Any], timeout: float | None, retries: int
+        self, key: str, function: Callable[[Any], Any], timeout: float | None, budget: float
     ) -> Any:
-        """Apply ``function`` to the value ``cache.get(key)`` reads, without losing updates."""
+        """Apply ``function`` to the value ``cache.get(key)`` reads, without losing updates;
+        ``UpdateConflict`` once ``budget`` seconds passed without success. Only where
+        ``atomic_update``; elsewhere ``update()`` takes a lock around a get and a set."""
+        raise NotImplementedError(f"{self!r} has no atomic read-modify-write")
+
+    def read_value(self, key: str) -> Any:
+        """``cache.get(key)``, for ``update()`` under a lock where it is not atomic."""
+        raise NotImplementedError
+
+    def write_value(self, key: str, value: Any, timeout: float | None) -> None:
+        """``cache.set(key, value, timeout)``, for ``update()`` under a lock."""
+        raise NotImplementedError
+
+    # Clearing ----------------------------------------------------------------------------
+
+    def namespace_pattern(self, glob: str = "*") -> str:
+        """A glob for the alias's keys (its ``KEY_PREFIX`` and ``VERSION``) matching ``glob``;
+        only where ``can_list_keys``."""
+        raise NotImplementedError(f"{self!r} cannot list its keys")
+
+    def delete_matching(
+        self,
+        pattern: str,
+        *,
+        batch_size: int = 1000,
+        dry_run: bool = False,
+        progress: Callable[[ScanReport], None] | None = None,
+    ) -> ScanReport:
+        """Delete the keys matching ``pattern`` in bounded batches; only where
+        ``can_list_keys``."""
+        raise NotImplementedError(f"{self!r} cannot list its keys")
+
+    def count_all(self) -> int | None:
+        """How many keys ``cache.clear()`` would delete, where the server can say."""
+        return None
+
+    def bump_namespace(self) -> int:
+        """Make every cache_tools entry of this alias unreachable in O(1); only where keys
+        cannot be listed."""
+        raise NotImplementedError(f"{self!r} lists its keys; delete them instead")
+
+    def flush(self) -> None:
+        """``cache.clear()``: everything the cache holds, other applications' keys included
+        where ``clear_is_global``."""
+        self.cache.clear()

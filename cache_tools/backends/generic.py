@@ -1,10 +1,11 @@
 """Backends reached through Django's cache API only (memcached, uWSGI's cache, local memory,
 files, database), with the primitives each family makes atomic overridden in its own module.
 
-Keys here are logical (``ct:v:{func}:args``): the cache API adds ``KEY_PREFIX`` and ``VERSION``
-itself, so a cache-aside ``version`` is written into the key. There is no release signal, so
-waiters poll with a growing, jittered delay; and what Redis does in one script takes several
-calls, so an ``invalidate()`` racing a computation may let that computation's result be stored.
+Keys are :class:`~cache_tools.backends.base.ServerKey` objects: their text is the server's key
+and their ``name`` is what the cache API is given (it adds ``KEY_PREFIX`` and ``VERSION``). There
+is no release signal, so waiters poll with a growing, jittered delay; and what Redis does in one
+script takes several calls, so an ``invalidate()`` racing a computation may let that
+computation's result be stored.
 """
 
 from __future__ import annotations
@@ -13,22 +14,28 @@ import contextlib
 import pickle
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
 
 from .. import conf
-from ..errors import BackendUnavailable, UnserializableValue, UpdateConflict
-from .base import Backend, EntryKeys, Fetched, LockKeys
+from ..errors import BackendUnavailable, OutcomeUnknown, StoreRefused, UnserializableValue
+from .base import Backend, EntryKeys, Fetched, LockKeys, ServerKey
+
+__all__ = ["CacheAPIBackend", "poll_delay"]
 
 _POLL_FIRST = 0.005
 _POLL_LONGEST = 0.1
-_FIELDS = ("hits", "misses", "stale_hits", "computations", "errors")
 _ENVELOPE = "ct1"
 
 
 def poll_delay(attempt: int) -> float:
     """Seconds before the next try: 5 ms doubling up to 100 ms, jittered by +-50%."""
     return min(_POLL_LONGEST, _POLL_FIRST * 2**attempt) * random.uniform(0.5, 1.5)
+
+
+def _clock_us() -> int:
+    """Where a generation (re)starts: above every value it had before it was lost."""
+    return time.time_ns() // 1000
 
 
 class CacheAPIBackend(Backend):
@@ -39,41 +46,50 @@ class CacheAPIBackend(Backend):
     """
 
     #: Exceptions of the backend's client that mean "server unreachable".
-    outage_errors: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, OSError)
+    outage_errors: ClassVar[tuple[type[BaseException], ...]] = (
+        ConnectionError,
+        TimeoutError,
+        OSError,
+    )
+
+    def _outage_errors(self) -> tuple[type[BaseException], ...]:
+        return self.outage_errors
+
+    def _refusal(self, exc: BaseException) -> str | None:
+        """Why the server refused a write, when ``exc`` is a refusal rather than an outage."""
+        return None
 
     @contextlib.contextmanager
     def _outage(self) -> Iterator[None]:
         try:
             yield
-        except self.outage_errors as exc:
-            raise BackendUnavailable(f"cache {self.alias!r} is unreachable: {exc}") from exc
+        except self._outage_errors() as exc:
+            refusal = self._refusal(exc)
+            if refusal is not None:
+                raise StoreRefused(f"cache {self.alias!r} refused the write: {refusal}") from exc
+            # A timeout means the request may have been applied; a refused connection not.
+            error = OutcomeUnknown if isinstance(exc, TimeoutError) else BackendUnavailable
+            raise error(f"cache {self.alias!r} is unreachable: {exc}") from exc
 
-    def _key(self, kind: str, tag: str, rest: str = "", version: Any = None) -> str:
-        versioned = "" if version is None else f":v{version}"
-        return f"{conf.namespace()}:{kind}:{{{tag}}}{versioned}{rest}"
-
-    def full_key(self, key: str) -> str:
-        return self.cache.make_key(key)
-
-    def namespace_key(self) -> str:
-        return f"{conf.namespace()}:ns"
+    def namespace_key(self) -> ServerKey:
+        return self.server_key(f"{conf.namespace()}:ns")
 
     # Conditional writes, made atomic by subclasses where the backend can ---------------------
 
-    def _delete_if(self, key: str, expected: str) -> bool:
+    def _delete_if(self, key: ServerKey, expected: str) -> bool:
         """Delete ``key`` if it holds ``expected``. Here get-then-delete: a lock that expires
         between the two could be lost by its next owner; subclasses close that window."""
         cache = self.cache
-        if cache.get(key) != expected:
+        if cache.get(key.name) != expected:
             return False
-        cache.delete(key)
+        cache.delete(key.name)
         return True
 
-    def _replace_if(self, key: str, expected: str, ttl: float) -> bool:
+    def _replace_if(self, key: ServerKey, expected: str, ttl: float) -> bool:
         cache = self.cache
-        if cache.get(key) != expected:
+        if cache.get(key.name) != expected:
             return False
-        cache.set(key, expected, ttl)
+        cache.set(key.name, expected, ttl)
         return True
 
     # Locks -------------------------------------------------------------------------------
@@ -82,21 +98,24 @@ class CacheAPIBackend(Backend):
     def max_wait(self) -> float:
         return _POLL_LONGEST
 
-    def _next_fence(self, fence_key: str) -> int:
+    def _next_fence(self, fence_key: ServerKey) -> int:
         cache = self.cache
         # A missing counter starts from the clock in microseconds: above every earlier fence.
-        cache.add(fence_key, time.time_ns() // 1000, None)
+        cache.add(fence_key.name, _clock_us(), None)
         try:
-            return int(cache.incr(fence_key))
+            return int(cache.incr(fence_key.name))
         except ValueError:  # expired between add and incr
-            cache.add(fence_key, time.time_ns() // 1000 + 1, None)
-            return int(cache.get(fence_key))
+            cache.add(fence_key.name, _clock_us() + 1, None)
+            return int(cache.get(fence_key.name))
+
+    def _add_lock(self, keys: LockKeys, token: str, ttl: float) -> bool:
+        return bool(self.cache.add(keys.lock.name, token, ttl))
 
     def acquire(
         self, keys: LockKeys, token: str, ttl: float, register_waiter: bool, attempt: int = 0
     ) -> tuple[bool, int | float]:
         with self._outage():
-            if self.cache.add(keys.lock, token, ttl):
+            if self._add_lock(keys, token, ttl):
                 return True, self._next_fence(keys.fence)
         return False, poll_delay(attempt)
 
@@ -108,46 +127,66 @@ class CacheAPIBackend(Backend):
         with self._outage():
             return self._replace_if(keys.lock, token, ttl)
 
+    def owner(self, keys: LockKeys) -> str | None:
+        with self._outage():
+            token = self.cache.get(keys.lock.name)
+        return token if isinstance(token, str) else None
+
     def wait(self, keys: LockKeys, timeout: float) -> bool:
         time.sleep(max(timeout, 0.001))
         return False
 
-    def exists(self, key: str) -> bool:
+    def exists(self, key: ServerKey) -> bool:
         with self._outage():
-            return self.cache.get(key) is not None
+            return self.cache.get(key.name) is not None
 
-    def delete(self, key: str) -> bool:
+    def delete(self, key: ServerKey) -> bool:
         with self._outage():
-            return bool(self.cache.delete(key))
+            return bool(self.cache.delete(key.name))
 
     # Cache-aside -------------------------------------------------------------------------
+    # An entry is (envelope tag, generation, namespace generation, stale after, value). Both
+    # generations start at the clock when missing, so an entry never matches a generation
+    # that was lost (evicted, expired) and made again.
 
-    def _read(self, keys: EntryKeys) -> tuple[str, Any, int, int]:
-        namespace = self.namespace_key()
+    def _generations(self, keys: EntryKeys, found: dict[str, Any]) -> tuple[Any, Any]:
+        return found.get(keys.generation.name), found.get(self.namespace_key().name)
+
+    def _read(self, keys: EntryKeys) -> tuple[str, Any, Any, Any]:
+        names = [keys.value.name, keys.generation.name, self.namespace_key().name]
         with self._outage():
-            found = self.cache.get_many([keys.value, keys.generation, namespace])
-        generation = int(found.get(keys.generation) or 0)
-        namespace_generation = int(found.get(namespace) or 0)
-        envelope = found.get(keys.value)
+            found = self.cache.get_many(names)
+        generation, namespace = self._generations(keys, found)
+        envelope = found.get(keys.value.name)
         if (
-            not isinstance(envelope, tuple)
+            generation is None
+            or namespace is None
+            or not isinstance(envelope, tuple)
             or len(envelope) != 5
             or envelope[0] != _ENVELOPE
-            or envelope[1:3] != (generation, namespace_generation)
+            or envelope[1:3] != (generation, namespace)
         ):
-            return Fetched.MISS, None, generation, namespace_generation
+            return Fetched.MISS, None, generation, namespace
         stale_after, value = envelope[3], envelope[4]
         fresh = stale_after == 0 or time.time() * 1000 < stale_after
-        return (Fetched.HIT if fresh else Fetched.STALE), value, generation, namespace_generation
+        return (Fetched.HIT if fresh else Fetched.STALE), value, generation, namespace
 
     def read(self, keys: EntryKeys) -> Fetched:
         state, value, generation, _ = self._read(keys)
-        return Fetched(state, value=value, generation=generation)
+        return Fetched(state, value=value, generation=generation or 0)
+
+    def _ensure_generations(self, keys: EntryKeys) -> int:
+        cache = self.cache
+        with self._outage():
+            cache.add(keys.generation.name, _clock_us(), None)
+            cache.add(self.namespace_key().name, _clock_us(), None)
+            return int(cache.get(keys.generation.name) or 0)
 
     def fetch(self, keys: EntryKeys, token: str | None, lock_ttl: float) -> Fetched:
-        state, value, generation, _ = self._read(keys)
+        state, value, generation, namespace = self._read(keys)
+        if generation is None or namespace is None:
+            generation = self._ensure_generations(keys)
         if state == Fetched.HIT:
-            self.add_counts({keys.stats: {"hits": 1}})
             return Fetched(state, value=value, generation=generation)
         fence = None
         if token:
@@ -156,9 +195,17 @@ class CacheAPIBackend(Backend):
                 fence = int(number)
             elif state == Fetched.MISS:
                 return Fetched(Fetched.MISS, wait=poll_delay(2), generation=generation)
-        if state == Fetched.STALE:
-            self.add_counts({keys.stats: {"stale_hits": 1}})
         return Fetched(state, value=value, fence=fence, generation=generation)
+
+    def _set_entry(self, key: ServerKey, envelope: tuple[Any, ...], ttl: float | None) -> None:
+        try:
+            pickle.dumps(envelope, pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise UnserializableValue(
+                f"cannot serialise {type(envelope[-1]).__name__}: {exc}"
+            ) from exc
+        with self._outage():
+            self.cache.set(key.name, envelope, ttl)
 
     def store(
         self,
@@ -170,83 +217,77 @@ class CacheAPIBackend(Backend):
         generation: int | None,
         token: str | None = None,
         fence: int | None = None,
-        counts: dict[str, int] | None = None,
     ) -> bool:
         cache = self.cache
-        namespace = self.namespace_key()
+        if generation is None:
+            generation = self._ensure_generations(keys)
         with self._outage():
-            found = cache.get_many([keys.generation, namespace, keys.lock.fence])
-            current = int(found.get(keys.generation) or 0)
-            stored = (generation is None or generation == current) and (
-                token is None or found.get(keys.lock.fence) == fence
+            found = cache.get_many(
+                [keys.generation.name, self.namespace_key().name, keys.lock.fence.name]
             )
-            if stored:
-                fresh_until = time.time() * 1000 + 1000 * (timeout or 0)
-                stale_after = fresh_until if timeout is not None and stale else 0
-                envelope = (_ENVELOPE, current, int(found.get(namespace) or 0), stale_after, value)
-                ttl = None if timeout is None else timeout + stale
-                try:
-                    cache.set(keys.value, envelope, ttl)
-                except (pickle.PicklingError, TypeError, AttributeError) as exc:
-                    raise UnserializableValue(
-                        f"cannot serialise {type(value).__name__}: {exc}"
-                    ) from exc
-            if counts:
-                self.add_counts({keys.stats: counts})
-            if token:
+        current, namespace = self._generations(keys, found)
+        stored = (
+            current == generation
+            and namespace is not None
+            and (token is None or found.get(keys.lock.fence.name) == fence)
+        )
+        if stored:
+            fresh_until = time.time() * 1000 + 1000 * (timeout or 0)
+            stale_after = fresh_until if timeout is not None and stale else 0
+            envelope = (_ENVELOPE, current, namespace, stale_after, value)
+            self._set_entry(keys.value, envelope, None if timeout is None else timeout + stale)
+        if token:
+            with self._outage():
                 self._delete_if(keys.lock.lock, token)
         return stored
 
     def invalidate(self, keys: EntryKeys) -> bool:
         cache = self.cache
         with self._outage():
-            if cache.get(keys.lock.fence) is not None:
+            if cache.get(keys.lock.fence.name) is not None:
                 with contextlib.suppress(ValueError):
-                    cache.incr(keys.lock.fence)
-            return bool(cache.delete(keys.value))
+                    cache.incr(keys.lock.fence.name)
+            return bool(cache.delete(keys.value.name))
 
-    def bump_generation(self, generation_key: str) -> int:
-        cache = self.cache
+    def bump_generation(self, generation_key: ServerKey, ttl: float | None = None) -> int:
+        # A missing generation needs no bump: no entry can match the one made next.
         with self._outage():
-            cache.add(generation_key, 0, None)
-            return int(cache.incr(generation_key))
+            try:
+                return int(self.cache.incr(generation_key.name))
+            except ValueError:
+                return 0
 
     def bump_namespace(self) -> int:
-        """Make every cache_tools entry of this alias unreachable, in O(1)."""
         return self.bump_generation(self.namespace_key())
 
-    def add_counts(self, counts: Mapping[str, Mapping[str, int]]) -> None:
+    def add_counts(self, counts: Mapping[ServerKey, Mapping[str, int]]) -> None:
         cache = self.cache
         with self._outage():
             for stats_key, fields in counts.items():
                 for field, amount in fields.items():
-                    key = f"{stats_key}:{field}"
-                    cache.add(key, 0, None)
+                    name = f"{stats_key.name}:{field}"
+                    cache.add(name, 0, None)
                     try:
-                        cache.incr(key, amount)
+                        cache.incr(name, amount)
                     except ValueError:
-                        cache.add(key, amount, None)
+                        cache.add(name, amount, None)
 
-    def read_counts(self, stats_key: str) -> dict[str, int]:
+    def read_counts(self, stats_key: ServerKey, fields: tuple[str, ...]) -> dict[str, int]:
+        names = {field: f"{stats_key.name}:{field}" for field in fields}
         with self._outage():
-            found = self.cache.get_many([f"{stats_key}:{field}" for field in _FIELDS])
-        return {field: int(found.get(f"{stats_key}:{field}") or 0) for field in _FIELDS}
+            found = self.cache.get_many(list(names.values()))
+        return {field: int(found.get(name) or 0) for field, name in names.items()}
 
-    def update(
-        self, key: str, function: Callable[[Any], Any], timeout: float | None, retries: int
-    ) -> Any:
-        """Read-modify-write under one of our locks (safe where ``add`` is atomic)."""
-        token = f"update-{random.getrandbits(64):x}"
-        keys = self.lock_keys(f"update:{key}")
-        for attempt in range(retries + 1):
-            taken, delay = self.acquire(keys, token, 10, False, attempt)
-            if taken:
-                try:
-                    with self._outage():
-                        new = function(self.cache.get(key))
-                        self.cache.set(key, new, timeout)
-                    return new
-                finally:
-                    self.release(keys, token)
-            time.sleep(delay)
-        raise UpdateConflict(f"update of {key!r} could not take its lock in {retries + 1} tries")
+    def delete_counts(self, stats_key: ServerKey, fields: tuple[str, ...]) -> None:
+        with self._outage():
+            self.cache.delete_many([f"{stats_key.name}:{field}" for field in fields])
+
+    # Plain values, for update() under a lock -------------------------------------------------
+
+    def read_value(self, key: str) -> Any:
+        with self._outage():
+            return self.cache.get(key)
+
+    def write_value(self, key: str, value: Any, timeout: float | None) -> None:
+        with self._outage():
+            self.cache.set(key, value, timeout)

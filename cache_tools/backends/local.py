@@ -1,5 +1,5 @@
 """Caches whose state is local: ``LocMemCache`` (one process), ``FileBasedCache`` and
-``DatabaseCache`` (one host's files, one database).
+``DatabaseCache`` (one host's files, one database), and ``DummyCache`` (nothing at all).
 
 ``LocMemCache`` holds within one process only: every uWSGI or gunicorn worker has its own copy,
 so locks and single flight do not hold across workers (system check ``cache_tools.W001``).
@@ -9,11 +9,13 @@ Conditional deletes are made atomic against other cache_tools calls of the same 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from .base import EntryKeys, Fetched, LockKeys
+from .base import EntryKeys, Fetched, LockKeys, ServerKey
 from .generic import CacheAPIBackend
+
+__all__ = ["DummyBackend", "FileOrDatabaseBackend", "LocalMemoryBackend"]
 
 
 class LocalMemoryBackend(CacheAPIBackend):
@@ -23,17 +25,17 @@ class LocalMemoryBackend(CacheAPIBackend):
         super().__init__(alias)
         self._guard = threading.Lock()
 
-    def _delete_if(self, key: str, expected: str) -> bool:
+    def _delete_if(self, key: ServerKey, expected: str) -> bool:
         with self._guard:
             return super()._delete_if(key, expected)
 
-    def _replace_if(self, key: str, expected: str, ttl: float) -> bool:
+    def _replace_if(self, key: ServerKey, expected: str, ttl: float) -> bool:
         with self._guard:
             return super()._replace_if(key, expected, ttl)
 
-    def acquire(self, keys, token, ttl, register_waiter, attempt=0):
+    def _add_lock(self, keys: LockKeys, token: str, ttl: float) -> bool:
         with self._guard:
-            return super().acquire(keys, token, ttl, register_waiter, attempt)
+            return super()._add_lock(keys, token, ttl)
 
 
 class FileOrDatabaseBackend(CacheAPIBackend):
@@ -44,9 +46,12 @@ class FileOrDatabaseBackend(CacheAPIBackend):
 
 class DummyBackend(CacheAPIBackend):
     """``DummyCache`` stores nothing: cache_aside passes calls through (no single flight, no
-    statistics); locks are refused (they would never exclude anything)."""
+    statistics); locks are refused (they would never exclude anything); ``update()`` returns
+    ``function(None)``."""
 
     locks = False
+    stores = False
+    atomic_update = True  # nothing is stored, so nothing can be lost
 
     def read(self, keys: EntryKeys) -> Fetched:
         return Fetched(Fetched.MISS)
@@ -60,5 +65,10 @@ class DummyBackend(CacheAPIBackend):
     def release(self, keys: LockKeys, token: str, wake_all: bool = False) -> bool:
         return False
 
-    def add_counts(self, counts: Mapping[str, Mapping[str, int]]) -> None:
+    def add_counts(self, counts: Mapping[ServerKey, Mapping[str, int]]) -> None:
         pass
+
+    def update(
+        self, key: str, function: Callable[[Any], Any], timeout: float | None, budget: float
+    ) -> Any:
+        return function(None)

@@ -1,9 +1,12 @@
 """Redis: django-redis's ``RedisCache`` and Django's built-in ``RedisCache``.
 
 Every multi-key operation is one Lua script (kept as ``.lua`` files beside this module), so a
-lock acquire, a release with its wake-up, a cache-aside hit with its statistics, and a store
-with its release are each one round trip. Values inside cache-aside envelopes are encoded with
-the alias's own serializer and compressor, like ``cache.set`` would.
+lock acquire, a release with its wake-up, a cache-aside miss that takes the entry's lock, and a
+store with its release are each one round trip. Values inside cache-aside envelopes are encoded
+with the alias's own serializer and compressor, like ``cache.set`` would.
+
+The two Django backends differ only in where their client and codec live: each adapter
+overrides :meth:`RedisBackend.connection`, the one hook a new Redis-protocol backend needs.
 """
 
 from __future__ import annotations
@@ -14,15 +17,22 @@ import hashlib
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
-from redis.exceptions import NoScriptError, WatchError
+from redis.exceptions import NoScriptError, ResponseError, WatchError
 
-from ..errors import BackendUnavailable, UnserializableValue, UpdateConflict
-from .base import Backend, EntryKeys, Fetched, LockKeys
+from ..errors import (
+    BackendUnavailable,
+    OutcomeUnknown,
+    StoreRefused,
+    UnserializableValue,
+    UpdateConflict,
+)
+from .base import Backend, EntryKeys, Fetched, LockKeys, ScanReport, ServerKey
+
+__all__ = ["BuiltinRedisBackend", "Codec", "DjangoRedisBackend", "RedisBackend"]
 
 _HERE = Path(__file__).parent
 _LONGEST_WAIT = 1.0  # seconds; WAITER_GRACE_MS in _common.lua is twice this
@@ -52,21 +62,11 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
-@dataclass
-class ScanReport:
-    """What a pattern deletion found and did; ``largest_batch`` shows the memory bound held."""
-
-    matched: int = 0
-    deleted: int = 0
-    batches: int = 0
-    largest_batch: int = 0
-
-
 def _escape_glob(text: str) -> str:
     return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
-class _Codec:
+class Codec:
     """Encodes values as the alias's own ``cache.set`` would (serializer and compressor)."""
 
     __slots__ = ("_dumps", "decode")
@@ -75,39 +75,48 @@ class _Codec:
         self._dumps, self.decode = dumps, loads
 
     def encode(self, value: Any) -> bytes:
-        encoded = self._dumps(value)
+        try:
+            encoded = self._dumps(value)
+        except Exception as exc:
+            raise UnserializableValue(f"cannot serialise {type(value).__name__}: {exc}") from exc
         return encoded if isinstance(encoded, bytes) else str(encoded).encode()
 
 
+def _sent_before_failing(exc: redis.RedisError) -> bool:
+    """False when the connection failed before the request left (nothing was applied)."""
+    return "connecting to" not in str(exc).lower()
+
+
 @contextlib.contextmanager
-def _outage_as_unavailable(alias: str) -> Iterator[None]:
+def _translated(alias: str) -> Iterator[None]:
+    """redis-py's errors as cache_tools's: outages, unknown outcomes and refusals."""
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise BackendUnavailable(f"cache {alias!r} is unreachable: {exc}") from exc
+        error = OutcomeUnknown if _sent_before_failing(exc) else BackendUnavailable
+        raise error(f"cache {alias!r} is unreachable: {exc}") from exc
+    except ResponseError as exc:
+        if str(exc).startswith(("OOM", "READONLY", "MISCONF")):
+            raise StoreRefused(f"cache {alias!r} refused the write: {exc}") from exc
+        raise
 
 
 class RedisBackend(Backend):
-    """Adapter for django-redis's and Django's own ``RedisCache``."""
+    """The adapter for Redis-protocol caches; subclasses say where the client and codec are."""
 
-    def connection(self) -> tuple[redis.Redis, _Codec]:
+    can_list_keys = True
+    clear_is_global = True
+    atomic_update = True
+
+    def connection(self) -> tuple[redis.Redis, Codec]:
         """This thread's write client for the alias, and the alias's value codec."""
-        cache = self.cache
-        inner = getattr(cache, "client", None)
-        if inner is not None and hasattr(inner, "get_client"):  # django-redis
-            return inner.get_client(write=True), _Codec(inner.encode, inner.decode)
-        serializer = cache._cache._serializer  # Django's RedisCache
-        return cache._cache.get_client(write=True), _Codec(serializer.dumps, serializer.loads)
+        raise NotImplementedError
 
     def client(self) -> redis.Redis:
-        cache = self.cache
-        inner = getattr(cache, "client", None)
-        if inner is not None and hasattr(inner, "get_client"):  # django-redis
-            return inner.get_client(write=True)
-        return cache._cache.get_client(write=True)  # Django's RedisCache
+        return self.connection()[0]
 
     def _run(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
-        with _outage_as_unavailable(self.alias):
+        with _translated(self.alias):
             return _script(name)(client or self.client(), keys, args)
 
     # Locks -------------------------------------------------------------------------------
@@ -142,50 +151,52 @@ class RedisBackend(Backend):
     def extend(self, keys: LockKeys, token: str, ttl: float) -> bool:
         return bool(self._run("lock_extend", [keys.lock], [token, _ms(ttl)]))
 
+    def owner(self, keys: LockKeys) -> str | None:
+        with _translated(self.alias):
+            token = self.client().get(keys.lock)
+        return None if token is None else token.decode()
+
     def wait(self, keys: LockKeys, timeout: float) -> bool:
         # BLPOP takes seconds with millisecond precision (Redis >= 6); 0 would mean forever.
-        with _outage_as_unavailable(self.alias):
+        with _translated(self.alias):
             return self.client().blpop([keys.signal], timeout=max(timeout, 0.001)) is not None
 
     def waiters(self, keys: LockKeys) -> int | None:
-        with _outage_as_unavailable(self.alias):
+        with _translated(self.alias):
             holder, waiting = self.client().mget([keys.lock, keys.waiters])
         # Registrations can outlive waiters that gave up; only a held lock has any.
         return int(waiting or 0) if holder is not None else 0
 
-    def exists(self, key: str) -> bool:
-        with _outage_as_unavailable(self.alias):
+    def exists(self, key: ServerKey) -> bool:
+        with _translated(self.alias):
             return bool(self.client().exists(key))
 
-    def delete(self, key: str) -> bool:
-        with _outage_as_unavailable(self.alias):
+    def delete(self, key: ServerKey) -> bool:
+        with _translated(self.alias):
             return bool(self.client().delete(key))
 
     # Cache-aside -------------------------------------------------------------------------
 
     def read(self, keys: EntryKeys) -> Fetched:
         client, codec = self.connection()
-        try:
+        with _translated(self.alias):
             envelope, generation = client.mget([keys.value, keys.generation])
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise BackendUnavailable(f"cache {self.alias!r} is unreachable: {exc}") from exc
-        current = generation or b"0"
-        if envelope is None or not envelope.startswith(b"ct1|"):
-            return Fetched(Fetched.MISS, generation=int(current))
+        if generation is None or envelope is None or not envelope.startswith(b"ct1|"):
+            return Fetched(Fetched.MISS)
         _, entry_generation, stale_after, payload = envelope.split(b"|", 3)
-        if entry_generation != current:
-            return Fetched(Fetched.MISS, generation=int(current))
+        if entry_generation != generation:
+            return Fetched(Fetched.MISS)
         # Stale times come from the server's clock at store time; hosts are assumed in sync.
         fresh = stale_after == b"0" or time.time() * 1000 < int(stale_after)
         state = Fetched.HIT if fresh else Fetched.STALE
-        return Fetched(state, value=codec.decode(payload), generation=int(current))
+        return Fetched(state, value=codec.decode(payload), generation=int(generation))
 
     def fetch(self, keys: EntryKeys, token: str | None, lock_ttl: float) -> Fetched:
         lock = keys.lock
         client, codec = self.connection()
         state, envelope, number, generation = self._run(
             "aside_fetch",
-            [keys.value, keys.generation, keys.stats, lock.lock, lock.fence, lock.waiters],
+            [keys.value, keys.generation, lock.lock, lock.fence, lock.waiters],
             [token or "", _ms(lock_ttl)],
             client,
         )
@@ -209,13 +220,9 @@ class RedisBackend(Backend):
         generation: int | None,
         token: str | None = None,
         fence: int | None = None,
-        counts: dict[str, int] | None = None,
     ) -> bool:
         client, codec = self.connection()
-        try:
-            payload = codec.encode(value)
-        except Exception as exc:
-            raise UnserializableValue(f"cannot serialise {type(value).__name__}: {exc}") from exc
+        payload = codec.encode(value)
         fresh_ms = 0 if timeout is None or not stale else _ms(timeout)
         ttl_ms = 0 if timeout is None else _ms(timeout + stale)
         args: list[Any] = [
@@ -226,46 +233,34 @@ class RedisBackend(Backend):
             token or "",
             fence or 0,
         ]
-        for field, increment in (counts or {}).items():
-            args += [field, increment]
         lock = keys.lock
-        stored = self._run(
-            "aside_store",
-            [
-                keys.value,
-                keys.generation,
-                keys.stats,
-                lock.lock,
-                lock.fence,
-                lock.waiters,
-                lock.signal,
-            ],
-            args,
-            client,
-        )
-        return bool(stored)
+        entry_keys = [keys.value, keys.generation, lock.lock, lock.fence, lock.waiters, lock.signal]
+        return bool(self._run("aside_store", entry_keys, args, client))
 
     def invalidate(self, keys: EntryKeys) -> bool:
         return bool(self._run("aside_invalidate", [keys.value, keys.lock.fence], []))
 
-    def bump_generation(self, generation_key: str) -> int:
-        with _outage_as_unavailable(self.alias):
-            return int(self.client().incr(generation_key))
+    def bump_generation(self, generation_key: ServerKey, ttl: float | None = None) -> int:
+        return int(self._run("generation_bump", [generation_key], []))
 
-    def add_counts(self, counts: Mapping[str, Mapping[str, int]]) -> None:
-        with _outage_as_unavailable(self.alias):
+    def add_counts(self, counts: Mapping[ServerKey, Mapping[str, int]]) -> None:
+        with _translated(self.alias):
             pipe = self.client().pipeline(transaction=False)
             for stats_key, fields in counts.items():
                 for field, increment in fields.items():
                     pipe.hincrby(stats_key, field, increment)
             pipe.execute()
 
-    def read_counts(self, stats_key: str) -> dict[str, int]:
-        with _outage_as_unavailable(self.alias):
-            raw = self.client().hgetall(stats_key)
-        return {field.decode(): int(number) for field, number in raw.items()}
+    def read_counts(self, stats_key: ServerKey, fields: tuple[str, ...]) -> dict[str, int]:
+        with _translated(self.alias):
+            numbers = self.client().hmget(stats_key, fields)
+        return {field: int(number or 0) for field, number in zip(fields, numbers, strict=True)}
 
-    # Operations --------------------------------------------------------------------------
+    def delete_counts(self, stats_key: ServerKey, fields: tuple[str, ...]) -> None:
+        with _translated(self.alias):
+            self.client().delete(stats_key)
+
+    # Clearing ----------------------------------------------------------------------------
 
     def namespace_pattern(self, glob: str = "*") -> str:
         """A glob for the alias's keys (its ``KEY_PREFIX`` and ``VERSION``) matching ``glob``.
@@ -286,7 +281,7 @@ class RedisBackend(Backend):
     ) -> ScanReport:
         """SCAN (never KEYS) and UNLINK in batches of at most ``batch_size``, streaming."""
         report = ScanReport()
-        with _outage_as_unavailable(self.alias):
+        with _translated(self.alias):
             client = self.client()
             batch: list[bytes] = []
             for key in client.scan_iter(match=pattern, count=batch_size):
@@ -309,31 +304,55 @@ class RedisBackend(Backend):
             report.deleted += client.unlink(*batch)
 
     def count_all(self) -> int:
-        with _outage_as_unavailable(self.alias):
+        with _translated(self.alias):
             return int(self.client().dbsize())
 
     # Atomic read-modify-write ------------------------------------------------------------
 
     def update(
-        self, key: str, function: Callable[[Any], Any], timeout: float | None, retries: int
+        self, key: str, function: Callable[[Any], Any], timeout: float | None, budget: float
     ) -> Any:
         client, codec = self.connection()
         key = self.cache.make_key(key)
-        with _outage_as_unavailable(self.alias):
-            for attempt in range(retries + 1):
-                with client.pipeline(transaction=True) as pipe:
-                    try:
-                        pipe.watch(key)
-                        raw = pipe.get(key)
-                        new = function(None if raw is None else codec.decode(raw))
+        deadline = time.monotonic() + budget
+        attempt = 0
+        while True:
+            attempt += 1
+            with client.pipeline(transaction=True) as pipe:
+                with _translated(self.alias):
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                new = function(None if raw is None else codec.decode(raw))  # the caller's code
+                payload = codec.encode(new)
+                try:
+                    with _translated(self.alias):
                         pipe.multi()
-                        if timeout is None:
-                            pipe.set(key, codec.encode(new))
-                        else:
-                            pipe.set(key, codec.encode(new), px=_ms(timeout))
+                        pipe.set(key, payload, px=None if timeout is None else _ms(timeout))
                         pipe.execute()
-                        return new
-                    except WatchError:
-                        # Jittered backoff, growing with each lost race, before reading again.
-                        time.sleep(random.uniform(0, min(0.0005 * 2**attempt, 0.05)))
-        raise UpdateConflict(f"update of {key!r} lost {retries + 1} races with other writers")
+                    return new
+                except WatchError:
+                    if time.monotonic() >= deadline:
+                        raise UpdateConflict(
+                            f"update of {key!r} lost {attempt} races with other writers "
+                            f"in {budget:g}s"
+                        ) from None
+                # Jittered backoff, growing with each lost race, before reading again.
+                time.sleep(random.uniform(0, min(0.0005 * 2**attempt, 0.05)))
+
+
+class DjangoRedisBackend(RedisBackend):
+    """django-redis's ``RedisCache`` (its default client, and Sentinel/sharded clients that
+    offer ``get_client``)."""
+
+    def connection(self) -> tuple[redis.Redis, Codec]:
+        inner = self.cache.client  # type: ignore[attr-defined]
+        return inner.get_client(write=True), Codec(inner.encode, inner.decode)
+
+
+class BuiltinRedisBackend(RedisBackend):
+    """Django's own ``django.core.cache.backends.redis.RedisCache``."""
+
+    def connection(self) -> tuple[redis.Redis, Codec]:
+        inner = self.cache._cache  # type: ignore[attr-defined]
+        serializer = inner._serializer
+        return inner.get_client(write=True), Codec(serializer.dumps, serializer.loads)

@@ -14,6 +14,11 @@ read, so an item is gone on time even before uWSGI's sweeper removes it). Writes
 atomic across workers (``add``, ``incr``, conditional deletes) run under uWSGI's shared lock.
 Outside uWSGI the backend raises ``ImproperlyConfigured``: silently falling back to a
 per-process dict is the very pitfall cache_tools exists to prevent.
+
+Keys longer than the cache's ``keysize`` (read from the ``cache2`` option, or
+``OPTIONS={"KEYSIZE": n}``) are shortened with a digest, so every key Django accepts works. A
+write the cache cannot hold (full, or a value over ``blocksize`` without ``bitmap=1``) raises
+:class:`~cache_tools.errors.StoreRefused` naming the limits.
 """
 
 from __future__ import annotations
@@ -27,9 +32,26 @@ from typing import Any
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.exceptions import ImproperlyConfigured
 
+from ..errors import StoreRefused
+from ..keys import fit_length
+from .base import ServerKey
 from .generic import CacheAPIBackend
 
+__all__ = ["UWSGIBackend", "UWSGICache"]
+
 _MAX_EXPIRY = 10 * 365 * 86400
+_DEFAULT_KEYSIZE = 2048  # uWSGI's own default for cache2
+
+
+def _cache2_options(uwsgi: Any, name: str) -> dict[str, str]:
+    """The ``cache2`` option of the cache called ``name``, as a dict (empty if not found)."""
+    declared = uwsgi.opt.get("cache2") or []
+    for option in declared if isinstance(declared, list) else [declared]:
+        text = option.decode() if isinstance(option, bytes) else str(option)
+        fields = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
+        if fields.get("name") == name:
+            return fields
+    return {}
 
 
 def _uwsgi_module() -> Any:
@@ -52,6 +74,15 @@ class UWSGICache(BaseCache):
         super().__init__(params)
         self._uwsgi = _uwsgi_module()
         self._name = server or "default"
+        self._limits = _cache2_options(self._uwsgi, self._name)
+        options = params.get("OPTIONS") or {}
+        self.keysize = int(options.get("KEYSIZE") or self._limits.get("keysize", _DEFAULT_KEYSIZE))
+
+    def make_key(self, key: str, version: Any = None) -> str:
+        return fit_length(super().make_key(key, version), self.keysize)
+
+    def validate_key(self, key: str) -> None:
+        """Every key fits: :meth:`make_key` shortens long ones (no memcached warnings here)."""
 
     # Raw access: key already made, value an (expires_at, value) pair ---------------------
 
@@ -70,7 +101,11 @@ class UWSGICache(BaseCache):
         expiry = 0 if seconds is None else max(1, min(int(seconds - time.time()) + 1, _MAX_EXPIRY))
         data = pickle.dumps((expires_at, value), self.pickle_protocol)
         if not self._uwsgi.cache_update(key, data, expiry, self._name):
-            raise ValueError(f"uWSGI cache {self._name!r} refused {key!r} (full, or too big)")
+            limits = ", ".join(f"{k}={v}" for k, v in self._limits.items() if k != "name")
+            raise StoreRefused(
+                f"uWSGI cache {self._name!r} refused a {len(data)}-byte value for {key!r}: it "
+                f"is full or the value is over its limits ({limits or 'see its cache2 option'})"
+            )
 
     def get_backend_timeout(self, timeout: Any = DEFAULT_TIMEOUT) -> float | None:
         if timeout == DEFAULT_TIMEOUT:
@@ -134,9 +169,7 @@ class UWSGICache(BaseCache):
             if expires_at and expires_at <= time.time():
                 raise ValueError(f"Key '{key}' not found")
             new = value + delta
-            data = pickle.dumps((expires_at, new), self.pickle_protocol)
-            expiry = 0 if not expires_at else max(1, int(expires_at - time.time()) + 1)
-            self._uwsgi.cache_update(key, data, expiry, self._name)
+            self._write(key, new, None if not expires_at else expires_at - time.time())
             return new
 
     def has_key(self, key: str, version: Any = None) -> bool:
@@ -169,8 +202,13 @@ class UWSGIBackend(CacheAPIBackend):
     """cache_tools on :class:`UWSGICache`: locks on its atomic ``add``, released and extended
     only by their owner. ``clear_cache`` must run inside uWSGI (``manage.py`` is outside it)."""
 
-    def _delete_if(self, key: str, expected: str) -> bool:
-        return self.cache.delete_if(self.full_key(key), expected)
+    def _uwsgi_cache(self) -> UWSGICache:
+        cache = self.cache
+        assert isinstance(cache, UWSGICache)
+        return cache
 
-    def _replace_if(self, key: str, expected: str, ttl: float) -> bool:
-        return self.cache.replace_if(self.full_key(key), expected, ttl)
+    def _delete_if(self, key: ServerKey, expected: str) -> bool:
+        return self._uwsgi_cache().delete_if(key, expected)
+
+    def _replace_if(self, key: ServerKey, expected: str, ttl: float) -> bool:
+        return self._uwsgi_cache().replace_if(key, expected, ttl)

@@ -160,6 +160,6 @@ def test_process_local_cache_is_warned_about_in_every_worker(tmp_path):
     finally:
         stop_site(site)
     warnings = [
-        line for line in site.log.read_text().splitlines() if "is LocMemCache; each uWSGI" in line
+        line for line in site.log.read_text().splitlines() if "is process-local; each uWSGI" in line
     ]
     assert len({line.split("(pid ")[1].split(")")[0] for line in warnings}) == 4, warnings

@@ -2,39 +2,69 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils.module_loading import import_string
 
 from cache_tools import conf
-from cache_tools.aside import CachedFunction
-from cache_tools.backends import get_backend
-from cache_tools.backends.generic import CacheAPIBackend
-from cache_tools.backends.redis import ScanReport
-from cache_tools.errors import BackendUnavailable
+from cache_tools.backends.base import Backend, ScanReport
+
+from ._common import backend_of, command_errors, import_object
+
+# Options that each make a deletion mean something else; any two of them together would
+# silently widen or ignore what was asked.
+_EXCLUSIVE = (
+    ("flush", "pattern", "--flush empties the whole cache; it cannot keep to --pattern"),
+    ("flush", "function", "--flush empties the whole cache; --function clears one function"),
+    ("function", "pattern", "--function clears every entry of a function; it takes no --pattern"),
+    ("function", "cache", "--function clears the function in its own alias; drop --cache"),
+    ("function", "all_caches", "--function clears the function in its own alias"),
+    ("cache", "all_caches", "--cache and --all-caches cannot be combined"),
+)
+
+
+def _glob_problem(pattern: str) -> str | None:
+    """Why ``pattern`` is not a usable glob (Redis ``MATCH`` syntax), or None."""
+    if pattern == "":
+        return "--pattern '' matches nothing useful; pass '*' to mean every key"
+    depth, escaped = 0, False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "[":
+            depth += 1
+        elif char == "]" and depth:
+            depth -= 1
+    if depth or escaped:
+        return f"--pattern {pattern!r} is not a valid glob (unclosed '[' or trailing '\\')"
+    return None
 
 
 class Command(BaseCommand):
     help = (
         "Delete the keys of a cache alias (its KEY_PREFIX and VERSION), found with SCAN and "
         "deleted with UNLINK in batches. Other applications' keys in the same database survive. "
-        "--flush empties the whole database instead (cache.clear())."
+        "Where keys cannot be listed (memcached, uWSGI, local caches), every entry written "
+        "through cache_tools is made unreachable instead. --flush empties the whole cache "
+        "(cache.clear())."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        which = parser.add_mutually_exclusive_group()
-        which.add_argument(
+        parser.add_argument(
             "--cache", action="append", metavar="ALIAS", help="alias to clear (repeatable)"
         )
-        which.add_argument("--all-caches", action="store_true", help="every alias in CACHES")
+        parser.add_argument("--all-caches", action="store_true", help="every alias in CACHES")
         parser.add_argument(
             "--function",
             action="append",
             metavar="DOTTED",
-            help="invalidate_all() of this cache_aside function only (repeatable)",
+            help="invalidate_all() of this cache_aside function only (repeatable); "
+            "pkg.module.Class.method works for cached methods",
         )
         parser.add_argument("--pattern", metavar="GLOB", help="only keys matching GLOB")
         parser.add_argument(
@@ -48,49 +78,56 @@ class Command(BaseCommand):
         parser.add_argument("--noinput", action="store_true", help="do not ask to confirm --flush")
 
     def handle(self, **options: Any) -> None:
+        self.verbosity = options["verbosity"]
+        for first, second, reason in _EXCLUSIVE:
+            if options[first] and options[second]:
+                raise CommandError(reason)
+        if options["pattern"] is not None:
+            problem = _glob_problem(options["pattern"])
+            if problem:
+                raise CommandError(problem)
         if options["function"]:
             self._invalidate_functions(options["function"], options["dry_run"])
             return
-        if options["all_caches"]:
-            aliases = list(settings.CACHES)
-        else:
-            aliases = options["cache"] or [conf.default_alias()]
+        aliases = list(settings.CACHES) if options["all_caches"] else options["cache"]
+        aliases = aliases or [conf.default_alias()]
         unknown = [alias for alias in aliases if alias not in settings.CACHES]
         if unknown:
             raise CommandError(
                 f"unknown cache alias {', '.join(unknown)}; CACHES has {', '.join(settings.CACHES)}"
             )
-        for alias in aliases:
-            try:
-                if options["flush"]:
-                    self._flush(alias, options)
+        backends = [backend_of(alias) for alias in aliases]  # every alias usable, or nothing done
+        for backend in backends:
+            with command_errors():
+                if not backend.stores:
+                    self._say(f"{backend.alias}: stores nothing (DummyCache); nothing to clear")
+                elif options["flush"]:
+                    self._flush(backend, options)
+                elif backend.can_list_keys:
+                    self._delete(backend, options)
                 else:
-                    self._clear(alias, options)
-            except BackendUnavailable as exc:
-                raise CommandError(str(exc)) from exc
+                    self._bump_namespace(backend, options)
+
+    def _say(self, text: str) -> None:
+        if self.verbosity > 0:
+            self.stdout.write(text)
 
     def _invalidate_functions(self, paths: list[str], dry_run: bool) -> None:
+        functions = []
         for path in paths:
-            try:
-                function = import_string(path)
-            except ImportError as exc:
-                raise CommandError(f"cannot import {path}: {exc}") from exc
-            if not isinstance(function, CachedFunction):
+            function = import_object(path)
+            if not callable(getattr(function, "invalidate_all", None)):
                 raise CommandError(f"{path} is not a cache_aside function")
+            functions.append((path, function))
+        for path, function in functions:
             if dry_run:
-                self.stdout.write(f"would invalidate every entry of {path}")
+                self._say(f"would invalidate every entry of {path}")
                 continue
-            try:
+            with command_errors():
                 function.invalidate_all()
-            except BackendUnavailable as exc:
-                raise CommandError(str(exc)) from exc
-            self.stdout.write(f"invalidated every entry of {path}")
+            self._say(f"invalidated every entry of {path}")
 
-    def _clear(self, alias: str, options: dict[str, Any]) -> None:
-        backend = get_backend(alias)
-        if isinstance(backend, CacheAPIBackend):
-            self._bump_namespace(alias, backend, options)
-            return
+    def _delete(self, backend: Backend, options: dict[str, Any]) -> None:
         pattern = backend.namespace_pattern(options["pattern"] or "*")
         started = time.monotonic()
         report = backend.delete_matching(
@@ -98,50 +135,57 @@ class Command(BaseCommand):
         )
         seconds = time.monotonic() - started
         if options["dry_run"]:
-            self.stdout.write(f"{alias}: would delete {report.matched} keys matching {pattern}")
+            self._say(f"{backend.alias}: would delete {report.matched} keys matching {pattern}")
         else:
-            self.stdout.write(f"{alias}: deleted {report.deleted} keys in {seconds:.2f}s")
+            self._say(f"{backend.alias}: deleted {report.deleted} keys in {seconds:.2f}s")
 
-    def _bump_namespace(
-        self, alias: str, backend: CacheAPIBackend, options: dict[str, Any]
-    ) -> None:
+    def _bump_namespace(self, backend: Backend, options: dict[str, Any]) -> None:
+        alias = backend.alias
         if options["pattern"]:
             raise CommandError(f"{alias}: this cache cannot list its keys, so --pattern is refused")
+        where = "" if backend.shared else " (in this process only: each process has its own copy)"
         if options["dry_run"]:
-            self.stdout.write(f"{alias}: would bump the cache_tools namespace generation")
+            self._say(f"{alias}: would make every cache_tools entry unreachable{where}")
             return
-        generation = backend.bump_namespace()
-        self.stdout.write(
-            f"{alias}: cannot list keys; bumped the cache_tools namespace generation to "
-            f"{generation}: every entry written through cache_tools is now unreachable "
-            "(other keys are untouched; --flush clears everything)"
+        backend.bump_namespace()
+        self._say(
+            f"{alias}: cannot list keys; made every entry written through cache_tools "
+            f"unreachable{where} (other keys are untouched; --flush clears everything)"
         )
 
-    def _flush(self, alias: str, options: dict[str, Any]) -> None:
-        backend = get_backend(alias)
-        total = own = None
-        if not isinstance(backend, CacheAPIBackend):
-            total = backend.count_all()
+    def _flush(self, backend: Backend, options: dict[str, Any]) -> None:
+        alias = backend.alias
+        total = backend.count_all()
+        if total is not None and backend.can_list_keys:
             own = backend.delete_matching(backend.namespace_pattern(), dry_run=True).matched
-        if total is not None and own is not None:
             summary = (
                 f"{alias}: --flush deletes {total} keys, {total - own} outside {alias}'s namespace"
             )
         else:
             summary = f"{alias}: --flush deletes every entry of the cache"
+            if backend.clear_is_global:
+                summary += ", other applications' keys on the same server included"
         if options["dry_run"]:
-            self.stdout.write(summary)
+            self._say(summary)
             return
         if not options["noinput"]:
-            answer = input(f"{summary}. Type 'yes' to continue: ")
-            if answer.strip().lower() != "yes":
-                raise CommandError("flush cancelled")
+            self._confirm(summary)
         started = time.monotonic()
-        backend.cache.clear()
-        self.stdout.write(f"{alias}: flushed in {time.monotonic() - started:.2f}s")
+        backend.flush()
+        self._say(f"{alias}: flushed in {time.monotonic() - started:.2f}s")
+
+    def _confirm(self, summary: str) -> None:
+        if not sys.stdin.isatty():
+            raise CommandError(f"{summary}; there is no terminal to confirm on: pass --noinput")
+        try:
+            answer = input(f"{summary}. Type 'yes' to continue: ")
+        except EOFError:
+            raise CommandError("flush cancelled (no answer)") from None
+        if answer.strip().lower() != "yes":
+            raise CommandError("flush cancelled")
 
     def _progress(self) -> Any:
-        if not self.stdout.isatty():
+        if self.verbosity < 1 or not self.stdout.isatty():
             return None
 
         def show(report: ScanReport) -> None:

@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from cache_tools import warmup
-from cache_tools.aside import Call
-from cache_tools.backends import resolve_alias
-from cache_tools.warmup import Warmer
+from cache_tools.warmup import Call, Warmer
 
+from ._common import backend_of, command_errors
 from ._progress import Progress
 
 
 class Command(BaseCommand):
     help = (
         "Pre-compute the entries of registered cache warmers (@cache_aside(warm=...) and "
-        "cache_warmers.py modules). Only missing entries are computed unless --force."
+        "cache_warmers.py modules). Only missing entries are computed unless --force. Exits "
+        "with status 1 if any computation failed or its result could not be stored."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -36,19 +37,27 @@ class Command(BaseCommand):
         parser.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
 
     def handle(self, **options: Any) -> None:
+        self.verbosity = options["verbosity"]
         if options["jobs"] < 1:
             raise CommandError("--jobs must be 1 or more")
         selected = self._select(options["names"], options["cache"])
-        if options["list"]:
-            self._list(selected)
-            return
-        plans = [(warmer, warmer.argument_sets()) for warmer in selected]
-        if options["dry_run"]:
-            self._dry_run(plans, options["force"])
-            return
+        with command_errors():
+            if options["list"]:
+                self._list(selected)
+                return
+            plans = [(warmer, warmer.argument_sets()) for warmer in selected]
+            if options["dry_run"]:
+                self._dry_run(plans, options["force"])
+                return
         self._warm(plans, options)
 
+    def _say(self, text: str) -> None:
+        if self.verbosity > 0:
+            self.stdout.write(text)
+
     def _select(self, names: list[str], alias: str | None) -> list[Warmer]:
+        if alias is not None:
+            alias = backend_of(alias).alias
         registry = warmup.warmers()
         by_path = {
             f"{w.function.__module__}.{w.function.__qualname__}": w for w in registry.values()
@@ -59,8 +68,7 @@ class Command(BaseCommand):
             raise CommandError(f"unknown warmer {', '.join(unknown)}; known warmers: {known}")
         selected = [registry.get(n) or by_path[n] for n in names] or list(registry.values())
         if alias is not None:
-            alias = resolve_alias(alias)
-            selected = [w for w in selected if resolve_alias(w.function.flight.alias) == alias]
+            selected = [w for w in selected if w.function.alias == alias]
         return selected
 
     def _list(self, warmers: list[Warmer]) -> None:
@@ -71,59 +79,61 @@ class Command(BaseCommand):
             rows.append((warmer.name, str(len(calls)), str(cached)))
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         for row in rows:
-            self.stdout.write(
-                "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-            )
+            self._say("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
 
     def _dry_run(self, plans: list[tuple[Warmer, list[Call]]], force: bool) -> None:
         total = 0
         for warmer, calls in plans:
             for call in calls:
                 if force or not warmer.function.is_cached(*call.args, **call.kwargs):
-                    self.stdout.write(f"would compute {warmer.name} {call!r}")
+                    self._say(f"would compute {warmer.name} {call!r}")
                     total += 1
-        self.stdout.write(f"{total} entries would be computed")
+        self._say(f"{total} entries would be computed")
 
     def _warm(self, plans: list[tuple[Warmer, list[Call]]], options: dict[str, Any]) -> None:
         started = time.monotonic()
-        computed = warm = 0
+        totals: Counter[str] = Counter()
         failures: list[tuple[str, Call, BaseException]] = []
-        progress = Progress(self.stdout, sum(len(calls) for _, calls in plans))
+        progress = Progress(self.stdout, sum(len(calls) for _, calls in plans), self.verbosity)
         with ThreadPoolExecutor(options["jobs"]) as pool:
             for warmer, calls in plans:
-                if options["fail_fast"] and failures:
+                if options["fail_fast"] and (failures or totals["not stored"]):
                     break
                 futures = [
                     (call, pool.submit(warmer.function.warm_call, call, force=options["force"]))
                     for call in calls
                 ]
-                done = {"computed": 0, "warm": 0, "failed": 0}
+                done: Counter[str] = Counter()
                 for call, future in futures:
                     try:
-                        did_compute = future.result()
+                        done[future.result()] += 1
                     except Exception as exc:
                         failures.append((warmer.name, call, exc))
                         done["failed"] += 1
-                        if options["fail_fast"]:
-                            for _, other in futures:
-                                other.cancel()
-                            break
-                    else:
-                        done["computed" if did_compute else "warm"] += 1
+                    if options["fail_fast"] and (done["failed"] or done["not stored"]):
+                        for _, other in futures:
+                            other.cancel()
+                        break
                     progress.advance(warmer.name)
-                computed += done["computed"]
-                warm += done["warm"]
+                totals.update(done)
                 progress.line(
                     f"{warmer.name}: {done['computed']} computed, {done['warm']} already warm, "
-                    f"{done['failed']} failed"
+                    f"{done['not stored']} not stored, {done['failed']} failed"
                 )
         progress.finish()
-        if options["verbosity"] >= 2:
-            for name, call, exc in failures:
-                self.stderr.write(f"failed: {name} {call!r}: {type(exc).__name__}: {exc}")
-        self.stdout.write(
-            f"computed {computed}, already warm {warm}, failed {len(failures)}, "
-            f"{time.monotonic() - started:.2f}s"
+        for name, call, exc in failures:
+            self.stderr.write(f"failed: {name} {call!r}: {type(exc).__name__}: {exc}")
+        self._say(
+            f"computed {totals['computed']}, already warm {totals['warm']}, not stored "
+            f"{totals['not stored']}, failed {len(failures)}, {time.monotonic() - started:.2f}s"
         )
+        problems = []
         if failures:
-            raise CommandError(f"{len(failures)} warm-up computations failed", returncode=1)
+            problems.append(f"{len(failures)} warm-up computations failed")
+        if totals["not stored"]:
+            problems.append(
+                f"{totals['not stored']} entries could not be stored (the cache was unreachable "
+                "or refused them; see the warnings above)"
+            )
+        if problems:
+            raise CommandError("; ".join(problems), returncode=1)
