@@ -201,8 +201,8 @@ class Lock:
                 "and expires with its TTL (release it, or use `with lock(...)`)",
                 ResourceWarning,
                 stacklevel=2,
-                source=self,
             )
+            self._token = None  # never renewed again, should the watchdog still reach it
 
     @property
     def held_for(self) -> float | None:

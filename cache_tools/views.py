@@ -192,6 +192,13 @@ class CachedView:
             raise TypeError(f"invalidate() takes a request or a path, not {request_or_path!r}")
         return self.flight.invalidate_scope(_scope(path)) > 0
 
+    def cache_key(self, request: HttpRequest, *args: Any, **kwargs: Any) -> str:
+        """The full cache key of the entry this request would be served from (with the
+        ``Vary`` headers this process has learned for its path)."""
+        varies = self._learned.get(request.path, ())
+        key = self._key(request, args, kwargs, varies)
+        return self.flight.keys(key, scope=_scope(request.path)).value
+
     def cache_info(self) -> CacheInfo:
         """Hits, misses, stale hits, computations and errors summed over every process."""
         return self.flight.info()

@@ -97,6 +97,13 @@ class Command(BaseCommand):
                 f"unknown cache alias {', '.join(unknown)}; CACHES has {', '.join(settings.CACHES)}"
             )
         backends = [backend_of(alias) for alias in aliases]  # every alias usable, or nothing done
+        if options["pattern"] and not options["flush"]:
+            unlisted = [b.alias for b in backends if b.stores and not b.can_list_keys]
+            if unlisted:
+                raise CommandError(
+                    f"{', '.join(unlisted)}: cannot list keys, so --pattern cannot be honoured "
+                    "there; nothing was deleted"
+                )
         for backend in backends:
             with command_errors():
                 if not backend.stores:
@@ -141,8 +148,6 @@ class Command(BaseCommand):
 
     def _bump_namespace(self, backend: Backend, options: dict[str, Any]) -> None:
         alias = backend.alias
-        if options["pattern"]:
-            raise CommandError(f"{alias}: this cache cannot list its keys, so --pattern is refused")
         where = "" if backend.shared else " (in this process only: each process has its own copy)"
         if options["dry_run"]:
             self._say(f"{alias}: would make every cache_tools entry unreachable{where}")
