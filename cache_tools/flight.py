@@ -181,6 +181,10 @@ class Flight(Generic[T]):
             except BackendUnavailable as exc:
                 self._maybe_orphaned(backend, keys, token, exc)
                 return UNCACHED, self._without_cache(backend, keys, compute, exc)
+            except StoreRefused as exc:  # it would not even take the entry's lock
+                _warnings.refused(backend, keys, self.function_id, exc)
+                stats.add(backend.alias, keys.stats, "computations")
+                return UNCACHED, compute()[0]
             if fetched.state == Fetched.HIT or (fetched.state == Fetched.STALE and token):
                 field = "hits" if fetched.state == Fetched.HIT else "stale_hits"
                 stats.add(backend.alias, keys.stats, field)
@@ -311,6 +315,8 @@ class Flight(Generic[T]):
                 except BackendUnavailable as exc:
                     self._maybe_orphaned(backend, keys, token, exc)
                     return None
+                except StoreRefused:
+                    return self.lock_timeout  # full: stay quiet a while, serving stale
                 if not taken:
                     return number or self.lock_timeout
                 fence = int(number)

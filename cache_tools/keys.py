@@ -108,7 +108,7 @@ def fit_length(key: str, max_length: int) -> str:
     """
     if len(key) <= max_length:
         return key
-    if max_length < 2 * _DIGEST_CHARS:
+    if max_length <= _DIGEST_CHARS:
         raise ValueError(
             f"no room for a key in {max_length} characters: shorten the cache's KEY_PREFIX "
             "or the CACHE_TOOLS namespace"

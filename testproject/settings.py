@@ -54,10 +54,30 @@ CACHES = {
         },
     },
 }
-if os.environ.get("DEMO_CACHE") == "locmem":
+
+
+def _demo_cache() -> str:
+    """``DEMO_CACHE`` from the environment, else from the uWSGI ini's ``env`` option: the
+    ``pyuwsgi`` wheel starts Python before uWSGI applies ``env``, so ``os.environ`` lacks it."""
+    if os.environ.get("DEMO_CACHE"):
+        return os.environ["DEMO_CACHE"]
+    try:
+        import uwsgi
+    except ImportError:
+        return ""
+    declared = uwsgi.opt.get("env") or []
+    for item in declared if isinstance(declared, list) else [declared]:
+        name, _, value = item.decode().partition("=")
+        if name == "DEMO_CACHE":
+            return value
+    return ""
+
+
+DEMO_CACHE = _demo_cache()
+if DEMO_CACHE == "locmem":
     # The per-worker pitfall, on purpose: cache_tools warns at start-up under uWSGI.
     CACHES["default"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-elif os.environ.get("DEMO_CACHE") == "uwsgi":
+elif DEMO_CACHE == "uwsgi":
     # uWSGI's own shared cache (testproject/uwsgi-cache.ini declares the cache2).
     CACHES["default"] = {
         "BACKEND": "cache_tools.backends.uwsgi.UWSGICache",

@@ -40,6 +40,7 @@ class Site:
     prefix: str
     process: subprocess.Popen
     log: Path
+    mode: str = "preforked"
 
     def request(self, path: str, data: bytes | None = None, timeout: float = 30) -> Reply:
         request = urllib.request.Request(
@@ -91,7 +92,7 @@ def start_site(
         process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-    site = Site(f"http://127.0.0.1:{port}", prefix, process, log)
+    site = Site(f"http://127.0.0.1:{port}", prefix, process, log, mode)
     _wait_for_workers(site, WORKERS)
     return site
 

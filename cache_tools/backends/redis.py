@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from redis.exceptions import NoScriptError, ResponseError, WatchError
+from redis.exceptions import (
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    WatchError,
+)
 
 from ..errors import (
     BackendUnavailable,
@@ -96,8 +102,13 @@ def _translated(alias: str) -> Iterator[None]:
         error = OutcomeUnknown if _sent_before_failing(exc) else BackendUnavailable
         raise error(f"cache {alias!r} is unreachable: {exc}") from exc
     except ResponseError as exc:
-        if str(exc).startswith(("OOM", "READONLY", "MISCONF")):
-            raise StoreRefused(f"cache {alias!r} refused the write: {exc}") from exc
+        message = str(exc)
+        if isinstance(exc, OutOfMemoryError) or "OOM command not allowed" in message:
+            raise StoreRefused(f"cache {alias!r} refused the write (maxmemory): {exc}") from exc
+        if "MISCONF" in message:
+            raise StoreRefused(f"cache {alias!r} refuses writes: {exc}") from exc
+        if isinstance(exc, ReadOnlyError) or "READONLY" in message:  # a replica, mid-failover
+            raise BackendUnavailable(f"cache {alias!r} is read-only now: {exc}") from exc
         raise
 
 

@@ -31,6 +31,13 @@ def test_value_set_on_one_worker_is_found_by_all(site, unique):
     assert site.request(f"/demo/cache/{unique}-missing").json()["found"] is False
 
 
+def test_each_mode_uses_the_cache_it_names(site, unique, redis_client):
+    body = json.dumps({"key": unique, "value": 1}).encode()
+    assert site.request("/demo/cache", body).status == 200
+    in_redis = any(redis_client.scan_iter(match=f"{site.prefix}:*{unique}*"))
+    assert in_redis is (site.mode != "uwsgi-cache"), site.mode
+
+
 def test_statistics_agree_across_workers(site, unique):
     n = int(unique[:6], 16)  # a number no other test computes
     before = site.request("/demo/info").json()
