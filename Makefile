@@ -11,7 +11,7 @@ ifdef REDIS_URL
 export REDIS_URL
 endif
 
-.PHONY: install test lint format bench docs demo clean
+.PHONY: install test lint format bench chaos docs demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ format: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The chaos suite at full size (make test runs it reduced): 24 processes for 90 s.
+chaos: $(STAMP)
+	CACHE_TOOLS_CHAOS_SECONDS=90 CACHE_TOOLS_CHAOS_WORKERS=24 $(BIN)/python -m pytest -s tests/chaos
 
 bench: $(STAMP)
 	@for script in benchmarks/bench_*.py; do \

@@ -63,13 +63,18 @@ def _free_port() -> int:
 class RedisServer:
     """A ``redis-server`` process on a free loopback port, in a temporary directory.
 
-    Nothing is persisted to disk. ``start()`` returns once the server answers ``PING``.
-    ``pause()`` and ``resume()`` send ``SIGSTOP``/``SIGCONT`` to imitate a hung network.
+    Nothing is persisted to disk unless ``durable=True`` (append-only file, fsync on every
+    write), which keeps the data across ``stop()``/``kill()`` and ``start()``. ``start()``
+    returns once the server answers ``PING``. ``pause()`` and ``resume()`` send
+    ``SIGSTOP``/``SIGCONT`` to imitate a hung server or network.
     """
 
-    def __init__(self, binary: str | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, binary: str | None = None, port: int | None = None, *, durable: bool = False
+    ) -> None:
         self.binary = binary or find_redis_server()
         self.port = port or _free_port()
+        self.durable = durable
         self.process: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
 
@@ -80,14 +85,16 @@ class RedisServer:
     def start(self, wait: float = 10.0) -> RedisServer:
         if self.process is not None:
             raise RuntimeError("this RedisServer is already running")
-        self._dir = tempfile.TemporaryDirectory(prefix="cache-tools-redis-")
+        if self._dir is None:
+            self._dir = tempfile.TemporaryDirectory(prefix="cache-tools-redis-")
         args = [
             self.binary,
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--dir", self._dir.name,
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.durable else "no",
+            "--appendfsync", "always",
             "--daemonize", "no",
             "--loglevel", "warning",
         ]  # fmt: skip
@@ -124,7 +131,8 @@ class RedisServer:
             client.close()
 
     def stop(self) -> None:
-        """Stop the server (also when paused) and remove its directory."""
+        """Stop the server (also when paused). A durable server keeps its data for the next
+        ``start()``; otherwise its directory is removed."""
         if self.process is not None:
             self.resume()
             self.process.terminate()
@@ -133,17 +141,35 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-            if self.process.stderr:
-                self.process.stderr.close()
-            self.process = None
-        if self._dir is not None:
+            self._reap()
+        if self._dir is not None and not self.durable:
             self._dir.cleanup()
             self._dir = None
 
+    def kill(self) -> None:
+        """Crash the server (SIGKILL): a durable one loses nothing it acknowledged."""
+        if self.process is not None:
+            self.resume()
+            self.process.kill()
+            self.process.wait()
+            self._reap()
+
+    def _reap(self) -> None:
+        if self.process is not None and self.process.stderr:
+            self.process.stderr.close()
+        self.process = None
+
     def restart(self) -> None:
-        """Stop and start again on the same port (data is lost, like a crashed server)."""
+        """Stop and start again on the same port (data is lost unless ``durable``)."""
         self.stop()
         self.start()
+
+    def close(self) -> None:
+        """Stop the server and remove its directory, durable or not."""
+        self.stop()
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
 
     def pause(self) -> None:
         if self.process is not None:
@@ -157,7 +183,7 @@ class RedisServer:
         return self.start() if self.process is None else self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.close()
 
 
 _shared: RedisServer | None = None

@@ -3,11 +3,16 @@ keeps returning results, and both recover without a restart."""
 
 import logging
 import time
+from collections.abc import Callable
 
+import django_redis.cache
 import pytest
 import redis
+from django.conf import settings
+from django.test import override_settings
 
-from cache_tools import LockError, LockUnavailable, cache_aside, lock, lock_decorator
+from cache_tools import LockError, LockUnavailable, cache_aside, lock, lock_decorator, orphans
+from cache_tools.backends.redis import DjangoRedisBackend
 
 
 def test_hung_server_is_bounded_by_the_socket_timeout(private_redis, down_alias, unique, caplog):
@@ -113,3 +118,69 @@ def test_stopped_server_raises_lock_error_quickly_chained(private_redis, down_al
         private_redis.start()
     guarded()
     assert ran == [1, 1]
+
+
+def test_an_acquisition_whose_reply_was_lost_does_not_leave_a_ghost_lock(
+    private_redis, down_alias, unique
+):
+    """The client gives up on a paused server, which runs the queued acquire when it resumes:
+    that lock is released as soon as the server answers, not after its 30 s TTL."""
+    with lock(unique, timeout=30, cache=down_alias):
+        pass  # the server knows the scripts (EVALSHA), as any server in use does
+    private_redis.pause()
+    try:
+        with pytest.raises(LockUnavailable) as info, lock(unique, timeout=30, cache=down_alias):
+            pass
+        assert info.value.outcome_unknown
+    finally:
+        private_redis.resume()
+    resumed = time.monotonic()
+    with lock(unique, timeout=30, cache=down_alias, blocking_timeout=5):
+        waited = time.monotonic() - resumed
+    assert waited < 1.5, waited  # outage over: a round trip and the releaser's retry delay
+    deadline = time.monotonic() + 5
+    while orphans.pending():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)  # the releaser settles in the background
+
+
+class PausableRedisCache(django_redis.cache.RedisCache):
+    """django-redis, served by the adapter below (CACHE_TOOLS["ADAPTERS"])."""
+
+
+class PauseAfterRead(DjangoRedisBackend):
+    """The real adapter, which stops the real server right after one entry read: the next
+    request (the script that takes the entry's lock) then times out and runs on resume."""
+
+    then: Callable[[], None] | None = None
+
+    def read(self, keys):
+        fetched = super().read(keys)
+        then, PauseAfterRead.then = PauseAfterRead.then, None
+        if then:
+            then()
+        return fetched
+
+
+def test_a_lost_entry_lock_reply_does_not_hang_the_next_caller(private_redis, down_alias, unique):
+    caches = {**settings.CACHES}
+    caches[down_alias] = {**caches[down_alias], "BACKEND": f"{__name__}.PausableRedisCache"}
+    adapters = {f"{__name__}.PausableRedisCache": f"{__name__}.PauseAfterRead"}
+    calls = []
+
+    @cache_aside(timeout=60, cache=down_alias, key_maker=lambda: unique)  # lock_timeout 30 s
+    def value():
+        calls.append(1)
+        return len(calls)
+
+    with override_settings(CACHES=caches, CACHE_TOOLS={"ADAPTERS": adapters}):
+        cache_aside(cache=down_alias)(lambda: None)()  # the server knows the scripts (EVALSHA)
+        PauseAfterRead.then = private_redis.pause
+        try:
+            assert value() == 1  # computed without the cache; its entry-lock script is queued
+        finally:
+            private_redis.resume()  # the queued script takes the entry's lock for 30 s
+        started = time.monotonic()
+        assert value() == 2  # and that lock was released for us: no 30 s wait
+        assert time.monotonic() - started < 2
+        assert value() == 2

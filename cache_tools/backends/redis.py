@@ -22,6 +22,7 @@ from typing import Any
 
 import redis
 from redis.exceptions import (
+    BusyLoadingError,
     NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
@@ -88,6 +89,11 @@ class Codec:
         return encoded if isinstance(encoded, bytes) else str(encoded).encode()
 
 
+# redis-py raises WatchError both for a real conflict and for a connection lost while
+# watching; only this message means another writer changed the key.
+_CONFLICT = "Watched variable changed"
+
+
 def _sent_before_failing(exc: redis.RedisError) -> bool:
     """False when the connection failed before the request left (nothing was applied)."""
     return "connecting to" not in str(exc).lower()
@@ -98,6 +104,8 @@ def _translated(alias: str) -> Iterator[None]:
     """redis-py's errors as cache_tools's: outages, unknown outcomes and refusals."""
     try:
         yield
+    except BusyLoadingError as exc:  # refused while loading its data: nothing was applied
+        raise BackendUnavailable(f"cache {alias!r} is starting: {exc}") from exc
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         error = OutcomeUnknown if _sent_before_failing(exc) else BackendUnavailable
         raise error(f"cache {alias!r} is unreachable: {exc}") from exc
@@ -330,9 +338,12 @@ class RedisBackend(Backend):
         while True:
             attempt += 1
             with client.pipeline(transaction=True) as pipe:
-                with _translated(self.alias):
-                    pipe.watch(key)
-                    raw = pipe.get(key)
+                try:
+                    with _translated(self.alias):
+                        pipe.watch(key)
+                        raw = pipe.get(key)
+                except WatchError as exc:  # redis-py's name for a connection lost while watching
+                    raise BackendUnavailable(f"cache {self.alias!r} is unreachable: {exc}") from exc
                 new = function(None if raw is None else codec.decode(raw))  # the caller's code
                 payload = codec.encode(new)
                 try:
@@ -341,7 +352,12 @@ class RedisBackend(Backend):
                         pipe.set(key, payload, px=None if timeout is None else _ms(timeout))
                         pipe.execute()
                     return new
-                except WatchError:
+                except WatchError as exc:
+                    if _CONFLICT not in str(exc):  # the connection broke around EXEC
+                        raise OutcomeUnknown(
+                            f"update of {key!r}: the connection to cache {self.alias!r} broke "
+                            f"while writing; the update may or may not have been applied: {exc}"
+                        ) from exc
                     if time.monotonic() >= deadline:
                         raise UpdateConflict(
                             f"update of {key!r} lost {attempt} races with other writers "
