@@ -75,7 +75,7 @@ def test_forked_child_holds_none_of_its_parents_locks(unique):
     assert "forked" in seen["release"]  # and never releases the parent's lock
 
 
-def hold_and_fork_child_that_lingers(name, ready, results):
+def hold_and_fork_child_that_lingers(name, ready, grandchild):
     """Parent holds a short renewed lock, forks a child that outlives it; the child must not
     renew the parent's lock after the parent is gone."""
     with lock(name, timeout=0.6) as handle:
@@ -84,18 +84,20 @@ def hold_and_fork_child_that_lingers(name, ready, results):
             with lock(f"{name}-child", timeout=0.6):
                 time.sleep(2.0)
             os._exit(0)
-        results.put(pid)
+        grandchild.value = pid  # shared memory: written before this process is killed
         ready.set()
         handle.fence  # noqa: B018
         os.kill(os.getpid(), signal.SIGKILL)  # the holder dies while its child lives on
 
 
 def test_a_forked_childs_watchdog_never_renews_the_parents_lock(unique):
-    ready, results = FORK.Event(), FORK.Queue()
-    holder = FORK.Process(target=hold_and_fork_child_that_lingers, args=(unique, ready, results))
+    ready, grandchild_pid = FORK.Event(), FORK.Value("i", 0)
+    holder = FORK.Process(
+        target=hold_and_fork_child_that_lingers, args=(unique, ready, grandchild_pid)
+    )
     holder.start()
     assert ready.wait(10)
-    grandchild = results.get(timeout=10)
+    grandchild = grandchild_pid.value
     holder.join(10)
     started = time.monotonic()
     with lock(unique, timeout=5, blocking_timeout=5):
