@@ -191,10 +191,17 @@ class CacheAPIBackend(Backend):
         fence = None
         if token:
             taken, number = self.acquire(keys.lock, token, lock_ttl, register_waiter=False)
-            if taken:
+            if not taken:
+                if state == Fetched.MISS:
+                    return Fetched(Fetched.MISS, wait=poll_delay(2), generation=generation)
+            else:
+                # Read again under the lock: the entry may have been stored (and its lock
+                # released) between the read above and this acquire.
+                again, stored_value, stored_generation, _ = self._read(keys)
+                if again == Fetched.HIT:
+                    self.release(keys.lock, token)
+                    return Fetched(again, value=stored_value, generation=stored_generation)
                 fence = int(number)
-            elif state == Fetched.MISS:
-                return Fetched(Fetched.MISS, wait=poll_delay(2), generation=generation)
         return Fetched(state, value=value, fence=fence, generation=generation)
 
     def _set_entry(self, key: ServerKey, envelope: tuple[Any, ...], ttl: float | None) -> None:
