@@ -1,7 +1,9 @@
 """Lock benchmark: uncontended cost, hand-off latency, and a herd, against django-redis's lock.
 
 Goals (issue 3): acquire+release <= 2.2x one raw ``cache.get``; hand-off p50 <= 2 ms and
-p99 <= 10 ms; 20 processes x 5 ms critical sections in <= 130 ms.
+p99 <= 10 ms; 20 processes x 5 ms critical sections in <= 130 ms. Fairness (issue 18): 5
+processes that re-acquire at once after a 50 ms hold each get a fifth of the acquisitions, and
+nobody waits longer than the four others' holds (FCFS bound 0.2 s).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ FORK = multiprocessing.get_context("fork")
 HANDOFFS = 60
 HERD = 20
 HOLD = 0.005
+FAIR_PROCESSES = 5
+FAIR_HOLD = 0.05
+FAIR_SECONDS = 4.0
 
 
 def ours(name: str):
@@ -105,6 +110,37 @@ def herd(make) -> float:
     return finished - started
 
 
+def _barging_member(make, name, barrier, results, until):
+    with make(f"{name}:warm-up:{uuid.uuid4().hex}"):
+        pass
+    barrier.wait()
+    waits = []
+    while time.monotonic() < until:
+        asked = time.monotonic()
+        with make(name):
+            waits.append(time.monotonic() - asked)
+            time.sleep(FAIR_HOLD)
+        # no think time: ask again at once, racing the waiter just woken
+    results.put(waits)
+
+
+def fairness(make) -> tuple[list[int], float]:
+    """Acquisitions per process and the longest single wait, with barging re-acquirers."""
+    name = f"bench:fair:{uuid.uuid4().hex}"
+    barrier, results = FORK.Barrier(FAIR_PROCESSES), FORK.Queue()
+    until = time.monotonic() + 1 + FAIR_SECONDS
+    members = [
+        FORK.Process(target=_barging_member, args=(make, name, barrier, results, until))
+        for _ in range(FAIR_PROCESSES)
+    ]
+    for member in members:
+        member.start()
+    collected = [results.get(timeout=60) for _ in members]
+    for member in members:
+        member.join()
+    return sorted(len(waits) for waits in collected), max(max(w) for w in collected if w)
+
+
 def main() -> None:
     table("Uncontended acquire + release", uncontended(), ("what", "us/op", "x raw get"))
     rows = []
@@ -127,6 +163,25 @@ def main() -> None:
         f"ideal {HERD * HOLD * 1000:.0f} ms)",
         rows,
         ("what", "total ms"),
+    )
+    rows = []
+    for label, make in (("lock()", ours), ("django-redis cache.lock()", django_redis)):
+        counts, worst = fairness(make)
+        total = sum(counts)
+        rows.append(
+            (
+                label,
+                str(total),
+                f"{100 * counts[0] / total:.0f}-{100 * counts[-1] / total:.0f}",
+                f"{worst:.2f}",
+            )
+        )
+    table(
+        f"Fairness: {FAIR_PROCESSES} processes re-acquiring at once after a "
+        f"{FAIR_HOLD * 1000:.0f} ms hold, {FAIR_SECONDS:g} s (FCFS: 20% each, worst wait "
+        f"{(FAIR_PROCESSES - 1) * FAIR_HOLD:.2f} s)",
+        rows,
+        ("what", "acquisitions", "share % min-max", "worst wait s"),
     )
 
 

@@ -17,6 +17,7 @@ one; ``handle.fence`` increases strictly with every acquisition of a key.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -269,9 +270,10 @@ class Lock:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     logger.debug("gave up on %s after %.3fs", self.key, time.monotonic() - started)
+                    self._leave_line(token, waited=blocking_timeout != 0)
                     return False
                 wait = min(x for x in (backend.max_wait, number or None, remaining) if x)
-                backend.wait(self._keys, wait)
+                backend.wait(self._keys, wait, token)
         except (BackendUnavailable, StoreRefused) as exc:
             raise _unavailable(f"cannot take lock {self.key!r}", exc) from exc.__cause__ or exc
         self._token, self.fence, self.lost = token, int(number), False
@@ -285,6 +287,14 @@ class Lock:
         if self.auto_renew:
             _watchdog.get().watch(self)
         return True
+
+    def _leave_line(self, token: str, waited: bool) -> None:
+        """Step out of the line of waiters (and release the lock, should it have just been
+        handed to this token); if the server cannot be told, the place lapses by itself."""
+        if not waited:
+            return
+        with contextlib.suppress(BackendUnavailable, StoreRefused):
+            self._backend.release(self._keys, token)
 
     def release(self) -> None:
         """Release the lock if this handle still owns it (never another owner's).

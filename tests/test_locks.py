@@ -1,5 +1,6 @@
 import itertools
 import logging
+import os
 import threading
 import time
 
@@ -9,6 +10,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from cache_tools import (
+    Lock,
     LockError,
     LockLost,
     LockTimeout,
@@ -16,6 +18,7 @@ from cache_tools import (
     lock,
     lock_decorator,
 )
+from tests.conftest import FORK
 
 
 def raw() -> redis.Redis:
@@ -263,3 +266,50 @@ def test_expired_lock_taken_over_raises_lock_lost_and_spares_the_new_owner(share
         done.set()
         thread.join()
     assert not first.locked()
+
+
+def wait_in_line(name, order, started):
+    started.set()
+    with lock(name, timeout=10, blocking_timeout=10):
+        raw().rpush(order, os.getpid())
+
+
+def test_hand_off_is_first_come_first_served_even_against_the_releaser(unique):
+    """Two processes queue behind the holder; the holder releases and at once asks again: it
+    goes behind them (before, the releaser usually won that race)."""
+    order = raw_key(f"{unique}:order")
+    handle = lock(unique, timeout=10)
+    handle.acquire()
+    line = handle._keys.line
+    waiters = []
+    for expected in (1, 2):
+        started = FORK.Event()
+        process = FORK.Process(target=wait_in_line, args=(unique, order, started))
+        process.start()
+        assert started.wait(10)
+        deadline = time.monotonic() + 10
+        while raw().llen(line) < expected:  # joined the line on the server
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        waiters.append(process)
+    handle.release()
+    with lock(unique, timeout=10, blocking_timeout=10):
+        raw().rpush(order, os.getpid())
+    for process in waiters:
+        process.join(10)
+    pids = [int(pid) for pid in raw().lrange(order, 0, -1)]
+    assert pids == [waiters[0].pid, waiters[1].pid, os.getpid()]
+
+
+def test_a_waiter_that_gives_up_leaves_the_line(unique):
+    outcome = []
+    with lock(unique, timeout=10) as handle:
+        waiter = threading.Thread(
+            target=lambda: outcome.append(Lock(unique).acquire(blocking_timeout=0.2))
+        )
+        waiter.start()
+        waiter.join(10)
+        assert outcome == [False]
+        assert raw().llen(handle._keys.line) == 0
+    with lock(unique, blocking_timeout=0):  # nobody left in line to hand it to
+        pass

@@ -1,7 +1,15 @@
-import pytest
-from django.core.cache import caches
+import os
+import signal
+import threading
+import time
 
-from cache_tools import UpdateConflict, update
+import pytest
+from django.conf import settings
+from django.core.cache import caches
+from django.test import override_settings
+
+from cache_tools import OutcomeUnknown, UpdateConflict, update
+from tests.conftest import FORK
 
 
 def add_many(index, barrier, key, count, alias):
@@ -36,3 +44,60 @@ def test_bad_arguments():
         update("k", 5)
     with pytest.raises(ValueError, match="budget must be a positive number"):
         update("k", lambda old: old, budget=-1)
+
+
+def test_a_lost_exec_reply_is_an_unknown_outcome_not_a_retry(private_redis, down_alias, unique):
+    """The connection breaks after the write was sent (the server stalls, then applies it):
+    update() must say the outcome is unknown, and must not run the function again."""
+    calls = []
+
+    def increment_then_stall(old):
+        calls.append(old)
+        private_redis.pause()  # the write goes out to a server that does not answer in time
+        return (old or 0) + 1
+
+    try:
+        with pytest.raises(OutcomeUnknown, match="may or may not have been applied"):
+            update(unique, increment_then_stall, cache=down_alias)
+    finally:
+        private_redis.resume()
+    assert calls == [None]  # not retried: a retry could have applied it twice
+    assert caches[down_alias].get(unique) == 1  # this time it had been applied
+
+
+def hold_update_lock_until_killed(alias, key, ready):
+    def block(old):
+        ready.set()
+        threading.Event().wait()  # killed in here, holding the update lock
+
+    update(key, block, cache=alias)
+
+
+def writer(index, barrier, alias, key):
+    barrier.wait()
+    return update(key, lambda old: (old or 0) + 1, cache=alias)
+
+
+def test_memcached_update_after_a_killed_writer(memcached_url, unique, processes):
+    caches_setting = {
+        **settings.CACHES,
+        "mc": {
+            "BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
+            "LOCATION": memcached_url,
+            "KEY_PREFIX": settings.TEST_PREFIX,
+        },
+    }
+    with override_settings(CACHES=caches_setting):
+        ready = FORK.Event()
+        holder = FORK.Process(target=hold_update_lock_until_killed, args=("mc", unique, ready))
+        holder.start()
+        assert ready.wait(10)
+        with pytest.raises(UpdateConflict, match=rf"held by [^ ]+:{holder.pid}:"):
+            update(unique, lambda old: old, cache="mc", budget=0.5)  # names who holds it
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.join()
+        killed = time.monotonic()
+        results = processes(8, writer, "mc", unique)
+        waited = time.monotonic() - killed
+    assert sorted(results) == list(range(1, 9))  # every writer got through, none lost
+    assert waited < 2 + 1 + 2  # the lock's TTL, memcached's whole seconds, the writers' work

@@ -21,11 +21,12 @@ local function now_ms()
 end
 
 -- Take the lock if it is free; returns the new fence, or nil when another token holds it.
--- Taking it again with the token that holds it (a client that re-sent a request whose reply
--- was lost) returns the current fence.
+-- Taking it with the token that already holds it (the lock was handed over to this waiter, or
+-- a client re-sent a request whose reply was lost) gives it its full TTL and returns the fence.
 local function take_lock(lock, fence, token, ttl_ms, fence_ttl_ms)
   if not redis.call('set', lock, token, 'NX', 'PX', ttl_ms) then
     if redis.call('get', lock) == token then
+      redis.call('pexpire', lock, ttl_ms)
       return tonumber(redis.call('get', fence))
     end
     return nil
@@ -39,6 +40,45 @@ end
 local function register_waiter(waiters, waiters_ttl_ms)
   redis.call('incr', waiters)
   redis.call('pexpire', waiters, waiters_ttl_ms)
+end
+
+-- The first waiter in a lock's line that is still alive (its deadline not passed), dropping
+-- the dead ones from the front; nil when nobody waits.
+local function first_in_line(line, deadlines)
+  local now = nil
+  while true do
+    local head = redis.call('lindex', line, 0)
+    if not head then
+      return nil
+    end
+    now = now or now_ms()
+    if tonumber(redis.call('hget', deadlines, head) or '0') > now then
+      return head
+    end
+    redis.call('lpop', line)
+    redis.call('hdel', deadlines, head)
+  end
+end
+
+-- Hand the lock to the first live waiter in line: it becomes the owner at once (for a short
+-- claim TTL, until it wakes and takes its full TTL) and is woken on its own list. Returns true
+-- if there was one, so that nobody who arrived later can take the lock first.
+local function hand_over(lock, fence, line, deadlines, claim_ms)
+  local head = first_in_line(line, deadlines)
+  if not head then
+    return false
+  end
+  redis.call('lpop', line)
+  redis.call('hdel', deadlines, head)
+  redis.call('set', lock, head, 'PX', claim_ms)
+  if redis.call('exists', fence) == 0 then
+    redis.call('set', fence, clock_us(), 'PX', FENCE_TTL_MS)
+  end
+  redis.call('incr', fence)
+  local woken = lock .. '#t:' .. head
+  redis.call('rpush', woken, '1')
+  redis.call('pexpire', woken, claim_ms)
+  return true
 end
 
 -- Release the lock if token holds it, waking one or all registered waiters; returns 1 or 0.

@@ -9,7 +9,11 @@ Key layout (shown without the alias's ``KEY_PREFIX``/``VERSION`` and with the de
     ct:lock:{name}          lock taken by lock() / lock_decorator, with companions
     ct:lock:{name}#s        release signal list (waiters block on it)
     ct:lock:{name}#f        fencing counter
-    ct:lock:{name}#w        number of registered waiters
+    ct:lock:{name}#w        number of registered waiters (cache-aside entry locks)
+    ct:lock:{name}#q        the line of waiting tokens, first come first served (locks)
+    ct:lock:{name}#d        each waiting token's deadline (a waiter that stops renewing it
+                            leaves the line)
+    ct:lock:{name}#t:<tok>  the wake-up of one waiter, when the lock is handed to it
     ct:v:{func}:<args>      cache_aside entry (envelope: generation, soft expiry, value)
     ct:l:{func}:<args>      single-flight lock of that entry (same companions)
     ct:g:{func}             generation of the function (invalidate_all)
@@ -64,6 +68,8 @@ class LockKeys:
     signal: ServerKey
     fence: ServerKey
     waiters: ServerKey
+    line: ServerKey
+    deadlines: ServerKey
 
 
 @dataclass(frozen=True)
@@ -163,7 +169,14 @@ class Backend(abc.ABC):
         def companion(suffix: str) -> ServerKey:
             return self.server_key(f"{base.name}{suffix}")
 
-        return LockKeys(base, companion("#s"), companion("#f"), companion("#w"))
+        return LockKeys(
+            base,
+            companion("#s"),
+            companion("#f"),
+            companion("#w"),
+            companion("#q"),
+            companion("#d"),
+        )
 
     def _lock_keys(self, name: str) -> LockKeys:
         """The keys of the lock called ``name`` (already made safe by :func:`keys.safe_key`)."""
@@ -208,7 +221,9 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def release(self, keys: LockKeys, token: str, wake_all: bool = False) -> bool:
-        """Release if ``token`` holds the lock and wake one (or all) waiters; False if not ours."""
+        """Release if ``token`` holds the lock, handing it to the first waiter in line or waking
+        one (or all) waiters; False if not ours (and ``token`` leaves the line if it was in
+        it)."""
 
     @abc.abstractmethod
     def extend(self, keys: LockKeys, token: str, ttl: float) -> bool:
@@ -219,8 +234,9 @@ class Backend(abc.ABC):
         """The token that holds the lock now, as the server says (None when free)."""
 
     @abc.abstractmethod
-    def wait(self, keys: LockKeys, timeout: float) -> bool:
-        """Block until a release signal or ``timeout`` seconds; True when signalled."""
+    def wait(self, keys: LockKeys, timeout: float, token: str | None = None) -> bool:
+        """Block until a release signal or ``timeout`` seconds; True when signalled. With the
+        ``token`` of a waiter in line, wait for the lock to be handed to that waiter."""
 
     @abc.abstractmethod
     def exists(self, key: ServerKey) -> bool: ...

@@ -68,8 +68,12 @@ class CacheAPIBackend(Backend):
             if refusal is not None:
                 raise StoreRefused(f"cache {self.alias!r} refused the write: {refusal}") from exc
             # A timeout means the request may have been applied; a refused connection not.
-            error = OutcomeUnknown if isinstance(exc, TimeoutError) else BackendUnavailable
-            raise error(f"cache {self.alias!r} is unreachable: {exc}") from exc
+            if isinstance(exc, TimeoutError):
+                raise OutcomeUnknown(
+                    f"cache {self.alias!r} did not answer; the request may or may not have "
+                    f"been applied: {exc}"
+                ) from exc
+            raise BackendUnavailable(f"cache {self.alias!r} is unreachable: {exc}") from exc
 
     def namespace_key(self) -> ServerKey:
         return self.server_key(f"{conf.namespace()}:ns")
@@ -132,7 +136,7 @@ class CacheAPIBackend(Backend):
             token = self.cache.get(keys.lock.name)
         return token if isinstance(token, str) else None
 
-    def wait(self, keys: LockKeys, timeout: float) -> bool:
+    def wait(self, keys: LockKeys, timeout: float, token: str | None = None) -> bool:
         time.sleep(max(timeout, 0.001))
         return False
 

@@ -107,8 +107,12 @@ def _translated(alias: str) -> Iterator[None]:
     except BusyLoadingError as exc:  # refused while loading its data: nothing was applied
         raise BackendUnavailable(f"cache {alias!r} is starting: {exc}") from exc
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        error = OutcomeUnknown if _sent_before_failing(exc) else BackendUnavailable
-        raise error(f"cache {alias!r} is unreachable: {exc}") from exc
+        if _sent_before_failing(exc):
+            raise OutcomeUnknown(
+                f"cache {alias!r} did not answer; the request may or may not have been "
+                f"applied: {exc}"
+            ) from exc
+        raise BackendUnavailable(f"cache {alias!r} is unreachable: {exc}") from exc
     except ResponseError as exc:
         message = str(exc)
         if isinstance(exc, OutOfMemoryError) or "OOM command not allowed" in message:
@@ -147,13 +151,17 @@ class RedisBackend(Backend):
             return min(_LONGEST_WAIT, socket_timeout / 2)
         return _LONGEST_WAIT
 
+    def _claim_ms(self) -> int:
+        """How long a waiter's place in line, and a lock handed to it, last unclaimed."""
+        return _ms(2 * self.max_wait + 0.5)
+
     def acquire(
         self, keys: LockKeys, token: str, ttl: float, register_waiter: bool, attempt: int = 0
     ) -> tuple[bool, int | float]:
         number = self._run(
             "lock_acquire",
-            [keys.lock, keys.fence, keys.waiters],
-            [token, _ms(ttl), int(register_waiter)],
+            [keys.lock, keys.fence, keys.line, keys.deadlines],
+            [token, _ms(ttl), int(register_waiter), self._claim_ms()],
         )
         if number > 0:
             return True, number
@@ -162,8 +170,8 @@ class RedisBackend(Backend):
     def release(self, keys: LockKeys, token: str, wake_all: bool = False) -> bool:
         released = self._run(
             "lock_release",
-            [keys.lock, keys.signal, keys.waiters],
-            [token, "all"] if wake_all else [token],
+            [keys.lock, keys.signal, keys.waiters, keys.fence, keys.line, keys.deadlines],
+            [token, "all" if wake_all else "one", self._claim_ms()],
         )
         return bool(released)
 
@@ -175,16 +183,19 @@ class RedisBackend(Backend):
             token = self.client().get(keys.lock)
         return None if token is None else token.decode()
 
-    def wait(self, keys: LockKeys, timeout: float) -> bool:
+    def wait(self, keys: LockKeys, timeout: float, token: str | None = None) -> bool:
         # BLPOP takes seconds with millisecond precision (Redis >= 6); 0 would mean forever.
+        signal = keys.signal if token is None else f"{keys.lock}#t:{token}"
         with _translated(self.alias):
-            return self.client().blpop([keys.signal], timeout=max(timeout, 0.001)) is not None
+            return self.client().blpop([signal], timeout=max(timeout, 0.001)) is not None
 
     def waiters(self, keys: LockKeys) -> int | None:
         with _translated(self.alias):
-            holder, waiting = self.client().mget([keys.lock, keys.waiters])
+            pipe = self.client().pipeline(transaction=False)
+            pipe.exists(keys.lock).get(keys.waiters).hlen(keys.deadlines)
+            held, registered, in_line = pipe.execute()
         # Registrations can outlive waiters that gave up; only a held lock has any.
-        return int(waiting or 0) if holder is not None else 0
+        return int(registered or 0) + int(in_line) if held else 0
 
     def exists(self, key: ServerKey) -> bool:
         with _translated(self.alias):
@@ -337,34 +348,52 @@ class RedisBackend(Backend):
         attempt = 0
         while True:
             attempt += 1
-            with client.pipeline(transaction=True) as pipe:
-                try:
-                    with _translated(self.alias):
-                        pipe.watch(key)
-                        raw = pipe.get(key)
-                except WatchError as exc:  # redis-py's name for a connection lost while watching
-                    raise BackendUnavailable(f"cache {self.alias!r} is unreachable: {exc}") from exc
-                new = function(None if raw is None else codec.decode(raw))  # the caller's code
-                payload = codec.encode(new)
-                try:
-                    with _translated(self.alias):
-                        pipe.multi()
-                        pipe.set(key, payload, px=None if timeout is None else _ms(timeout))
-                        pipe.execute()
+            pipe = client.pipeline(transaction=True)
+            try:
+                done, new = self._update_once(pipe, key, function, codec, timeout)
+                if done:
                     return new
-                except WatchError as exc:
-                    if _CONFLICT not in str(exc):  # the connection broke around EXEC
-                        raise OutcomeUnknown(
-                            f"update of {key!r}: the connection to cache {self.alias!r} broke "
-                            f"while writing; the update may or may not have been applied: {exc}"
-                        ) from exc
-                    if time.monotonic() >= deadline:
-                        raise UpdateConflict(
-                            f"update of {key!r} lost {attempt} races with other writers "
-                            f"in {budget:g}s"
-                        ) from None
-                # Jittered backoff, growing with each lost race, before reading again.
-                time.sleep(random.uniform(0, min(0.0005 * 2**attempt, 0.05)))
+            finally:
+                with contextlib.suppress(redis.RedisError):  # UNWATCH on a server that may be gone
+                    pipe.reset()
+            if time.monotonic() >= deadline:
+                raise UpdateConflict(
+                    f"update of {key!r} lost {attempt} races with other writers in {budget:g}s"
+                )
+            # Jittered backoff, growing with each lost race, before reading again.
+            time.sleep(random.uniform(0, min(0.0005 * 2**attempt, 0.05)))
+
+    def _update_once(
+        self,
+        pipe: Any,
+        key: str,
+        function: Callable[[Any], Any],
+        codec: Codec,
+        timeout: float | None,
+    ) -> tuple[bool, Any]:
+        """One optimistic attempt: ``(True, new value)``, or ``(False, None)`` when another
+        writer changed the key meanwhile."""
+        try:
+            with _translated(self.alias):
+                pipe.watch(key)
+                raw = pipe.get(key)
+        except WatchError as exc:  # redis-py's name for a connection lost while watching
+            raise BackendUnavailable(f"cache {self.alias!r} is unreachable: {exc}") from exc
+        new = function(None if raw is None else codec.decode(raw))  # the caller's own code
+        payload = codec.encode(new)
+        try:
+            with _translated(self.alias):
+                pipe.multi()
+                pipe.set(key, payload, px=None if timeout is None else _ms(timeout))
+                pipe.execute()
+        except WatchError as exc:
+            if _CONFLICT in str(exc):
+                return False, None
+            raise OutcomeUnknown(  # the connection broke around EXEC
+                f"update of {key!r}: the connection to cache {self.alias!r} broke while "
+                f"writing; the update may or may not have been applied: {exc}"
+            ) from exc
+        return True, new
 
 
 class DjangoRedisBackend(RedisBackend):
