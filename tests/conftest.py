@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -88,14 +93,22 @@ def pytest_report_header(config: pytest.Config) -> str:
     )
 
 
-@pytest.fixture(scope="session")
-def memcached_url() -> Iterator[str]:
-    """A real memcached on a free port (``.ci/run`` installs Debian's memcached)."""
-    import shutil
-    import socket
-    import subprocess
-    import time
+class Memcached:
+    """A real memcached process on a free port, which tests may pause (SIGSTOP)."""
 
+    def __init__(self, process: Any, port: int) -> None:
+        self.process, self.url = process, f"127.0.0.1:{port}"
+
+    def pause(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+
+@pytest.fixture(scope="session")
+def memcached() -> Iterator[Memcached]:
+    """A real memcached on a free port (``.ci/run`` installs Debian's memcached)."""
     binary = shutil.which("memcached")
     if binary is None:
         if os.environ.get("CI"):
@@ -119,9 +132,15 @@ def memcached_url() -> Iterator[str]:
                 process.kill()
                 pytest.fail("memcached did not start")
             time.sleep(0.02)
-    yield f"127.0.0.1:{port}"
+    yield Memcached(process, port)
+    process.send_signal(signal.SIGCONT)
     process.terminate()
     process.wait()
+
+
+@pytest.fixture(scope="session")
+def memcached_url(memcached: Memcached) -> str:
+    return memcached.url
 
 
 SHARED_BACKENDS = ["django-redis", "django-RedisCache", "memcached"]

@@ -184,3 +184,29 @@ def test_a_lost_entry_lock_reply_does_not_hang_the_next_caller(private_redis, do
         assert value() == 2  # and that lock was released for us: no 30 s wait
         assert time.monotonic() - started < 2
         assert value() == 2
+
+
+def test_memcached_acquisition_whose_reply_was_lost_is_released_on_resume(memcached, unique):
+    caches = {
+        **settings.CACHES,
+        "mc": {
+            "BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
+            "LOCATION": memcached.url,
+            "KEY_PREFIX": settings.TEST_PREFIX,
+            "OPTIONS": {"connect_timeout": 0.3, "timeout": 0.3},
+        },
+    }
+    with override_settings(CACHES=caches):
+        with lock(unique, timeout=30, cache="mc"):
+            pass  # connected
+        memcached.pause()
+        try:
+            with pytest.raises(LockUnavailable) as info, lock(unique, timeout=30, cache="mc"):
+                pass
+            assert info.value.outcome_unknown
+        finally:
+            memcached.resume()
+        resumed = time.monotonic()
+        with lock(unique, timeout=30, cache="mc", blocking_timeout=5):
+            waited = time.monotonic() - resumed
+    assert waited < 1.5, waited
