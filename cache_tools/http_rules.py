@@ -21,11 +21,12 @@ CSRF token, and the active language and time zone are part of every key, as in D
 
 from __future__ import annotations
 
+import re
 import time
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
-from django.utils.cache import cc_delim_re, patch_vary_headers
+from django.utils.cache import patch_vary_headers
 from django.utils.http import parse_http_date_safe
 from django.utils.timezone import get_current_timezone_name
 from django.utils.translation import get_language
@@ -44,6 +45,9 @@ __all__ = [
     "varied_headers",
 ]
 
+# Commas between header list elements (RFC 9110 §5.6.1), with optional whitespace.
+_LIST = re.compile(r"\s*,\s*")
+
 # A frozen response: (status, [(header, value), ...], body, the headers it varies on).
 Frozen = tuple[int, list[tuple[str, str]], bytes, tuple[str, ...]]
 
@@ -55,7 +59,7 @@ def bypasses(request: HttpRequest, methods: frozenset[str]) -> bool:
 
 def _cache_control(response: HttpResponseBase) -> dict[str, str | None]:
     directives: dict[str, str | None] = {}
-    for part in cc_delim_re.split(response.get("Cache-Control", "")):
+    for part in _LIST.split(response.get("Cache-Control", "")):
         name, _, value = part.partition("=")
         if name.strip():
             directives[name.strip().lower()] = value.strip().strip('"') or None
@@ -87,7 +91,7 @@ def varied_headers(
     or embedded an existing CSRF token: middleware would add it after this decorator has run.
     With ``user_in_key`` (``vary_on_user``) the session read is covered by the user's key.
     """
-    names = {n.strip().lower() for n in cc_delim_re.split(response.get("Vary", "")) if n.strip()}
+    names = {n.strip().lower() for n in _LIST.split(response.get("Vary", "")) if n.strip()}
     if "*" in names:
         return None
     session = getattr(request, "session", None)
