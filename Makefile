@@ -11,7 +11,7 @@ ifdef REDIS_URL
 export REDIS_URL
 endif
 
-.PHONY: install test lint format bench chaos docs demo clean
+.PHONY: install test lint format bench chaos package docs demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,7 @@ install: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
@@ -34,6 +35,21 @@ test: lint
 # The chaos suite at full size (make test runs it reduced): 24 processes for 90 s.
 chaos: $(STAMP)
 	CACHE_TOOLS_CHAOS_SECONDS=90 CACHE_TOOLS_CHAOS_WORKERS=24 $(BIN)/python -m pytest -s tests/chaos
+
+# Build the wheel and sdist, then install the wheel alone (not the working tree) into a fresh
+# venv and run the test project's system checks with it, outside the source tree.
+package: $(STAMP)
+	rm -rf dist build .venv-package
+	$(BIN)/python -m build --outdir dist . >/dev/null
+	$(PYTHON) -m venv .venv-package
+	.venv-package/bin/python -m pip install --quiet --disable-pip-version-check dist/*.whl
+	tmp=$$(mktemp -d) && cp -r manage.py testproject $$tmp/ && cd $$tmp && \
+		REDIS_URL=redis://127.0.0.1:1/0 $(CURDIR)/.venv-package/bin/python -c \
+		"import cache_tools, pathlib; assert 'site-packages' in cache_tools.__file__, cache_tools.__file__; print('installed', cache_tools.__version__, 'from', pathlib.Path(cache_tools.__file__).parent)" && \
+		REDIS_URL=redis://127.0.0.1:1/0 $(CURDIR)/.venv-package/bin/python manage.py check --fail-level WARNING && \
+		rm -rf $$tmp
+	tar tzf dist/*.tar.gz | sed 's|^[^/]*/||' | grep -E '^(tests|testproject|docs)/' && exit 1 || true
+	@echo "dist/: $$(ls dist)"
 
 bench: $(STAMP)
 	@for script in benchmarks/bench_*.py; do \
@@ -59,5 +75,6 @@ demo: $(STAMP)
 		exec $(BIN)/uwsgi --ini testproject/uwsgi.ini'
 
 clean:
-	rm -rf $(VENV) .venv-* docs/_build .pytest_cache .ruff_cache .hypothesis testproject/db.sqlite3
+	rm -rf $(VENV) .venv-* docs/_build .pytest_cache .ruff_cache .mypy_cache .hypothesis \
+		testproject/db.sqlite3 build dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,7 +1,9 @@
-"""Cross-process caching and locking for Django.
+"""Cross-process caching and locking for Django (distribution ``django-cache-flight``).
 
 >>> from cache_tools import cache_aside, cache_view, lock, lock_decorator, update
 """
+
+from importlib.metadata import PackageNotFoundError, version
 
 from .aside import cache_aside
 from .errors import (
@@ -22,6 +24,11 @@ from .update import update
 from .views import cache_view
 from .warmup import Call
 
+try:
+    __version__ = version("django-cache-flight")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
+
 __all__ = [
     "BackendUnavailable",
     "CacheInfo",
@@ -36,6 +43,7 @@ __all__ = [
     "StoreRefused",
     "UnserializableValue",
     "UpdateConflict",
+    "__version__",
     "cache_aside",
     "cache_view",
     "current_lock",

@@ -21,44 +21,57 @@ import functools
 import inspect
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any, Generic, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from . import checks, warmup
 from ._options import applied_bare, positive_seconds, seconds_or_zero
 from .backends import resolve_alias
-from .backends.base import Fetched
+from .backends.base import MISS
 from .flight import NOT_STORED, UNCACHED, Flight, Timeout
 from .keys import KeyMaker, function_id, make_key
 from .stats import CacheInfo
 from .warmup import Call, WarmOutcome
 
-__all__ = ["CacheInfo", "CachedFunction", "Call", "cache_aside", "cached_functions"]
+__all__ = [
+    "BoundCachedFunction",
+    "CacheInfo",
+    "CachedFunction",
+    "Call",
+    "cache_aside",
+    "cached_functions",
+]
 
-T = TypeVar("T")
+P = ParamSpec("P")
+Q = ParamSpec("Q")
+R = TypeVar("R")
+S = TypeVar("S")
 
 #: Length budget of the arguments part of an entry key, so that whole keys stay memcached-safe.
 ARGUMENT_KEY_LENGTH = 120
 
+_all_cached_functions: weakref.WeakSet[CachedFunction[..., Any]] = weakref.WeakSet()
 
-_all_cached_functions: weakref.WeakSet[CachedFunction[Any]] = weakref.WeakSet()
 
-
-def cached_functions() -> list[CachedFunction[Any]]:
+def cached_functions() -> list[CachedFunction[..., Any]]:
     """Every ``cache_aside`` function defined in this process, by dotted path (for dashboards)."""
     return sorted(_all_cached_functions, key=lambda f: f.flight.function_id)
 
 
-class CachedFunction(Generic[T]):
-    """What :func:`cache_aside` returns: the function, plus cache controls as methods."""
+class CachedFunction(Generic[P, R]):
+    """What :func:`cache_aside` returns: the function, with the same parameters and return
+    type, plus cache controls as methods that take the function's own arguments.
+
+    >>> get_profile(7)                  # type-checked like the undecorated function
+    >>> get_profile.invalidate(7)       # so are the controls
+    """
 
     def __init__(
         self,
-        func: Callable[..., T],
-        flight: Flight[T],
+        func: Callable[P, R],
+        flight: Flight[R],
         key_maker: KeyMaker,
         cache_none: bool,
         unless: Callable[[], bool] | None,
-        warm: Iterable[Any] | Callable[[], Iterable[Any]] | None,
     ) -> None:
         functools.update_wrapper(self, func)
         self.__wrapped__ = func
@@ -66,16 +79,21 @@ class CachedFunction(Generic[T]):
         self.key_maker = key_maker
         self.cache_none = cache_none
         self.unless = unless
-        self.warm = warm
         _all_cached_functions.add(self)
 
     def __repr__(self) -> str:
         return f"<cached function {self.flight.function_id}>"
 
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> CachedFunction[P, R]: ...
+    @overload
+    def __get__(
+        self: CachedFunction[Concatenate[S, Q], R], instance: S, owner: type | None = None
+    ) -> BoundCachedFunction[Q, R]: ...
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if instance is None:
             return self
-        return _BoundCachedFunction(self, instance)
+        return BoundCachedFunction(self, instance)
 
     def argument_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         return make_key(
@@ -87,20 +105,22 @@ class CachedFunction(Generic[T]):
             with_function=False,
         )
 
-    def _compute(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[[], Any]:
-        def compute() -> tuple[T, Any]:
+    def _compute(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Callable[[], tuple[R, Any]]:
+        def compute() -> tuple[R, Any]:
             result = self.__wrapped__(*args, **kwargs)
             return result, NOT_STORED if result is None and not self.cache_none else result
 
         return compute
 
-    def __call__(self, *args: Any, **kwargs: Any) -> T:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if self.unless is not None and self.unless():
             return self.__wrapped__(*args, **kwargs)
         _, value = self.flight.get(self.argument_key(args, kwargs), self._compute(args, kwargs))
-        return value
+        return value  # type: ignore[no-any-return]
 
-    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Drop the entry for these arguments; True if one was there."""
         return self.flight.invalidate(self.argument_key(args, kwargs))
 
@@ -108,35 +128,17 @@ class CachedFunction(Generic[T]):
         """Make every entry of this function unreachable, in one O(1) operation."""
         self.flight.invalidate_scope()
 
-    def refresh(self, *args: Any, **kwargs: Any) -> T:
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Recompute for these arguments now, store and return the new value."""
         key = self.argument_key(args, kwargs)
         return self.flight.refresh(key, self._compute(args, kwargs))[1]
 
-    def is_cached(self, *args: Any, **kwargs: Any) -> bool:
+    def is_cached(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """True if an entry (fresh or stale) exists for these arguments; counts nothing."""
         return self.flight.contains(self.argument_key(args, kwargs))
 
-    def warm_call(self, call: Call, *, force: bool = False) -> WarmOutcome:
-        """Fill the entry for ``call`` through single flight (``force``: recompute and replace
-        it). Returns ``"computed"``, ``"warm"`` (already there) or ``"not stored"`` (computed,
-        but the cache was unreachable or refused the value)."""
-        key, compute = (
-            self.argument_key(call.args, call.kwargs),
-            self._compute(call.args, call.kwargs),
-        )
-        state, _ = self.flight.refresh(key, compute) if force else self.flight.get(key, compute)
-        if state == UNCACHED:
-            return "not stored"
-        return "computed" if state == Fetched.MISS else "warm"
-
-    @property
-    def alias(self) -> str:
-        """The cache alias this function's entries live in."""
-        return resolve_alias(self.flight.alias)
-
-    def cache_key(self, *args: Any, **kwargs: Any) -> str:
-        """The full cache key of the entry for these arguments."""
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The full cache key of the entry for these arguments, as the server stores it."""
         return self.flight.keys(self.argument_key(args, kwargs)).value
 
     def cache_info(self) -> CacheInfo:
@@ -147,26 +149,71 @@ class CachedFunction(Generic[T]):
         """Reset the statistics to zero for every process."""
         self.flight.clear_stats()
 
+    def warm_call(self, call: Call, *, force: bool = False) -> WarmOutcome:
+        """Fill the entry for ``call`` through single flight (``force``: recompute and replace
+        it). Returns ``"computed"``, ``"warm"`` (already there) or ``"not stored"`` (computed,
+        but the cache was unreachable or refused the value)."""
+        key = self.argument_key(call.args, call.kwargs)
+        compute = self._compute(call.args, call.kwargs)
+        state, _ = self.flight.refresh(key, compute) if force else self.flight.get(key, compute)
+        if state == UNCACHED:
+            return "not stored"
+        return "computed" if state == MISS else "warm"
 
-class _BoundCachedFunction:
-    """A cached method bound to its instance: controls take the same arguments as calls."""
+    @property
+    def alias(self) -> str:
+        """The cache alias this function's entries live in."""
+        return resolve_alias(self.flight.alias)
 
-    def __init__(self, cached: CachedFunction[Any], instance: Any) -> None:
+
+class BoundCachedFunction(Generic[P, R]):
+    """A cached method bound to its instance: calls and controls take the method's arguments
+    without ``self``, as a bound method does."""
+
+    def __init__(self, cached: CachedFunction[..., R], instance: Any) -> None:
         self._cached, self._instance = cached, instance
         functools.update_wrapper(self, cached.__wrapped__)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self._cached(self._instance, *args, **kwargs)
 
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._cached, name)
-        if name in ("invalidate", "refresh", "cache_key", "is_cached"):
-            return functools.partial(attribute, self._instance)
-        return attribute
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        return self._cached.invalidate(self._instance, *args, **kwargs)
+
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._cached.refresh(self._instance, *args, **kwargs)
+
+    def is_cached(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        return self._cached.is_cached(self._instance, *args, **kwargs)
+
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        return self._cached.cache_key(self._instance, *args, **kwargs)
+
+    def invalidate_all(self) -> None:
+        self._cached.invalidate_all()
+
+    def cache_info(self) -> CacheInfo:
+        return self._cached.cache_info()
+
+    def cache_clear_stats(self) -> None:
+        self._cached.cache_clear_stats()
+
+    @property
+    def flight(self) -> Flight[R]:
+        return self._cached.flight
+
+    def argument_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        return self._cached.argument_key((self._instance, *args), kwargs)
 
 
+Warm = Iterable[Any] | Callable[[], Iterable[Any]]
+
+
+@overload
+def cache_aside(timeout: Callable[P, R], /) -> CachedFunction[P, R]: ...  # type: ignore[overload-overlap]
+@overload
 def cache_aside(
-    timeout: Timeout | Callable[..., Any] = 300,
+    timeout: Timeout = 300,
     *,
     key_maker: KeyMaker = None,
     cache: str | None = None,
@@ -176,7 +223,22 @@ def cache_aside(
     cache_none: bool = True,
     unless: Callable[[], bool] | None = None,
     version: Any = None,
-    warm: Iterable[Any] | Callable[[], Iterable[Any]] | None = None,
+    warm: Warm | None = None,
+) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
+
+
+def cache_aside(
+    timeout: Any = 300,
+    *,
+    key_maker: KeyMaker = None,
+    cache: str | None = None,
+    stale: float = 0,
+    lock: bool = True,
+    lock_timeout: float = 30,
+    cache_none: bool = True,
+    unless: Callable[[], bool] | None = None,
+    version: Any = None,
+    warm: Warm | None = None,
 ) -> Any:
     """Cache the decorated function's results in the cache alias ``cache``.
 
@@ -185,10 +247,11 @@ def cache_aside(
     caller refreshes it in a background thread. ``lock``: single flight on a miss; a computation
     longer than ``lock_timeout`` seconds lets one waiter take over. ``unless()``: True bypasses
     the cache for that call. ``version``: part of the key. ``warm``: argument sets for
-    ``manage.py warm_cache``.
+    ``manage.py warm_cache``. The decorated function keeps its parameters and return type for
+    type checkers.
 
     >>> @cache_aside(timeout=60)
-    ... def get_profile(user_id):
+    ... def get_profile(user_id: int) -> Profile:
     ...     return load_profile(user_id)
     """
     if applied_bare(timeout):
@@ -200,12 +263,12 @@ def cache_aside(
     if unless is not None and not callable(unless):
         raise ValueError(f"unless must be a callable taking no arguments, not {unless!r}")
 
-    def decorate(func: Callable[..., T]) -> CachedFunction[T]:
+    def decorate(func: Callable[P, R]) -> CachedFunction[P, R]:
         if inspect.iscoroutinefunction(func):
             raise TypeError(
                 f"cache_aside does not support coroutine functions ({func.__qualname__})"
             )
-        flight: Flight[T] = Flight(
+        flight: Flight[R] = Flight(
             function_id=function_id(func),
             alias=cache,
             timeout=timeout,
@@ -214,7 +277,7 @@ def cache_aside(
             lock_timeout=float(lock_timeout),
             version=version,
         )
-        cached = CachedFunction(func, flight, key_maker, cache_none, unless, warm)
+        cached = CachedFunction(func, flight, key_maker, cache_none, unless)
         checks.record_use(cache, f"@cache_aside {func.__module__}.{func.__qualname__}", False)
         if warm is not None:
             warmup.register(cached, warm)

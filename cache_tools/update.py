@@ -43,7 +43,7 @@ UPDATE_LOCK_TTL = 2.0
 def update(
     key: str,
     function: Callable[[Any], T],
-    timeout: Any = DEFAULT_TIMEOUT,
+    timeout: float | None = DEFAULT_TIMEOUT,
     cache: str | None = None,
     *,
     budget: float = 10.0,

@@ -25,15 +25,15 @@ import functools
 import inspect
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Concatenate, Generic, ParamSpec, overload
 from urllib.parse import quote, urlsplit
 
 from django.http import HttpRequest, HttpResponseBase
 
 from . import checks
 from ._options import applied_bare, positive_seconds, seconds_or_zero
-from .backends.base import Fetched
-from .flight import Flight
+from .backends.base import MISS
+from .flight import UNCACHED, Flight
 from .http_rules import (
     Frozen,
     bypasses,
@@ -50,6 +50,9 @@ from .stats import CacheInfo
 
 __all__ = ["CachedView", "cache_view", "cached_views"]
 
+P = ParamSpec("P")
+View = Callable[Concatenate[HttpRequest, P], HttpResponseBase]
+
 #: Length budget of the request part of an entry key.
 REQUEST_KEY_LENGTH = 120
 #: Paths whose learned ``Vary`` headers a process remembers per view.
@@ -60,10 +63,10 @@ _MAX_HOPS = 3
 # marker for a response that must not be stored (so later requests skip single flight).
 _RESPONSE, _VARIES, _UNCACHEABLE = "r", "v", "u"
 
-_all_cached_views: weakref.WeakSet[CachedView] = weakref.WeakSet()
+_all_cached_views: weakref.WeakSet[CachedView[...]] = weakref.WeakSet()
 
 
-def cached_views() -> list[CachedView]:
+def cached_views() -> list[CachedView[...]]:
     """Every ``cache_view`` view defined in this process, by dotted path (for dashboards)."""
     return sorted(_all_cached_views, key=lambda v: v.flight.function_id)
 
@@ -73,12 +76,13 @@ def _scope(path: str) -> str:
     return safe_key(quote(path, safe="/"), 100)
 
 
-class CachedView:
-    """What :func:`cache_view` returns: the view, plus ``invalidate`` and ``cache_info``."""
+class CachedView(Generic[P]):
+    """What :func:`cache_view` returns: the view (same parameters), plus ``invalidate`` and
+    ``cache_info``."""
 
     def __init__(
         self,
-        view: Callable[..., HttpResponseBase],
+        view: View[P],
         flight: Flight[HttpResponseBase],
         *,
         methods: frozenset[str],
@@ -98,7 +102,7 @@ class CachedView:
     def __repr__(self) -> str:
         return f"<cached view {self.flight.function_id}>"
 
-    def _view(self) -> Callable[..., HttpResponseBase]:
+    def _view(self) -> View[P]:
         return self.__wrapped__  # type: ignore[no-any-return, attr-defined]
 
     def _key(
@@ -114,8 +118,8 @@ class CachedView:
             parts = request_parts(request)
         if self._vary_on_user:
             user = getattr(request, "user", None)
-            authenticated = user is not None and user.is_authenticated
-            parts.append(normalise(user.pk if authenticated else None, "user"))
+            pk = user.pk if user is not None and user.is_authenticated else None
+            parts.append(normalise(pk, "user"))
         parts += header_values(request, self._vary_on_headers)
         parts.append(normalise(varies, "vary"))
         parts += header_values(request, varies)
@@ -126,7 +130,7 @@ class CachedView:
             self._learned.pop(next(iter(self._learned)), None)
         self._learned[path] = varies
 
-    def __call__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+    def __call__(self, request: HttpRequest, *args: P.args, **kwargs: P.kwargs) -> HttpResponseBase:
         view = self._view()
         if bypasses(request, self._methods):
             return view(request, *args, **kwargs)
@@ -136,7 +140,7 @@ class CachedView:
             key = self._key(request, args, kwargs, varies)
             compute = self._compute(request, args, kwargs, varies, scope)
             state, value = self.flight.get(key, compute, scope)
-            if state == Fetched.MISS:
+            if state in (MISS, UNCACHED):
                 return value  # type: ignore[no-any-return]
             kind = value[0]
             if kind == _UNCACHEABLE:
@@ -208,8 +212,23 @@ class CachedView:
         self.flight.clear_stats()
 
 
+@overload
+def cache_view(timeout: View[P], /) -> CachedView[P]: ...
+@overload
 def cache_view(
-    timeout: float | Callable[..., Any] | None = 60,
+    timeout: float | None = 60,
+    *,
+    stale: float = 0,
+    vary_on_user: bool = False,
+    vary_on_headers: Iterable[str] = (),
+    methods: Iterable[str] = ("GET", "HEAD"),
+    cache: str | None = None,
+    key_maker: KeyMaker = None,
+) -> Callable[[View[P]], CachedView[P]]: ...
+
+
+def cache_view(
+    timeout: Any = 60,
     *,
     stale: float = 0,
     vary_on_user: bool = False,
@@ -247,7 +266,7 @@ def cache_view(
             return most
         return own if most is None else min(own, most)
 
-    def decorate(view: Callable[..., HttpResponseBase]) -> CachedView:
+    def decorate(view: View[P]) -> CachedView[P]:
         if inspect.iscoroutinefunction(view):
             raise TypeError(
                 f"cache_view does not support async views yet ({view.__qualname__}); "

@@ -65,12 +65,12 @@ class Call:
 class Warmable(Protocol):
     """What a warmer needs of a cached function (a ``cache_aside`` function has it)."""
 
-    __module__: str
-    __qualname__: str
+    __wrapped__: Callable[..., Any]
+
+    @property
+    def is_cached(self) -> Callable[..., bool]: ...
 
     def warm_call(self, call: Call, *, force: bool = False) -> WarmOutcome: ...
-
-    def is_cached(self, *args: Any, **kwargs: Any) -> bool: ...
 
     @property
     def alias(self) -> str: ...
@@ -78,9 +78,12 @@ class Warmable(Protocol):
 
 @dataclass(frozen=True)
 class Warmer:
+    """A registered warmer: ``name``, the function, its dotted ``path``, and the calls."""
+
     name: str
     function: Warmable
     calls: Iterable[Any] | Callable[[], Iterable[Any]]
+    path: str
 
     def argument_sets(self) -> list[Call]:
         calls = self.calls() if callable(self.calls) else self.calls
@@ -103,7 +106,8 @@ def register(
     """
     if not callable(getattr(func, "warm_call", None)):
         raise TypeError(f"warmup.register() takes a cache_aside function, not {func!r}")
-    warmer = Warmer(name or f"{func.__module__}.{func.__qualname__}", func, calls)
+    path = f"{func.__wrapped__.__module__}.{func.__wrapped__.__qualname__}"
+    warmer = Warmer(name or path, func, calls, path)
     _registry[warmer.name] = warmer
     return warmer
 

@@ -1,4 +1,4 @@
-"""Sphinx configuration for django-cache-tools."""
+"""Sphinx configuration for django-cache-flight."""
 
 import os
 import sys
@@ -28,9 +28,9 @@ def _write_command_help() -> None:
 
 _write_command_help()
 
-project = "django-cache-tools"
-author = "The django-cache-tools developers"
-release = "0.1.0.dev0"
+project = "django-cache-flight"
+author = "The django-cache-flight developers"
+release = __import__("cache_tools").__version__
 extensions = ["sphinx.ext.autodoc", "sphinx.ext.intersphinx"]
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"

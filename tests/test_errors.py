@@ -178,3 +178,9 @@ def test_user_code_errors_are_not_logged_as_outages(unique, caplog):
         failing()
     assert "unavailable" not in caplog.text
     assert failing.cache_info().errors == 0
+
+
+def test_version_comes_from_the_installed_distribution():
+    from importlib.metadata import version
+
+    assert cache_tools.__version__ == version("django-cache-flight")

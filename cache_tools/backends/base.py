@@ -42,6 +42,9 @@ from .. import conf
 from ..keys import fit_length, normalise
 
 __all__ = [
+    "HIT",
+    "MISS",
+    "STALE",
     "Backend",
     "EntryKeys",
     "Fetched",
@@ -80,12 +83,16 @@ class EntryKeys:
     lock: LockKeys
 
 
+#: The states of a cache-aside read.
+HIT, STALE, MISS = "hit", "stale", "miss"
+
+
 class Fetched(NamedTuple):
     """What a cache-aside read found.
 
-    ``state`` is ``HIT``, ``STALE`` or ``MISS``. ``fence`` is set when this caller now holds the
-    entry's lock (it must compute or refresh); ``wait`` (seconds) is set when another caller
-    holds it. ``generation`` is the function's generation seen by the read.
+    ``state`` is :data:`HIT`, :data:`STALE` or :data:`MISS`. ``fence`` is set when this caller
+    now holds the entry's lock (it must compute or refresh); ``wait`` (seconds) is set when
+    another caller holds it. ``generation`` is the function's generation seen by the read.
     """
 
     state: str
@@ -93,10 +100,6 @@ class Fetched(NamedTuple):
     fence: int | None = None
     wait: float | None = None
     generation: int = 0
-
-    HIT = "hit"
-    STALE = "stale"
-    MISS = "miss"
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from .. import conf
 from ..errors import BackendUnavailable, OutcomeUnknown, StoreRefused, UnserializableValue
-from .base import Backend, EntryKeys, Fetched, LockKeys, ServerKey
+from .base import HIT, MISS, STALE, Backend, EntryKeys, Fetched, LockKeys, ServerKey
 
 __all__ = ["CacheAPIBackend", "poll_delay"]
 
@@ -30,7 +30,7 @@ _ENVELOPE = "ct1"
 
 def poll_delay(attempt: int) -> float:
     """Seconds before the next try: 5 ms doubling up to 100 ms, jittered by +-50%."""
-    return min(_POLL_LONGEST, _POLL_FIRST * 2**attempt) * random.uniform(0.5, 1.5)
+    return min(_POLL_LONGEST, _POLL_FIRST * 2.0**attempt) * random.uniform(0.5, 1.5)
 
 
 def _clock_us() -> int:
@@ -170,10 +170,10 @@ class CacheAPIBackend(Backend):
             or envelope[0] != _ENVELOPE
             or envelope[1:3] != (generation, namespace)
         ):
-            return Fetched.MISS, None, generation, namespace
+            return MISS, None, generation, namespace
         stale_after, value = envelope[3], envelope[4]
         fresh = stale_after == 0 or time.time() * 1000 < stale_after
-        return (Fetched.HIT if fresh else Fetched.STALE), value, generation, namespace
+        return (HIT if fresh else STALE), value, generation, namespace
 
     def read(self, keys: EntryKeys) -> Fetched:
         state, value, generation, _ = self._read(keys)
@@ -190,19 +190,19 @@ class CacheAPIBackend(Backend):
         state, value, generation, namespace = self._read(keys)
         if generation is None or namespace is None:
             generation = self._ensure_generations(keys)
-        if state == Fetched.HIT:
+        if state == HIT:
             return Fetched(state, value=value, generation=generation)
         fence = None
         if token:
             taken, number = self.acquire(keys.lock, token, lock_ttl, register_waiter=False)
             if not taken:
-                if state == Fetched.MISS:
-                    return Fetched(Fetched.MISS, wait=poll_delay(2), generation=generation)
+                if state == MISS:
+                    return Fetched(MISS, wait=poll_delay(2), generation=generation)
             else:
                 # Read again under the lock: the entry may have been stored (and its lock
                 # released) between the read above and this acquire.
                 again, stored_value, stored_generation, _ = self._read(keys)
-                if again == Fetched.HIT:
+                if again == HIT:
                     self.release(keys.lock, token)
                     return Fetched(again, value=stored_value, generation=stored_generation)
                 fence = int(number)

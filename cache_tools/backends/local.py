@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .base import EntryKeys, Fetched, LockKeys, ServerKey
+from .base import MISS, EntryKeys, Fetched, LockKeys, ServerKey
 from .generic import CacheAPIBackend
 
 __all__ = ["DummyBackend", "FileOrDatabaseBackend", "LocalMemoryBackend"]
@@ -54,10 +54,10 @@ class DummyBackend(CacheAPIBackend):
     atomic_update = True  # nothing is stored, so nothing can be lost
 
     def read(self, keys: EntryKeys) -> Fetched:
-        return Fetched(Fetched.MISS)
+        return Fetched(MISS)
 
     def fetch(self, keys: EntryKeys, token: str | None, lock_ttl: float) -> Fetched:
-        return Fetched(Fetched.MISS)
+        return Fetched(MISS)
 
     def store(self, keys: EntryKeys, value: Any, **options: Any) -> bool:
         return False

@@ -16,9 +16,9 @@ import functools
 import hashlib
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.exceptions import (
@@ -37,7 +37,7 @@ from ..errors import (
     UnserializableValue,
     UpdateConflict,
 )
-from .base import Backend, EntryKeys, Fetched, LockKeys, ScanReport, ServerKey
+from .base import HIT, MISS, STALE, Backend, EntryKeys, Fetched, LockKeys, ScanReport, ServerKey
 
 __all__ = ["BuiltinRedisBackend", "Codec", "DjangoRedisBackend", "RedisBackend"]
 
@@ -53,7 +53,7 @@ class _Script:
         self.source = common + "\n" + (_HERE / f"{name}.lua").read_text()
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
-    def __call__(self, client: redis.Redis, keys: list[str], args: list[Any]) -> Any:
+    def __call__(self, client: redis.Redis, keys: Sequence[str], args: list[Any]) -> Any:
         try:
             return client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
@@ -138,7 +138,7 @@ class RedisBackend(Backend):
     def client(self) -> redis.Redis:
         return self.connection()[0]
 
-    def _run(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
+    def _run(self, name: str, keys: Sequence[str], args: list[Any], client: Any = None) -> Any:
         with _translated(self.alias):
             return _script(name)(client or self.client(), keys, args)
 
@@ -146,7 +146,8 @@ class RedisBackend(Backend):
 
     @property
     def max_wait(self) -> float:
-        socket_timeout = self.client().connection_pool.connection_kwargs.get("socket_timeout")
+        kwargs = self.client().connection_pool.connection_kwargs
+        socket_timeout: float | None = kwargs.get("socket_timeout")
         if socket_timeout:
             return min(_LONGEST_WAIT, socket_timeout / 2)
         return _LONGEST_WAIT
@@ -180,7 +181,7 @@ class RedisBackend(Backend):
 
     def owner(self, keys: LockKeys) -> str | None:
         with _translated(self.alias):
-            token = self.client().get(keys.lock)
+            token = cast(bytes | None, self.client().get(keys.lock))
         return None if token is None else token.decode()
 
     def wait(self, keys: LockKeys, timeout: float, token: str | None = None) -> bool:
@@ -192,7 +193,9 @@ class RedisBackend(Backend):
     def waiters(self, keys: LockKeys) -> int | None:
         with _translated(self.alias):
             pipe = self.client().pipeline(transaction=False)
-            pipe.exists(keys.lock).get(keys.waiters).hlen(keys.deadlines)
+            pipe.exists(keys.lock)
+            pipe.get(keys.waiters)
+            pipe.hlen(keys.deadlines)
             held, registered, in_line = pipe.execute()
         # Registrations can outlive waiters that gave up; only a held lock has any.
         return int(registered or 0) + int(in_line) if held else 0
@@ -210,15 +213,16 @@ class RedisBackend(Backend):
     def read(self, keys: EntryKeys) -> Fetched:
         client, codec = self.connection()
         with _translated(self.alias):
-            envelope, generation = client.mget([keys.value, keys.generation])
+            found = cast(list[bytes | None], client.mget([keys.value, keys.generation]))
+        envelope, generation = found
         if generation is None or envelope is None or not envelope.startswith(b"ct1|"):
-            return Fetched(Fetched.MISS)
+            return Fetched(MISS)
         _, entry_generation, stale_after, payload = envelope.split(b"|", 3)
         if entry_generation != generation:
-            return Fetched(Fetched.MISS)
+            return Fetched(MISS)
         # Stale times come from the server's clock at store time; hosts are assumed in sync.
         fresh = stale_after == b"0" or time.time() * 1000 < int(stale_after)
-        state = Fetched.HIT if fresh else Fetched.STALE
+        state = HIT if fresh else STALE
         return Fetched(state, value=codec.decode(payload), generation=int(generation))
 
     def fetch(self, keys: EntryKeys, token: str | None, lock_ttl: float) -> Fetched:
@@ -232,12 +236,12 @@ class RedisBackend(Backend):
         )
         generation = int(generation)
         if state == -1:
-            return Fetched(Fetched.MISS, wait=max(number, 0) / 1000, generation=generation)
+            return Fetched(MISS, wait=max(number, 0) / 1000, generation=generation)
         fence = int(number) or None
         if state == 0:
-            return Fetched(Fetched.MISS, fence=fence, generation=generation)
+            return Fetched(MISS, fence=fence, generation=generation)
         value = codec.decode(envelope.split(b"|", 3)[3])
-        kind = Fetched.HIT if state == 1 else Fetched.STALE
+        kind = HIT if state == 1 else STALE
         return Fetched(kind, value=value, fence=fence, generation=generation)
 
     def store(

@@ -76,7 +76,9 @@ class UWSGICache(BaseCache):
         self._name = server or "default"
         self._limits = _cache2_options(self._uwsgi, self._name)
         options = params.get("OPTIONS") or {}
-        self.keysize = int(options.get("KEYSIZE") or self._limits.get("keysize", _DEFAULT_KEYSIZE))
+        self.keysize = int(
+            options.get("KEYSIZE") or self._limits.get("keysize") or _DEFAULT_KEYSIZE
+        )
 
     def make_key(self, key: str, version: Any = None) -> str:
         return fit_length(super().make_key(key, version), self.keysize)
@@ -168,7 +170,7 @@ class UWSGICache(BaseCache):
             expires_at, value = pickle.loads(raw)
             if expires_at and expires_at <= time.time():
                 raise ValueError(f"Key '{key}' not found")
-            new = value + delta
+            new: int = value + delta
             self._write(key, new, None if not expires_at else expires_at - time.time())
             return new
 

@@ -59,9 +59,7 @@ class Command(BaseCommand):
         if alias is not None:
             alias = backend_of(alias).alias
         registry = warmup.warmers()
-        by_path = {
-            f"{w.function.__module__}.{w.function.__qualname__}": w for w in registry.values()
-        }
+        by_path = {w.path: w for w in registry.values()}
         unknown = [n for n in names if n not in registry and n not in by_path]
         if unknown:
             known = ", ".join(sorted(registry)) or "(none registered)"
@@ -121,8 +119,8 @@ class Command(BaseCommand):
                     f"{done['not stored']} not stored, {done['failed']} failed"
                 )
         progress.finish()
-        for name, call, exc in failures:
-            self.stderr.write(f"failed: {name} {call!r}: {type(exc).__name__}: {exc}")
+        for name, call, error in failures:
+            self.stderr.write(f"failed: {name} {call!r}: {type(error).__name__}: {error}")
         self._say(
             f"computed {totals['computed']}, already warm {totals['warm']}, not stored "
             f"{totals['not stored']}, failed {len(failures)}, {time.monotonic() - started:.2f}s"
