@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import shutil
 import signal
@@ -16,11 +15,11 @@ from typing import Any
 import pytest
 import redis
 from django.conf import settings
-from django.core.cache import close_caches
+
+from cache_tools.testing.contract import FORK, run_processes
 
 pytest_plugins = ["cache_tools.testing"]
-
-FORK = multiprocessing.get_context("fork")
+__all__ = ["FORK", "run_processes"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -43,36 +42,6 @@ def redis_client() -> Iterator[redis.Redis]:
 def unique() -> str:
     """A fresh name, so that tests never see each other's keys."""
     return uuid.uuid4().hex[:12]
-
-
-def run_processes(
-    count: int, target: Callable[..., Any], *args: Any, timeout: float = 60
-) -> list[Any]:
-    """Run ``target(index, barrier, results, *args)`` in ``count`` forked processes at once.
-
-    ``barrier`` lets the children start together; each child puts what it returns into
-    ``results``. Returns those results and fails if a child crashed or timed out.
-    """
-    barrier = FORK.Barrier(count)
-    results = FORK.Queue()
-
-    def child(index: int) -> None:
-        close_caches()  # as Django does after each request: no sockets shared with the parent
-        try:
-            results.put((index, "ok", target(index, barrier, *args)))
-        except BaseException as exc:
-            results.put((index, "error", f"{type(exc).__name__}: {exc}"))
-            raise
-
-    processes = [FORK.Process(target=child, args=(i,)) for i in range(count)]
-    for process in processes:
-        process.start()
-    collected = [results.get(timeout=timeout) for _ in processes]
-    for process in processes:
-        process.join(timeout)
-    errors = [item for item in collected if item[1] == "error"]
-    assert not errors, errors
-    return [value for _, _, value in sorted(collected, key=lambda item: item[0])]
 
 
 @pytest.fixture
@@ -141,33 +110,6 @@ def memcached() -> Iterator[Memcached]:
 @pytest.fixture(scope="session")
 def memcached_url(memcached: Memcached) -> str:
     return memcached.url
-
-
-SHARED_BACKENDS = ["django-redis", "django-RedisCache", "memcached"]
-
-
-@pytest.fixture(params=SHARED_BACKENDS)
-def shared_alias(request) -> Iterator[str]:
-    """An alias on each backend that shares its state across processes."""
-    from django.test import override_settings
-
-    if request.param == "django-redis":
-        yield "default"
-    elif request.param == "django-RedisCache":
-        yield "django"
-    else:
-        url = request.getfixturevalue("memcached_url")
-        caches = {
-            **settings.CACHES,
-            "memcached": {
-                "BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
-                "LOCATION": url,
-                "KEY_PREFIX": settings.TEST_PREFIX,
-                "OPTIONS": {"connect_timeout": 1, "timeout": 1},
-            },
-        }
-        with override_settings(CACHES=caches):
-            yield "memcached"
 
 
 @pytest.fixture

@@ -66,20 +66,6 @@ def test_a_function_raising_backend_unavailable_is_not_run_twice(unique):
     assert calls == [1]
 
 
-def test_a_function_raising_oserror_inside_update_is_not_taken_for_an_outage(shared_alias, unique):
-    calls = []
-
-    def broken(old):
-        calls.append(old)
-        raise OSError("disk full, in the caller's own code")
-
-    with pytest.raises(OSError, match="caller's own code"):
-        update(unique, broken, cache=shared_alias)
-    assert calls == [None]
-    with lock(f"update:{unique}", cache=shared_alias, blocking_timeout=0):
-        pass  # and the update lock was released
-
-
 def test_dummy_cache_update_returns_the_function_of_none():
     assert update("k", lambda old: (old, "new"), cache="dummy") == (None, "new")
 

@@ -23,18 +23,6 @@ def wait_for_expiry(handle, limit=5.0):
         time.sleep(0.02)  # polling the server's TTL: there is no event for an expiry
 
 
-def test_same_thread_takes_a_lock_again_after_it_expired(shared_alias, unique):
-    first = Lock(unique, timeout=0.3, cache=shared_alias, auto_renew=False)
-    assert first.acquire()
-    wait_for_expiry(first)
-    second = Lock(unique, timeout=5, cache=shared_alias)
-    assert second.acquire(blocking_timeout=0)  # not "already held by this thread"
-    assert first.lost and current_lock() is second
-    second.release()
-    with pytest.raises(LockError, match="not held"):
-        first.release()
-
-
 def test_same_handle_takes_the_lock_again_after_it_was_lost(unique):
     handle = Lock(unique, timeout=5)
     assert handle.acquire()

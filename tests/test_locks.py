@@ -13,7 +13,6 @@ from cache_tools import (
     Lock,
     LockError,
     LockLost,
-    LockTimeout,
     current_lock,
     lock,
     lock_decorator,
@@ -135,58 +134,6 @@ def test_watchdog_reports_a_lost_lock_at_once(unique, caplog):
     assert "lost lock" in caplog.text
 
 
-def hold_in_thread(name, **kwargs):
-    """Hold ``lock(name)`` in another thread until the returned event is set."""
-    taken, done = threading.Event(), threading.Event()
-
-    def run():
-        with lock(name, **kwargs):
-            taken.set()
-            done.wait(10)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    assert taken.wait(5)
-    return done, thread
-
-
-def test_on_timeout_modes(unique, shared_alias):
-    alias = shared_alias
-    calls = []
-
-    def make(on_timeout, blocking_timeout=0.3):
-        @lock_decorator(
-            key_maker="guarded:{x}",
-            cache=alias,
-            blocking_timeout=blocking_timeout,
-            on_timeout=on_timeout,
-        )
-        def guarded(x):
-            calls.append(x)
-            return "ran"
-
-        return guarded
-
-    done, thread = hold_in_thread(f"guarded:{unique}", cache=alias)
-    try:
-        started = time.monotonic()
-        with pytest.raises(LockTimeout, match=rf"guarded:{unique}.*within 0.3s"):
-            make("raise")(unique)
-        assert 0.3 <= time.monotonic() - started < 3
-        assert make("skip")(unique) is None
-        assert make(lambda x: f"fallback {x}")(unique) == f"fallback {unique}"
-        started = time.monotonic()
-        assert make("skip", blocking_timeout=0)(unique) is None
-        assert time.monotonic() - started < 1
-        assert make("raise").is_locked(unique)
-        assert calls == []
-    finally:
-        done.set()
-        thread.join()
-    assert not make("raise").is_locked(unique)
-    assert make("raise")(unique) == "ran"
-
-
 def test_reentry_raises_at_once(unique):
     @lock_decorator(key_maker=lambda depth: unique)
     def recurse(depth):
@@ -242,30 +189,6 @@ def test_bad_arguments_are_named():
         lock("x", cache="dummy")
     with pytest.raises(ImproperlyConfigured, match="'nope' is not in CACHES"):
         lock("x", cache="nope")
-
-
-def test_expired_lock_taken_over_raises_lock_lost_and_spares_the_new_owner(shared_alias, unique):
-    first = lock(unique, timeout=0.5, cache=shared_alias, auto_renew=False)
-    taken, done = threading.Event(), threading.Event()
-    fences = []
-
-    def second_owner():  # another thread: waits for the first lock's TTL to run out
-        with lock(unique, timeout=10, cache=shared_alias, blocking_timeout=5) as second:
-            fences.append(second.fence)
-            taken.set()
-            done.wait(10)
-
-    thread = threading.Thread(target=second_owner)
-    with pytest.raises(LockLost, match="lost while held"), first:
-        thread.start()
-        assert taken.wait(5)
-    try:
-        assert fences[0] > first.fence
-        assert first.locked()  # the first holder's release left the new owner's lock alone
-    finally:
-        done.set()
-        thread.join()
-    assert not first.locked()
 
 
 def wait_in_line(name, order, started):

@@ -1,0 +1,370 @@
+"""The backend contract suite: what every adapter must guarantee, as pytest tests you can run
+on your own adapter (as dogpile.cache ships its backend tests). cache_tools's own adapters run
+exactly this suite.
+
+Subclass :class:`BackendContract` in a test module of yours and give it the alias to test, one
+whose state is shared by every process (the suite forks worker processes)::
+
+    # tests/test_my_adapter.py
+    import pytest
+    from cache_tools.testing.contract import BackendContract
+
+    class TestMyCache(BackendContract):
+        @pytest.fixture
+        def contract_alias(self):
+            return "mycache"     # in CACHES, with CACHE_TOOLS["ADAPTERS"] naming your adapter
+
+It needs pytest and pytest-django, and a fork start method (Linux, macOS with ``fork``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.core.cache import caches, close_caches
+
+from .. import LockError, LockLost, LockTimeout, cache_aside, lock, lock_decorator, update
+from ..backends import get_backend
+from ..locks import Lock
+
+__all__ = ["BackendContract", "run_processes"]
+
+FORK = multiprocessing.get_context("fork")
+
+
+def run_processes(
+    count: int, target: Callable[..., Any], *args: Any, timeout: float = 60
+) -> list[Any]:
+    """Run ``target(index, barrier, *args)`` in ``count`` forked processes at once.
+
+    ``barrier`` lets the children start together; returns what each child returned, in index
+    order, and fails if a child raised or timed out.
+    """
+    barrier = FORK.Barrier(count)
+    results = FORK.Queue()
+
+    def child(index: int) -> None:
+        close_caches()  # as Django does after each request: no sockets shared with the parent
+        try:
+            results.put((index, "ok", target(index, barrier, *args)))
+        except BaseException as exc:
+            results.put((index, "error", f"{type(exc).__name__}: {exc}"))
+            raise
+
+    processes = [FORK.Process(target=child, args=(i,)) for i in range(count)]
+    for process in processes:
+        process.start()
+    collected = [results.get(timeout=timeout) for _ in processes]
+    for process in processes:
+        process.join(timeout)
+    errors = [item for item in collected if item[1] == "error"]
+    assert not errors, errors
+    return [value for _, _, value in sorted(collected, key=lambda item: item[0])]
+
+
+def _hold_until_killed(alias: str, name: str, ready: Any) -> None:
+    with lock(name, cache=alias, timeout=1):
+        ready.set()
+        threading.Event().wait()
+
+
+def _hold_in_thread(name: str, alias: str) -> tuple[threading.Event, threading.Thread]:
+    """Hold ``lock(name)`` in another thread until the returned event is set."""
+    taken, done = threading.Event(), threading.Event()
+
+    def run() -> None:
+        with lock(name, cache=alias):
+            taken.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert taken.wait(5)
+    return done, thread
+
+
+class BackendContract:
+    """The guarantees of locks, cache-aside and ``update()`` on one shared alias."""
+
+    @pytest.fixture
+    def contract_alias(self) -> str:
+        raise NotImplementedError("define a contract_alias fixture returning the alias to test")
+
+    @pytest.fixture
+    def name(self) -> str:
+        return f"contract-{uuid.uuid4().hex[:12]}"
+
+    # Locks -------------------------------------------------------------------------------
+
+    def test_lock_serialises_processes(self, contract_alias: str, name: str) -> None:
+        cache = caches[contract_alias]
+        for key in ("counter", "active", "overlaps"):
+            cache.set(f"{name}:{key}", 0, None)
+
+        @lock_decorator(key_maker=name, cache=contract_alias, timeout=10)
+        def increment() -> None:
+            cache = caches[contract_alias]
+            if cache.incr(f"{name}:active") > 1:
+                cache.incr(f"{name}:overlaps")
+            value = cache.get(f"{name}:counter")
+            time.sleep(0.0005)  # widen the race window
+            cache.set(f"{name}:counter", value + 1, None)
+            cache.decr(f"{name}:active")
+
+        def worker(index: int, barrier: Any) -> None:
+            barrier.wait()
+            for _ in range(15):
+                increment()
+
+        run_processes(6, worker)
+        assert cache.get(f"{name}:counter") == 90
+        assert cache.get(f"{name}:overlaps") == 0
+
+    def test_fences_increase_and_reentry_fails(self, contract_alias: str, name: str) -> None:
+        fences = []
+        for _ in range(5):
+            with lock(name, cache=contract_alias, timeout=5) as handle:
+                fences.append(handle.fence)
+                with pytest.raises(LockError, match="already held"):
+                    lock(name, cache=contract_alias).acquire()
+        assert all(a < b for a, b in itertools.pairwise(fences))  # type: ignore[operator]
+
+    def test_release_never_deletes_another_owners_lock(
+        self, contract_alias: str, name: str
+    ) -> None:
+        backend = get_backend(contract_alias)
+        with pytest.raises(LockLost), lock(name, cache=contract_alias, timeout=5) as handle:
+            backend.delete(handle._keys.lock)
+            assert backend.acquire(handle._keys, "another-owner", 5, False)[0]
+        assert backend.owner(handle._keys) == "another-owner"  # survived our release
+        assert backend.release(handle._keys, "another-owner")
+
+    def test_killed_holder_is_replaced_after_its_ttl(self, contract_alias: str, name: str) -> None:
+        ready = FORK.Event()
+        holder = FORK.Process(target=_hold_until_killed, args=(contract_alias, name, ready))
+        holder.start()
+        assert ready.wait(10)
+        os.kill(holder.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        killed = time.monotonic()
+        holder.join()
+        with lock(name, cache=contract_alias, blocking_timeout=10):
+            waited = time.monotonic() - killed
+        # The TTL (1 s), one bounded wait or poll (1 s at most), whole-second TTLs on some
+        # servers (1 s more), and scheduling.
+        assert waited <= 3.5, waited
+
+    def test_expired_lock_taken_over_raises_lock_lost_and_spares_the_new_owner(
+        self, contract_alias: str, name: str
+    ) -> None:
+        first = lock(name, timeout=0.5, cache=contract_alias, auto_renew=False)
+        taken, done = threading.Event(), threading.Event()
+        fences = []
+
+        def second_owner() -> None:  # another thread: waits for the first lock's TTL to end
+            with lock(name, timeout=10, cache=contract_alias, blocking_timeout=5) as second:
+                fences.append(second.fence)
+                taken.set()
+                done.wait(10)
+
+        thread = threading.Thread(target=second_owner)
+        with pytest.raises(LockLost, match="lost while held"), first:
+            thread.start()
+            assert taken.wait(5)
+        try:
+            assert fences[0] > first.fence  # type: ignore[operator]
+            assert first.locked()  # the first holder's release left the new owner's lock alone
+        finally:
+            done.set()
+            thread.join()
+        assert not first.locked()
+
+    def test_same_thread_takes_a_lock_again_after_it_expired(
+        self, contract_alias: str, name: str
+    ) -> None:
+        first = Lock(name, timeout=0.3, cache=contract_alias, auto_renew=False)
+        assert first.acquire()
+        deadline = time.monotonic() + 5
+        while first.locked():
+            assert time.monotonic() < deadline, "the lock never expired"
+            time.sleep(0.02)  # the server's TTL: there is no event for an expiry
+        second = Lock(name, timeout=5, cache=contract_alias)
+        assert second.acquire(blocking_timeout=0)  # not "already held by this thread"
+        assert first.lost
+        second.release()
+
+    def test_on_timeout_modes(self, contract_alias: str, name: str) -> None:
+        calls = []
+
+        def make(on_timeout: Any, blocking_timeout: float = 0.3) -> Any:
+            @lock_decorator(
+                key_maker=lambda x: x,
+                cache=contract_alias,
+                blocking_timeout=blocking_timeout,
+                on_timeout=on_timeout,
+            )
+            def guarded(x: str) -> str:
+                calls.append(x)
+                return "ran"
+
+            return guarded
+
+        done, thread = _hold_in_thread(name, contract_alias)
+        try:
+            started = time.monotonic()
+            with pytest.raises(LockTimeout, match=rf"{name}.*within 0.3s"):
+                make("raise")(name)
+            assert 0.3 <= time.monotonic() - started < 3
+            assert make("skip")(name) is None
+            assert make(lambda x: f"fallback {x}")(name) == f"fallback {name}"
+            assert make("skip", blocking_timeout=0)(name) is None
+            assert make("raise").is_locked(name)
+            assert calls == []
+        finally:
+            done.set()
+            thread.join()
+        assert not make("raise").is_locked(name)
+        assert make("raise")(name) == "ran"
+
+    # Cache-aside -------------------------------------------------------------------------
+
+    def test_cold_key_is_computed_once(self, contract_alias: str, name: str) -> None:
+        caches[contract_alias].set(f"{name}:n", 0, None)
+
+        @cache_aside(timeout=60, cache=contract_alias, key_maker=lambda: name)
+        def slow() -> str:
+            caches[contract_alias].incr(f"{name}:n")
+            time.sleep(0.2)
+            return "value"
+
+        def worker(index: int, barrier: Any) -> str:
+            barrier.wait()
+            return slow()
+
+        assert run_processes(12, worker) == ["value"] * 12
+        assert caches[contract_alias].get(f"{name}:n") == 1
+        info = slow.cache_info()
+        assert info.computations == 1 and info.misses == 1 and info.hits == 11
+
+    @pytest.mark.parametrize("falsy", [None, 0, "", [], False])
+    def test_falsy_values_are_hits(self, contract_alias: str, name: str, falsy: Any) -> None:
+        calls = []
+
+        @cache_aside(timeout=60, cache=contract_alias, key_maker=lambda: name)
+        def value() -> Any:
+            calls.append(1)
+            return falsy
+
+        assert value() == falsy and value() == falsy and calls == [1]
+
+    def test_invalidation_and_refresh(self, contract_alias: str, name: str) -> None:
+        source = {"v": 1}
+
+        @cache_aside(timeout=60, cache=contract_alias, key_maker=lambda k: (name, k))
+        def read(k: int) -> int:
+            return source["v"] + k
+
+        assert read(0) == 1
+        source["v"] = 10
+        assert read(0) == 1
+        assert read.invalidate(0) is True and read(0) == 10
+        source["v"] = 20
+        assert read.refresh(0) == 20 and read(0) == 20
+        source["v"] = 30
+        read.invalidate_all()
+        assert read(0) == 30 and read(1) == 31
+
+    def test_cache_key_is_the_servers_key(self, contract_alias: str, name: str) -> None:
+        """The key ``cache_key()`` names is the one the server stores (``KEY_PREFIX`` and
+        ``VERSION`` applied), on every backend."""
+
+        @cache_aside(timeout=60, cache=contract_alias, key_maker=lambda: name)
+        def value() -> str:
+            return name
+
+        value()
+        key = value.cache_key()
+        backend = get_backend(contract_alias)
+        prefix = caches[contract_alias].make_key("\x00").partition("\x00")[0]
+        assert key.startswith(prefix) and backend.exists(key)  # type: ignore[arg-type]
+        with lock(name, cache=contract_alias) as handle:
+            assert handle.key.startswith(prefix) and backend.exists(handle._keys.lock)
+
+    def test_stale_entry_is_refreshed_once_in_the_background(
+        self, contract_alias: str, name: str
+    ) -> None:
+        caches[contract_alias].set(f"{name}:gen", 0, None)
+        refreshing, finish = threading.Event(), threading.Event()
+
+        @cache_aside(timeout=1, stale=60, cache=contract_alias, key_maker=lambda: name)
+        def slowly() -> int:
+            # caches[...] per call: it runs in a refresh thread too (Django's caches are per
+            # thread, and some clients are not thread-safe).
+            generation = int(caches[contract_alias].incr(f"{name}:gen"))
+            if generation > 1:
+                refreshing.set()
+                finish.wait(30)  # until the test lets it finish: a waiting caller would hang
+            return generation
+
+        assert slowly() == 1
+        keys = slowly.flight.keys(slowly.argument_key((), {}))
+        deadline = time.monotonic() + 3
+        while get_backend(contract_alias).read(keys).state != "stale":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)  # the entry's 1 s timeout passing: no event for that
+        assert slowly() == 1
+        assert refreshing.wait(5)
+        assert [slowly() for _ in range(5)] == [1] * 5  # served stale while the refresh runs
+        finish.set()
+        deadline = time.monotonic() + 3
+        while slowly() != 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)  # the refresh stores right after it is let go
+        assert caches[contract_alias].get(f"{name}:gen") == 2
+
+    def test_statistics_sum_over_processes(self, contract_alias: str, name: str) -> None:
+        @cache_aside(timeout=60, cache=contract_alias, key_maker=lambda i: (name, i))
+        def square(i: int) -> int:
+            return i * i
+
+        square.cache_clear_stats()
+
+        def worker(index: int, barrier: Any) -> list[int]:
+            barrier.wait()
+            return [square(i) for i in range(5)]
+
+        run_processes(3, worker)
+        info = square.cache_info()
+        assert info.hits + info.misses == 15 and info.computations == info.misses == 5
+
+    # update() ----------------------------------------------------------------------------
+
+    def test_update_loses_nothing(self, contract_alias: str, name: str) -> None:
+        def worker(index: int, barrier: Any) -> None:
+            barrier.wait()
+            for _ in range(40):
+                update(name, lambda old: (old or 0) + 1, timeout=60, cache=contract_alias)
+
+        run_processes(4, worker)
+        assert caches[contract_alias].get(name) == 160
+
+    def test_errors_in_the_function_are_the_callers(self, contract_alias: str, name: str) -> None:
+        calls = []
+
+        def broken(old: Any) -> Any:
+            calls.append(old)
+            raise OSError("disk full, in the caller's own code")
+
+        with pytest.raises(OSError, match="caller's own code"):
+            update(name, broken, cache=contract_alias)
+        assert calls == [None]
+        with lock(f"update:{name}", cache=contract_alias, blocking_timeout=0):
+            pass  # and the update lock, where there is one, was released
