@@ -268,7 +268,3 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m cache_tools.testing run -- COMMAND [ARG ...]", file=sys.stderr)
         return 2
     return _run(argv[2:])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

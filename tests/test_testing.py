@@ -1,0 +1,41 @@
+"""cache_tools.testing from the command line, as make bench and make demo use it."""
+
+import os
+import subprocess
+import sys
+
+import redis
+
+
+def run_module(*args, env=None):
+    environment = {k: v for k, v in os.environ.items() if k != "REDIS_URL"} | (env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "cache_tools.testing", *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_run_starts_a_server_for_the_command_and_stops_it():
+    script = (
+        "import os, redis; url = os.environ['REDIS_URL']; print(url); "
+        "redis.Redis.from_url(url).ping()"
+    )
+    result = run_module("run", "--", sys.executable, "-c", script)
+    assert result.returncode == 0, result.stderr
+    url = result.stdout.strip()
+    assert url.startswith("redis://127.0.0.1:") and "Stopped redis-server" in result.stderr
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
+    except redis.ConnectionError:
+        pass  # stopped with the command
+    else:
+        raise AssertionError(f"{url} still answers")
+
+
+def test_run_passes_the_commands_status_and_refuses_bad_usage():
+    assert run_module("run", "--", sys.executable, "-c", "raise SystemExit(3)").returncode == 3
+    bad = run_module("serve")
+    assert bad.returncode == 2 and "usage: python -m cache_tools.testing run --" in bad.stderr
