@@ -205,18 +205,58 @@ def normalise(value: Any, name: str = "value") -> str:
     )
 
 
-_signature = functools.lru_cache(maxsize=1024)(inspect.signature)
+_PLAIN = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+Binder = Callable[[tuple[Any, ...], dict[str, Any]], "dict[str, Any] | None"]
+
+
+@functools.lru_cache(maxsize=4096)
+def _binder(func: Callable[..., Any]) -> tuple[inspect.Signature, Binder | None]:
+    """The function's signature, and a fast binder for the common case (no ``*args``,
+    ``**kwargs`` or positional-only parameters) that returns None when it cannot bind."""
+    signature = inspect.signature(func)
+    parameters = list(signature.parameters.values())
+    if any(p.kind not in _PLAIN for p in parameters):
+        return signature, None
+    names = [p.name for p in parameters]
+    known = frozenset(names)
+    positional = [p.name for p in parameters if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
+
+    def bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
+        if len(args) > len(positional):
+            return None
+        arguments = dict(zip(positional, args, strict=False))
+        if not kwargs and len(arguments) == len(names):
+            return arguments  # already in signature order
+        for name, value in kwargs.items():
+            if name in arguments or name not in known:
+                return None
+            arguments[name] = value
+        for name in names:
+            if name not in arguments:
+                if name not in defaults:
+                    return None
+                arguments[name] = defaults[name]
+        return {name: arguments[name] for name in names}
+
+    return signature, bind
 
 
 def _bind(
     func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> inspect.BoundArguments:
-    try:
-        bound = _signature(func).bind(*args, **kwargs)
+) -> dict[str, Any]:
+    """The call's arguments by parameter name, defaults applied, in signature order."""
+    signature, fast = _binder(func)
+    if fast is not None:
+        arguments = fast(args, kwargs)
+        if arguments is not None:
+            return arguments
+    try:  # the general case, and the precise error for a call that does not bind
+        bound = signature.bind(*args, **kwargs)
     except TypeError as exc:
         raise TypeError(f"{func.__qualname__}(): {exc}") from None
     bound.apply_defaults()
-    return bound
+    return dict(bound.arguments)
 
 
 class _TemplateFormatter(string.Formatter):
@@ -288,15 +328,13 @@ def raw_key(
     'a b'
     """
     if key_maker is None:
-        bound = _bind(func, args, kwargs)
-        parts = ",".join(
-            f"{name}={normalise(value, name)}" for name, value in bound.arguments.items()
-        )
+        arguments = _bind(func, args, kwargs)
+        parts = ",".join(f"{name}={normalise(value, name)}" for name, value in arguments.items())
         raw = f"{_dotted(func)}:{parts}" if with_function else f"({parts})"
     elif isinstance(key_maker, str):
-        bound = _bind(func, args, kwargs)
+        arguments = _bind(func, args, kwargs)
         try:
-            raw = _TemplateFormatter().vformat(key_maker, (), bound.arguments)
+            raw = _TemplateFormatter().vformat(key_maker, (), arguments)
         except (KeyError, AttributeError, IndexError) as exc:
             raise ValueError(
                 f"key template {key_maker!r} of {func.__qualname__} cannot be filled: {exc!r}"

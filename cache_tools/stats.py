@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter
+from collections import Counter, deque
 from typing import NamedTuple
 
 from django.core.exceptions import ImproperlyConfigured
@@ -53,69 +53,90 @@ Target = tuple[str, ServerKey]  # (cache alias, statistics key)
 
 
 class _Buffer:
+    """Counts on their way to the server. ``add`` is one append to a deque (atomic, no lock,
+    so threads on the hit path never contend); the flusher drains it into ``_counts``."""
+
     def __init__(self) -> None:
-        self._condition = threading.Condition(threading.Lock())
-        self._counts: dict[Target, Counter[str]] = {}
+        self._events: deque[tuple[str, ServerKey, str, int]] = deque()
+        self._counts: dict[Target, Counter[str]] = {}  # drained, not yet sent
+        self._wake = threading.Event()
+        self._idle = False
+        self._started = threading.Lock()
         self._thread: threading.Thread | None = None
-        # Held while counts are on their way to the server: a flush at exit waits for the
-        # background one, and a reader never sees counts that are neither here nor there.
+        # Held while counts are drained and on their way to the server: a flush at exit waits
+        # for the background one, and a reader never sees counts that are neither here nor
+        # there.
         self._sending = threading.Lock()
 
     def add(self, alias: str, stats_key: ServerKey, field: str, amount: int = 1) -> None:
-        with self._condition:
-            was_empty = not self._counts
-            self._counts.setdefault((alias, stats_key), Counter())[field] += amount
+        self._events.append((alias, stats_key, field, amount))
+        if self._thread is None:
+            self._start()
+        elif self._idle:
+            self._wake.set()  # the flusher sleeps while there is nothing to send
+
+    def _start(self) -> None:
+        with self._started:
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="cache-tools-stats", daemon=True
                 )
                 self._thread.start()
-            elif was_empty:
-                self._condition.notify()  # the flusher sleeps while there is nothing to send
 
-    def unsent(self, alias: str, stats_key: ServerKey) -> Counter[str]:
-        with self._condition:
-            return Counter(self._counts.get((alias, stats_key), ()))
+    def _drain(self) -> None:
+        """Move appended events into ``_counts`` (the caller holds ``_sending``)."""
+        events, counts = self._events, self._counts
+        while True:
+            try:
+                alias, stats_key, field, amount = events.popleft()
+            except IndexError:
+                return
+            target = (alias, stats_key)
+            counter = counts.get(target)
+            if counter is None:
+                counter = counts[target] = Counter()
+            counter[field] += amount
 
     def discard(self, alias: str, stats_key: ServerKey) -> None:
-        with self._condition:
+        with self._sending:
+            self._drain()
             self._counts.pop((alias, stats_key), None)
 
     def read(self, alias: str, stats_key: ServerKey) -> CacheInfo:
         if not get_backend(alias).stores:
             return CacheInfo()  # DummyCache: nothing is cached, so nothing is counted
         with self._sending:
-            counts = self.unsent(alias, stats_key)
+            self._drain()
+            counts = Counter(self._counts.get((alias, stats_key), ()))
             counts.update(get_backend(alias).read_counts(stats_key, FIELDS))
         return CacheInfo(*(counts[field] for field in FIELDS))
 
     def flush(self) -> None:
         with self._sending:
-            self._send()
-
-    def _send(self) -> None:
-        with self._condition:
+            self._drain()
             counts, self._counts = self._counts, {}
-        by_alias: dict[str, dict[ServerKey, Counter[str]]] = {}
-        for (alias, stats_key), counter in counts.items():
-            by_alias.setdefault(alias, {})[stats_key] = counter
-        for alias, per_key in by_alias.items():
-            try:
-                get_backend(alias).add_counts(per_key)
-            except ImproperlyConfigured:
-                logger.debug("dropping statistics for %r, no longer in CACHES", alias)
-            except BackendUnavailable:
-                with self._condition:
+            by_alias: dict[str, dict[ServerKey, Counter[str]]] = {}
+            for (alias, stats_key), counter in counts.items():
+                by_alias.setdefault(alias, {})[stats_key] = counter
+            for alias, per_key in by_alias.items():
+                try:
+                    get_backend(alias).add_counts(per_key)
+                except ImproperlyConfigured:
+                    logger.debug("dropping statistics for %r, no longer in CACHES", alias)
+                except BackendUnavailable:  # kept for the next flush
                     for stats_key, counter in per_key.items():
                         self._counts.setdefault((alias, stats_key), Counter()).update(counter)
-            except Exception:
-                logger.exception("could not send cache statistics for %r", alias)
+                except Exception:
+                    logger.exception("could not send cache statistics for %r", alias)
 
     def _run(self) -> None:
         while True:
-            with self._condition:
-                while not self._counts:
-                    self._condition.wait()
+            if not self._events and not self._counts:
+                self._idle = True
+                if not self._events:  # an add between the test above and the flag
+                    self._wake.wait()
+                self._wake.clear()
+                self._idle = False
             threading.Event().wait(FLUSH_DELAY)  # gather a batch
             self.flush()
 

@@ -221,3 +221,28 @@ def test_safe_key_hashes_long_or_unsafe_keys():
     assert len(long) == MAX_LENGTH and long.startswith("k" * 100)
     assert safe_key("a b") != safe_key("a_b")
     assert safe_key("a{b}") != safe_key("a_b_")
+
+
+def plain(a, b=2, c="x", *, d=None):
+    """A signature the fast binder handles."""
+
+
+@given(
+    st.lists(st.integers(), max_size=4),
+    st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e"]), st.integers(), max_size=4),
+)
+@settings(max_examples=300, deadline=None)
+def test_fast_binding_agrees_with_inspect(args, kwargs):
+    import inspect
+
+    from cache_tools.keys import _bind
+
+    try:
+        expected = inspect.signature(plain).bind(*args, **kwargs)
+    except TypeError:
+        with pytest.raises(TypeError, match=r"^plain\(\): "):
+            _bind(plain, tuple(args), kwargs)
+        return
+    expected.apply_defaults()
+    bound = _bind(plain, tuple(args), kwargs)
+    assert list(bound.items()) == list(expected.arguments.items())

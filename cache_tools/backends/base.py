@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 from django.core.cache import BaseCache, caches
+from django.core.cache.backends.base import default_key_func
 
 from .. import conf
 from ..keys import fit_length, normalise
@@ -75,12 +76,29 @@ class LockKeys:
     deadlines: ServerKey
 
 
-@dataclass(frozen=True)
 class EntryKeys:
-    value: ServerKey
-    generation: ServerKey
-    stats: ServerKey
-    lock: LockKeys
+    """The keys of one cache-aside entry. The lock's keys are made on first use: a hit needs
+    only ``value`` and ``generation``."""
+
+    __slots__ = ("_lock", "_make_lock", "generation", "stats", "value")
+
+    def __init__(
+        self,
+        value: ServerKey,
+        generation: ServerKey,
+        stats: ServerKey,
+        make_lock: Callable[[], LockKeys],
+    ) -> None:
+        self.value, self.generation, self.stats = value, generation, stats
+        self._make_lock: Callable[[], LockKeys] | None = make_lock
+        self._lock: LockKeys | None = None
+
+    @property
+    def lock(self) -> LockKeys:
+        if self._lock is None:
+            assert self._make_lock is not None
+            self._lock, self._make_lock = self._make_lock(), None
+        return self._lock
 
 
 #: The states of a cache-aside read.
@@ -142,7 +160,9 @@ class Backend(abc.ABC):
         self.alias = alias
         # Key names depend only on settings, and an adapter lives until settings change.
         self.lock_keys = functools.lru_cache(maxsize=4096)(self._lock_keys)
-        self.entry_keys = functools.lru_cache(maxsize=4096)(self._entry_keys)
+        self.entry_keys = functools.lru_cache(maxsize=16384)(self._entry_keys)
+        self._function_keys = functools.lru_cache(maxsize=4096)(self._keys_of_function)
+        self._prefix: str | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.alias!r}>"
@@ -154,15 +174,25 @@ class Backend(abc.ABC):
 
     # Keys --------------------------------------------------------------------------------
 
+    def _make(self, name: str) -> str:
+        """``cache.make_key(name)``; with Django's default key function, a concatenation."""
+        prefix = self._prefix
+        if prefix is None:
+            cache = self.cache
+            if cache.key_func is default_key_func and type(cache).make_key is BaseCache.make_key:
+                prefix = self._prefix = f"{cache.key_prefix}:{cache.version}:"
+            else:
+                return cache.make_key(name)
+        return prefix + name
+
     def server_key(self, name: str, reserve: int = 0) -> ServerKey:
         """The key the server stores for ``name`` (``KEY_PREFIX``/``VERSION`` applied), made
         to fit ``max_key_length`` with ``reserve`` characters to spare for companion suffixes."""
-        cache = self.cache
-        full = cache.make_key(name)
+        full = self._make(name)
         limit = self.max_key_length
         if limit is not None and len(full) + reserve > limit:
             name = fit_length(name, len(name) - (len(full) + reserve - limit))
-            full = cache.make_key(name)
+            full = self._make(name)
         return ServerKey(full, name)
 
     def _name(self, kind: str, tag: str, rest: str = "") -> str:
@@ -191,21 +221,27 @@ class Backend(abc.ABC):
         """The keys of one cache-aside entry. ``scope`` names a part of the function with a
         generation of its own (a view's path), invalidated apart from the rest."""
         rest = f":{argument_key}" if version is None else f":v{normalise(version)}:{argument_key}"
-        lock = self.server_key(self._name("l", function_id, rest), reserve=2)
-        generation = self._name("g", function_id, "" if scope is None else f":{scope}")
+        generation, stats = self._function_keys(function_id, scope)
+        lock_name = self._name("l", function_id, rest)
         return EntryKeys(
-            value=self.server_key(self._name("v", function_id, rest)),
-            generation=self.server_key(generation),
-            stats=self.stats_key(function_id),
-            lock=self._companions(lock),
+            self.server_key(self._name("v", function_id, rest)),
+            generation,
+            stats,
+            lambda: self._companions(self.server_key(lock_name, reserve=2)),
         )
+
+    def _keys_of_function(
+        self, function_id: str, scope: str | None
+    ) -> tuple[ServerKey, ServerKey]:
+        generation = self._name("g", function_id, "" if scope is None else f":{scope}")
+        return self.server_key(generation), self.stats_key(function_id)
 
     def stats_key(self, function_id: str) -> ServerKey:
         return self.server_key(self._name("s", function_id))
 
     def generation_key(self, function_id: str, scope: str | None = None) -> ServerKey:
         """The key of a function's generation, or of one ``scope``'s of it."""
-        return self._entry_keys(function_id, "", None, scope).generation
+        return self._function_keys(function_id, scope)[0]
 
     # Locks -------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ store with its release are each one round trip. Values inside cache-aside envelo
 with the alias's own serializer and compressor, like ``cache.set`` would.
 
 The two Django backends differ only in where their client and codec live: each adapter
-overrides :meth:`RedisBackend.connection`, the one hook a new Redis-protocol backend needs.
+overrides :meth:`RedisBackend.connect`, the one hook a new Redis-protocol backend needs.
 """
 
 from __future__ import annotations
@@ -99,29 +99,38 @@ def _sent_before_failing(exc: redis.RedisError) -> bool:
     return "connecting to" not in str(exc).lower()
 
 
+def _translation(alias: str, exc: redis.RedisError) -> Exception | None:
+    """cache_tools's error for a redis-py error (None: not ours to translate)."""
+    if isinstance(exc, BusyLoadingError):  # refused while loading its data: nothing applied
+        return BackendUnavailable(f"cache {alias!r} is starting: {exc}")
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        if _sent_before_failing(exc):
+            return OutcomeUnknown(
+                f"cache {alias!r} did not answer; the request may or may not have been "
+                f"applied: {exc}"
+            )
+        return BackendUnavailable(f"cache {alias!r} is unreachable: {exc}")
+    if isinstance(exc, ResponseError):
+        message = str(exc)
+        if isinstance(exc, OutOfMemoryError) or "OOM command not allowed" in message:
+            return StoreRefused(f"cache {alias!r} refused the write (maxmemory): {exc}")
+        if "MISCONF" in message:
+            return StoreRefused(f"cache {alias!r} refuses writes: {exc}")
+        if isinstance(exc, ReadOnlyError) or "READONLY" in message:  # a replica, mid-failover
+            return BackendUnavailable(f"cache {alias!r} is read-only now: {exc}")
+    return None
+
+
 @contextlib.contextmanager
 def _translated(alias: str) -> Iterator[None]:
     """redis-py's errors as cache_tools's: outages, unknown outcomes and refusals."""
     try:
         yield
-    except BusyLoadingError as exc:  # refused while loading its data: nothing was applied
-        raise BackendUnavailable(f"cache {alias!r} is starting: {exc}") from exc
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        if _sent_before_failing(exc):
-            raise OutcomeUnknown(
-                f"cache {alias!r} did not answer; the request may or may not have been "
-                f"applied: {exc}"
-            ) from exc
-        raise BackendUnavailable(f"cache {alias!r} is unreachable: {exc}") from exc
-    except ResponseError as exc:
-        message = str(exc)
-        if isinstance(exc, OutOfMemoryError) or "OOM command not allowed" in message:
-            raise StoreRefused(f"cache {alias!r} refused the write (maxmemory): {exc}") from exc
-        if "MISCONF" in message:
-            raise StoreRefused(f"cache {alias!r} refuses writes: {exc}") from exc
-        if isinstance(exc, ReadOnlyError) or "READONLY" in message:  # a replica, mid-failover
-            raise BackendUnavailable(f"cache {alias!r} is read-only now: {exc}") from exc
-        raise
+    except redis.RedisError as exc:
+        error = _translation(alias, exc)
+        if error is None:
+            raise
+        raise error from exc
 
 
 class RedisBackend(Backend):
@@ -131,30 +140,51 @@ class RedisBackend(Backend):
     clear_is_global = True
     atomic_update = True
 
-    def connection(self) -> tuple[redis.Redis, Codec]:
-        """This thread's write client for the alias, and the alias's value codec."""
+    def __init__(self, alias: str) -> None:
+        super().__init__(alias)
+        self._connected: tuple[redis.Redis, Codec, float] | None = None
+
+    def connect(self) -> tuple[redis.Redis, Codec]:
+        """A redis-py client for the alias and the alias's value codec: the one hook a
+        Redis-protocol backend overrides. Called once per adapter; the client must be safe to
+        share between threads (redis-py's clients are, and their pools notice a fork)."""
         raise NotImplementedError
 
-    def client(self) -> redis.Redis:
-        return self.connection()[0]
+    def connection(self) -> tuple[redis.Redis, Codec]:
+        """The alias's client and codec, made once by :meth:`connect`."""
+        connected = self._connected or self._connect()
+        return connected[0], connected[1]
 
-    def _run(self, name: str, keys: Sequence[str], args: list[Any], client: Any = None) -> Any:
-        with _translated(self.alias):
+    def _connect(self) -> tuple[redis.Redis, Codec, float]:
+        client, codec = self.connect()
+        socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+        longest = min(_LONGEST_WAIT, socket_timeout / 2) if socket_timeout else _LONGEST_WAIT
+        self._connected = (client, codec, longest)
+        return self._connected
+
+    def client(self) -> redis.Redis:
+        return (self._connected or self._connect())[0]
+
+    def _run(
+        self, name: str, keys: Sequence[str], args: list[Any], client: Any = None
+    ) -> Any:
+        try:
             return _script(name)(client or self.client(), keys, args)
+        except redis.RedisError as exc:
+            error = _translation(self.alias, exc)
+            if error is None:
+                raise
+            raise error from exc
 
     # Locks -------------------------------------------------------------------------------
 
     @property
     def max_wait(self) -> float:
-        kwargs = self.client().connection_pool.connection_kwargs
-        socket_timeout: float | None = kwargs.get("socket_timeout")
-        if socket_timeout:
-            return min(_LONGEST_WAIT, socket_timeout / 2)
-        return _LONGEST_WAIT
+        return (self._connected or self._connect())[2]
 
     def _claim_ms(self) -> int:
         """How long a waiter's place in line, and a lock handed to it, last unclaimed."""
-        return _ms(2 * self.max_wait + 0.5)
+        return round((2 * self.max_wait + 0.5) * 1000)
 
     def acquire(
         self, keys: LockKeys, token: str, ttl: float, register_waiter: bool, attempt: int = 0
@@ -211,10 +241,13 @@ class RedisBackend(Backend):
     # Cache-aside -------------------------------------------------------------------------
 
     def read(self, keys: EntryKeys) -> Fetched:
-        client, codec = self.connection()
-        with _translated(self.alias):
-            found = cast(list[bytes | None], client.mget([keys.value, keys.generation]))
-        envelope, generation = found
+        client, codec, _ = self._connected or self._connect()
+        try:
+            envelope, generation = cast(
+                list[bytes | None], client.mget([keys.value, keys.generation])
+            )
+        except redis.RedisError as exc:
+            raise _translation(self.alias, exc) or exc from exc
         if generation is None or envelope is None or not envelope.startswith(b"ct1|"):
             return Fetched(MISS)
         _, entry_generation, stale_after, payload = envelope.split(b"|", 3)
@@ -404,7 +437,7 @@ class DjangoRedisBackend(RedisBackend):
     """django-redis's ``RedisCache`` (its default client, and Sentinel/sharded clients that
     offer ``get_client``)."""
 
-    def connection(self) -> tuple[redis.Redis, Codec]:
+    def connect(self) -> tuple[redis.Redis, Codec]:
         inner = self.cache.client  # type: ignore[attr-defined]
         return inner.get_client(write=True), Codec(inner.encode, inner.decode)
 
@@ -412,7 +445,7 @@ class DjangoRedisBackend(RedisBackend):
 class BuiltinRedisBackend(RedisBackend):
     """Django's own ``django.core.cache.backends.redis.RedisCache``."""
 
-    def connection(self) -> tuple[redis.Redis, Codec]:
+    def connect(self) -> tuple[redis.Redis, Codec]:
         inner = self.cache._cache  # type: ignore[attr-defined]
         serializer = inner._serializer
         return inner.get_client(write=True), Codec(serializer.dumps, serializer.loads)
