@@ -31,11 +31,13 @@ made from (``.name``), for adapters that talk through Django's cache API.
 from __future__ import annotations
 
 import abc
+import asyncio
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
+from asgiref.sync import sync_to_async
 from django.core.cache import BaseCache, caches
 from django.core.cache.backends.base import default_key_func
 
@@ -52,6 +54,7 @@ __all__ = [
     "LockKeys",
     "ScanReport",
     "ServerKey",
+    "ThreadedTwin",
 ]
 
 
@@ -390,3 +393,31 @@ class Backend(abc.ABC):
         """``cache.clear()``: everything the cache holds, other applications' keys included
         where ``clear_is_global``."""
         self.cache.clear()
+
+    # Async -------------------------------------------------------------------------------
+
+    def asynchronous(self) -> Any:
+        """The async twin of this adapter for the running event loop: the same operations as
+        coroutines. Here each one runs in a worker thread (``sync_to_async``) and waits sleep
+        on the loop; the Redis adapters override this with a native ``redis.asyncio`` twin."""
+        return ThreadedTwin(self)
+
+
+class ThreadedTwin:
+    """An async twin that runs a sync adapter's operations in worker threads."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend, self.alias = backend, backend.alias
+
+    @property
+    def max_wait(self) -> float:
+        return self.backend.max_wait
+
+    async def wait(self, keys: LockKeys, timeout: float, token: str | None = None) -> bool:
+        await asyncio.sleep(max(timeout, 0.001))  # polling backends: no signal to block on
+        return False
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        operation = sync_to_async(getattr(self.backend, name), thread_sensitive=False)
+        setattr(self, name, operation)
+        return operation

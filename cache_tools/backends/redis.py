@@ -11,16 +11,20 @@ overrides :meth:`RedisBackend.connect`, the one hook a new Redis-protocol backen
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import hashlib
+import inspect
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import redis
+from django.core.exceptions import ImproperlyConfigured
 from redis.exceptions import (
     BusyLoadingError,
     NoScriptError,
@@ -30,6 +34,7 @@ from redis.exceptions import (
     WatchError,
 )
 
+from ..drive import Steps, adrive, call, drive
 from ..errors import (
     BackendUnavailable,
     OutcomeUnknown,
@@ -39,7 +44,13 @@ from ..errors import (
 )
 from .base import HIT, MISS, STALE, Backend, EntryKeys, Fetched, LockKeys, ScanReport, ServerKey
 
-__all__ = ["BuiltinRedisBackend", "Codec", "DjangoRedisBackend", "RedisBackend"]
+__all__ = [
+    "AsyncRedisBackend",
+    "BuiltinRedisBackend",
+    "Codec",
+    "DjangoRedisBackend",
+    "RedisBackend",
+]
 
 _HERE = Path(__file__).parent
 _LONGEST_WAIT = 1.0  # seconds; WAITER_GRACE_MS in _common.lua is twice this
@@ -52,12 +63,6 @@ class _Script:
         common = (_HERE / "_common.lua").read_text()
         self.source = common + "\n" + (_HERE / f"{name}.lua").read_text()
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
-
-    def __call__(self, client: redis.Redis, keys: Sequence[str], args: list[Any]) -> Any:
-        try:
-            return client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return client.eval(self.source, len(keys), *keys, *args)
 
 
 @functools.cache
@@ -133,6 +138,158 @@ def _translated(alias: str) -> Iterator[None]:
         raise error from exc
 
 
+class _SyncRedis:
+    """What the adapter's steps ask of the server, on a sync client (errors translated)."""
+
+    def __init__(self, client: redis.Redis, alias: str) -> None:
+        self.client, self.alias = client, alias
+
+    def _fail(self, exc: redis.RedisError) -> Exception:
+        return _translation(self.alias, exc) or exc
+
+    def script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        script = _script(name)
+        try:
+            try:
+                return self.client.evalsha(script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                return self.client.eval(script.source, len(keys), *keys, *args)
+        except redis.RedisError as exc:
+            raise self._fail(exc) from exc
+
+    def command(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return getattr(self.client, method)(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise self._fail(exc) from exc
+
+    def watch(self, key: str) -> tuple[Any, bytes | None]:
+        """Start an optimistic transaction on ``key``: ``(transaction, value)``."""
+        pipe: Any = self.client.pipeline(transaction=True)
+        try:
+            pipe.watch(key)
+            return pipe, pipe.get(key)
+        except WatchError as exc:  # redis-py's name for a connection lost while watching
+            self.forget(pipe)
+            raise BackendUnavailable(f"cache {self.alias!r} is unreachable: {exc}") from exc
+        except redis.RedisError as exc:
+            self.forget(pipe)
+            raise self._fail(exc) from exc
+
+    def commit(self, pipe: Any, key: str, payload: bytes, px: int | None) -> None:
+        try:
+            pipe.multi()
+            pipe.set(key, payload, px=px)
+            pipe.execute()
+        except WatchError:
+            raise
+        except redis.RedisError as exc:
+            raise self._fail(exc) from exc
+        finally:
+            self.forget(pipe)
+
+    @staticmethod
+    def forget(pipe: Any) -> None:
+        with contextlib.suppress(redis.RedisError):  # UNWATCH on a server that may be gone
+            pipe.reset()
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class _AsyncRedis:
+    """The same, on a ``redis.asyncio`` client."""
+
+    def __init__(self, client: Any, alias: str) -> None:
+        self.client, self.alias = client, alias
+
+    def _fail(self, exc: redis.RedisError) -> Exception:
+        return _translation(self.alias, exc) or exc
+
+    async def script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        script = _script(name)
+        try:
+            try:
+                return await self.client.evalsha(script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                return await self.client.eval(script.source, len(keys), *keys, *args)
+        except redis.RedisError as exc:
+            raise self._fail(exc) from exc
+
+    async def command(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await getattr(self.client, method)(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise self._fail(exc) from exc
+
+    async def watch(self, key: str) -> tuple[Any, bytes | None]:
+        pipe = self.client.pipeline(transaction=True)
+        try:
+            await pipe.watch(key)
+            return pipe, await pipe.get(key)
+        except WatchError as exc:
+            await self.forget(pipe)
+            raise BackendUnavailable(f"cache {self.alias!r} is unreachable: {exc}") from exc
+        except redis.RedisError as exc:
+            await self.forget(pipe)
+            raise self._fail(exc) from exc
+
+    async def commit(self, pipe: Any, key: str, payload: bytes, px: int | None) -> None:
+        try:
+            pipe.multi()
+            pipe.set(key, payload, px=px)
+            await pipe.execute()
+        except WatchError:
+            raise
+        except redis.RedisError as exc:
+            raise self._fail(exc) from exc
+        finally:
+            await self.forget(pipe)
+
+    @staticmethod
+    async def forget(pipe: Any) -> None:
+        with contextlib.suppress(redis.RedisError):
+            await pipe.reset()
+
+    @staticmethod
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+def _parse_entry(envelope: bytes | None, generation: bytes | None, codec: Codec) -> Fetched:
+    """What an entry and its generation, read together, say."""
+    if generation is None or envelope is None or not envelope.startswith(b"ct1|"):
+        return Fetched(MISS)
+    _, entry_generation, stale_after, payload = envelope.split(b"|", 3)
+    if entry_generation != generation:
+        return Fetched(MISS)
+    # Stale times come from the server's clock at store time; hosts are assumed in sync.
+    fresh = stale_after == b"0" or time.time() * 1000 < int(stale_after)
+    return Fetched(HIT if fresh else STALE, value=codec.decode(payload), generation=int(generation))
+
+
+# The adapter's operations, each written once as steps (see cache_tools.drive) that ask a
+# _SyncRedis or an _AsyncRedis for scripts and commands; the sync adapter and its async twin
+# both run them.
+_OPERATIONS = (
+    "acquire",
+    "release",
+    "extend",
+    "owner",
+    "wait",
+    "exists",
+    "delete",
+    "fetch",
+    "store",
+    "invalidate",
+    "bump_generation",
+    "read_counts",
+    "delete_counts",
+    "update",
+)
+
+
 class RedisBackend(Backend):
     """The adapter for Redis-protocol caches; subclasses say where the client and codec are."""
 
@@ -142,7 +299,10 @@ class RedisBackend(Backend):
 
     def __init__(self, alias: str) -> None:
         super().__init__(alias)
-        self._connected: tuple[redis.Redis, Codec, float] | None = None
+        self._connected: tuple[redis.Redis, Codec, float, _SyncRedis] | None = None
+        self._twins: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedisBackend] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def connect(self) -> tuple[redis.Redis, Codec]:
         """A redis-py client for the alias and the alias's value codec: the one hook a
@@ -155,26 +315,32 @@ class RedisBackend(Backend):
         connected = self._connected or self._connect()
         return connected[0], connected[1]
 
-    def _connect(self) -> tuple[redis.Redis, Codec, float]:
+    def _connect(self) -> tuple[redis.Redis, Codec, float, _SyncRedis]:
         client, codec = self.connect()
         socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
         longest = min(_LONGEST_WAIT, socket_timeout / 2) if socket_timeout else _LONGEST_WAIT
-        self._connected = (client, codec, longest)
+        self._connected = (client, codec, longest, _SyncRedis(client, self.alias))
         return self._connected
 
     def client(self) -> redis.Redis:
         return (self._connected or self._connect())[0]
 
-    def _run(
-        self, name: str, keys: Sequence[str], args: list[Any], client: Any = None
-    ) -> Any:
-        try:
-            return _script(name)(client or self.client(), keys, args)
-        except redis.RedisError as exc:
-            error = _translation(self.alias, exc)
-            if error is None:
-                raise
-            raise error from exc
+    def _codec(self) -> Codec:
+        return (self._connected or self._connect())[1]
+
+    def _do(self, steps: Steps[Any]) -> Any:
+        return drive(steps, (self._connected or self._connect())[3])
+
+    def asynchronous(self) -> AsyncRedisBackend:
+        """This adapter's async twin for the running event loop (one connection pool per
+        loop, closed when the loop shuts down its async generators, as ``asyncio.run`` and
+        asgiref do)."""
+        loop = asyncio.get_running_loop()
+        twin = self._twins.get(loop)
+        if twin is None:
+            twin = self._twins[loop] = AsyncRedisBackend(self, _async_client(self.client()))
+            twin.close_with(loop)
+        return twin
 
     # Locks -------------------------------------------------------------------------------
 
@@ -186,10 +352,11 @@ class RedisBackend(Backend):
         """How long a waiter's place in line, and a lock handed to it, last unclaimed."""
         return round((2 * self.max_wait + 0.5) * 1000)
 
-    def acquire(
+    def _acquire(
         self, keys: LockKeys, token: str, ttl: float, register_waiter: bool, attempt: int = 0
-    ) -> tuple[bool, int | float]:
-        number = self._run(
+    ) -> Steps[tuple[bool, int | float]]:
+        number = yield call(
+            "script",
             "lock_acquire",
             [keys.lock, keys.fence, keys.line, keys.deadlines],
             [token, _ms(ttl), int(register_waiter), self._claim_ms()],
@@ -198,27 +365,33 @@ class RedisBackend(Backend):
             return True, number
         return False, (-1 - number) / 1000
 
-    def release(self, keys: LockKeys, token: str, wake_all: bool = False) -> bool:
-        released = self._run(
+    def _release(self, keys: LockKeys, token: str, wake_all: bool = False) -> Steps[bool]:
+        released = yield call(
+            "script",
             "lock_release",
             [keys.lock, keys.signal, keys.waiters, keys.fence, keys.line, keys.deadlines],
             [token, "all" if wake_all else "one", self._claim_ms()],
         )
         return bool(released)
 
-    def extend(self, keys: LockKeys, token: str, ttl: float) -> bool:
-        return bool(self._run("lock_extend", [keys.lock], [token, _ms(ttl)]))
+    def _extend(self, keys: LockKeys, token: str, ttl: float) -> Steps[bool]:
+        return bool((yield call("script", "lock_extend", [keys.lock], [token, _ms(ttl)])))
 
-    def owner(self, keys: LockKeys) -> str | None:
-        with _translated(self.alias):
-            token = cast(bytes | None, self.client().get(keys.lock))
+    def _owner(self, keys: LockKeys) -> Steps[str | None]:
+        token = yield call("command", "get", keys.lock)
         return None if token is None else token.decode()
 
-    def wait(self, keys: LockKeys, timeout: float, token: str | None = None) -> bool:
+    def _wait(self, keys: LockKeys, timeout: float, token: str | None = None) -> Steps[bool]:
         # BLPOP takes seconds with millisecond precision (Redis >= 6); 0 would mean forever.
         signal = keys.signal if token is None else f"{keys.lock}#t:{token}"
-        with _translated(self.alias):
-            return self.client().blpop([signal], timeout=max(timeout, 0.001)) is not None
+        woken = yield call("command", "blpop", [signal], timeout=max(timeout, 0.001))
+        return woken is not None
+
+    def _exists(self, key: ServerKey) -> Steps[bool]:
+        return bool((yield call("command", "exists", key)))
+
+    def _delete(self, key: ServerKey) -> Steps[bool]:
+        return bool((yield call("command", "delete", key)))
 
     def waiters(self, keys: LockKeys) -> int | None:
         with _translated(self.alias):
@@ -230,42 +403,25 @@ class RedisBackend(Backend):
         # Registrations can outlive waiters that gave up; only a held lock has any.
         return int(registered or 0) + int(in_line) if held else 0
 
-    def exists(self, key: ServerKey) -> bool:
-        with _translated(self.alias):
-            return bool(self.client().exists(key))
-
-    def delete(self, key: ServerKey) -> bool:
-        with _translated(self.alias):
-            return bool(self.client().delete(key))
-
     # Cache-aside -------------------------------------------------------------------------
 
     def read(self, keys: EntryKeys) -> Fetched:
-        client, codec, _ = self._connected or self._connect()
+        client, codec, _, _ = self._connected or self._connect()
         try:
             envelope, generation = cast(
                 list[bytes | None], client.mget([keys.value, keys.generation])
             )
         except redis.RedisError as exc:
             raise _translation(self.alias, exc) or exc from exc
-        if generation is None or envelope is None or not envelope.startswith(b"ct1|"):
-            return Fetched(MISS)
-        _, entry_generation, stale_after, payload = envelope.split(b"|", 3)
-        if entry_generation != generation:
-            return Fetched(MISS)
-        # Stale times come from the server's clock at store time; hosts are assumed in sync.
-        fresh = stale_after == b"0" or time.time() * 1000 < int(stale_after)
-        state = HIT if fresh else STALE
-        return Fetched(state, value=codec.decode(payload), generation=int(generation))
+        return _parse_entry(envelope, generation, codec)
 
-    def fetch(self, keys: EntryKeys, token: str | None, lock_ttl: float) -> Fetched:
+    def _fetch(self, keys: EntryKeys, token: str | None, lock_ttl: float) -> Steps[Fetched]:
         lock = keys.lock
-        client, codec = self.connection()
-        state, envelope, number, generation = self._run(
+        state, envelope, number, generation = yield call(
+            "script",
             "aside_fetch",
             [keys.value, keys.generation, lock.lock, lock.fence, lock.waiters],
             [token or "", _ms(lock_ttl)],
-            client,
         )
         generation = int(generation)
         if state == -1:
@@ -273,11 +429,11 @@ class RedisBackend(Backend):
         fence = int(number) or None
         if state == 0:
             return Fetched(MISS, fence=fence, generation=generation)
-        value = codec.decode(envelope.split(b"|", 3)[3])
+        value = self._codec().decode(envelope.split(b"|", 3)[3])
         kind = HIT if state == 1 else STALE
         return Fetched(kind, value=value, fence=fence, generation=generation)
 
-    def store(
+    def _store(
         self,
         keys: EntryKeys,
         value: Any,
@@ -287,13 +443,11 @@ class RedisBackend(Backend):
         generation: int | None,
         token: str | None = None,
         fence: int | None = None,
-    ) -> bool:
-        client, codec = self.connection()
-        payload = codec.encode(value)
+    ) -> Steps[bool]:
         fresh_ms = 0 if timeout is None or not stale else _ms(timeout)
         ttl_ms = 0 if timeout is None else _ms(timeout + stale)
         args: list[Any] = [
-            payload,
+            self._codec().encode(value),
             fresh_ms,
             ttl_ms,
             "" if generation is None else generation,
@@ -302,15 +456,16 @@ class RedisBackend(Backend):
         ]
         lock = keys.lock
         entry_keys = [keys.value, keys.generation, lock.lock, lock.fence, lock.waiters, lock.signal]
-        return bool(self._run("aside_store", entry_keys, args, client))
+        return bool((yield call("script", "aside_store", entry_keys, args)))
 
-    def invalidate(self, keys: EntryKeys) -> bool:
-        return bool(self._run("aside_invalidate", [keys.value, keys.lock.fence], []))
+    def _invalidate(self, keys: EntryKeys) -> Steps[bool]:
+        return bool((yield call("script", "aside_invalidate", [keys.value, keys.lock.fence], [])))
 
-    def bump_generation(self, generation_key: ServerKey, ttl: float | None = None) -> int:
-        return int(self._run("generation_bump", [generation_key], []))
+    def _bump_generation(self, generation_key: ServerKey, ttl: float | None = None) -> Steps[int]:
+        return int((yield call("script", "generation_bump", [generation_key], [])))
 
     def add_counts(self, counts: Mapping[ServerKey, Mapping[str, int]]) -> None:
+        """One pipeline of ``HINCRBY`` (only the statistics flusher, a thread, calls this)."""
         with _translated(self.alias):
             pipe = self.client().pipeline(transaction=False)
             for stats_key, fields in counts.items():
@@ -318,14 +473,46 @@ class RedisBackend(Backend):
                     pipe.hincrby(stats_key, field, increment)
             pipe.execute()
 
-    def read_counts(self, stats_key: ServerKey, fields: tuple[str, ...]) -> dict[str, int]:
-        with _translated(self.alias):
-            numbers = self.client().hmget(stats_key, fields)
+    def _read_counts(self, stats_key: ServerKey, fields: tuple[str, ...]) -> Steps[dict[str, int]]:
+        numbers = yield call("command", "hmget", stats_key, fields)
         return {field: int(number or 0) for field, number in zip(fields, numbers, strict=True)}
 
-    def delete_counts(self, stats_key: ServerKey, fields: tuple[str, ...]) -> None:
-        with _translated(self.alias):
-            self.client().delete(stats_key)
+    def _delete_counts(self, stats_key: ServerKey, fields: tuple[str, ...]) -> Steps[None]:
+        yield call("command", "delete", stats_key)
+
+    # Atomic read-modify-write ------------------------------------------------------------
+
+    def _update(
+        self, key: str, function: Callable[[Any], Any], timeout: float | None, budget: float
+    ) -> Steps[Any]:
+        codec = self._codec()
+        key = self._make(key)
+        deadline = time.monotonic() + budget
+        attempt = 0
+        while True:
+            attempt += 1
+            pipe, raw = yield call("watch", key)
+            try:
+                new = function(None if raw is None else codec.decode(raw))  # the caller's code
+                payload = codec.encode(new)
+            except BaseException:
+                yield call("forget", pipe)
+                raise
+            try:
+                yield call("commit", pipe, key, payload, None if timeout is None else _ms(timeout))
+                return new
+            except WatchError as exc:
+                if _CONFLICT not in str(exc):  # the connection broke around EXEC
+                    raise OutcomeUnknown(
+                        f"update of {key!r}: the connection to cache {self.alias!r} broke "
+                        f"while writing; the update may or may not have been applied: {exc}"
+                    ) from exc
+            if time.monotonic() >= deadline:
+                raise UpdateConflict(
+                    f"update of {key!r} lost {attempt} races with other writers in {budget:g}s"
+                )
+            # Jittered backoff, growing with each lost race, before reading again.
+            yield call("sleep", random.uniform(0, min(0.0005 * 2**attempt, 0.05)))
 
     # Clearing ----------------------------------------------------------------------------
 
@@ -374,63 +561,124 @@ class RedisBackend(Backend):
         with _translated(self.alias):
             return int(self.client().dbsize())
 
-    # Atomic read-modify-write ------------------------------------------------------------
 
-    def update(
-        self, key: str, function: Callable[[Any], Any], timeout: float | None, budget: float
-    ) -> Any:
-        client, codec = self.connection()
-        key = self.cache.make_key(key)
-        deadline = time.monotonic() + budget
-        attempt = 0
-        while True:
-            attempt += 1
-            pipe = client.pipeline(transaction=True)
+def _sync_operation(name: str) -> Callable[..., Any]:
+    steps = getattr(RedisBackend, f"_{name}")
+
+    def operation(self: RedisBackend, *args: Any, **kwargs: Any) -> Any:
+        return self._do(steps(self, *args, **kwargs))
+
+    operation.__name__ = operation.__qualname__ = name
+    operation.__doc__ = getattr(Backend, name).__doc__
+    return operation
+
+
+for _name in _OPERATIONS:
+    setattr(RedisBackend, _name, _sync_operation(_name))
+# The abstract methods are implemented by the loop above.
+RedisBackend.__abstractmethods__ = frozenset(RedisBackend.__abstractmethods__ - set(_OPERATIONS))
+
+
+class AsyncRedisBackend:
+    """The async twin of a :class:`RedisBackend` on one event loop: the same operations, the
+    same scripts and keys, run on a ``redis.asyncio`` client made from the sync client's own
+    settings (host, port, db, password, TLS, socket timeouts)."""
+
+    def __init__(self, backend: RedisBackend, client: Any) -> None:
+        self.backend, self.client = backend, client
+        self.alias = backend.alias
+        self._target = _AsyncRedis(client, backend.alias)
+        self._closed = False
+
+    @property
+    def max_wait(self) -> float:
+        return self.backend.max_wait
+
+    async def read(self, keys: EntryKeys) -> Fetched:
+        try:
+            envelope, generation = await self.client.mget([keys.value, keys.generation])
+        except redis.RedisError as exc:
+            raise _translation(self.alias, exc) or exc from exc
+        return _parse_entry(envelope, generation, self.backend._codec())
+
+    async def aclose(self) -> None:
+        """Close this loop's connections (done by itself when the loop shuts down)."""
+        if not self._closed:
+            self._closed = True
+            await self.client.aclose()
+
+    def close_with(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close the connections when ``loop`` shuts down its async generators (the end of
+        ``asyncio.run``, of asgiref's loops, of ASGI servers): an async generator started here
+        is finalised by the loop itself, on the loop, while it still runs."""
+
+        async def guard() -> AsyncIterator[None]:
             try:
-                done, new = self._update_once(pipe, key, function, codec, timeout)
-                if done:
-                    return new
+                yield
             finally:
-                with contextlib.suppress(redis.RedisError):  # UNWATCH on a server that may be gone
-                    pipe.reset()
-            if time.monotonic() >= deadline:
-                raise UpdateConflict(
-                    f"update of {key!r} lost {attempt} races with other writers in {budget:g}s"
-                )
-            # Jittered backoff, growing with each lost race, before reading again.
-            time.sleep(random.uniform(0, min(0.0005 * 2**attempt, 0.05)))
+                await self.aclose()
 
-    def _update_once(
-        self,
-        pipe: Any,
-        key: str,
-        function: Callable[[Any], Any],
-        codec: Codec,
-        timeout: float | None,
-    ) -> tuple[bool, Any]:
-        """One optimistic attempt: ``(True, new value)``, or ``(False, None)`` when another
-        writer changed the key meanwhile."""
-        try:
-            with _translated(self.alias):
-                pipe.watch(key)
-                raw = pipe.get(key)
-        except WatchError as exc:  # redis-py's name for a connection lost while watching
-            raise BackendUnavailable(f"cache {self.alias!r} is unreachable: {exc}") from exc
-        new = function(None if raw is None else codec.decode(raw))  # the caller's own code
-        payload = codec.encode(new)
-        try:
-            with _translated(self.alias):
-                pipe.multi()
-                pipe.set(key, payload, px=None if timeout is None else _ms(timeout))
-                pipe.execute()
-        except WatchError as exc:
-            if _CONFLICT in str(exc):
-                return False, None
-            raise OutcomeUnknown(  # the connection broke around EXEC
-                f"update of {key!r}: the connection to cache {self.alias!r} broke while "
-                f"writing; the update may or may not have been applied: {exc}"
-            ) from exc
-        return True, new
+        self._guard = guard()
+        loop.create_task(self._guard.__anext__())  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        if name not in _OPERATIONS:
+            raise AttributeError(name)
+        steps = getattr(self.backend, f"_{name}")
+
+        async def operation(*args: Any, **kwargs: Any) -> Any:
+            return await adrive(steps(*args, **kwargs), self._target)
+
+        operation.__name__ = name
+        setattr(self, name, operation)  # made once per twin
+        return operation
+
+
+_SYNC_ONLY = frozenset(
+    (
+        "parser_class",
+        "retry",
+        "event_dispatcher",
+        "redis_connect_func",
+        "himport_registry",
+        "maint_notifications_pool_handler",
+        "maint_notifications_config",
+        "orig_host_address",
+        "orig_socket_timeout",
+        "orig_socket_connect_timeout",
+        "connection_pool_handler",
+    )
+)
+
+
+def _async_client(client: redis.Redis) -> Any:
+    """A ``redis.asyncio`` client with the sync client's connection settings."""
+    import redis.asyncio
+    import redis.asyncio.connection as async_connection
+
+    pool = client.connection_pool
+    connection_class = getattr(async_connection, pool.connection_class.__name__, None)
+    if connection_class is None:
+        raise ImproperlyConfigured(
+            f"cache_tools has no async twin for redis-py's {pool.connection_class.__name__}; "
+            "use the threaded fallback by naming an adapter without one"
+        )
+    accepted = set()
+    for cls in connection_class.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            accepted |= set(inspect.signature(init).parameters)
+    kwargs = {
+        name: value
+        for name, value in pool.connection_kwargs.items()
+        if name in accepted and name not in _SYNC_ONLY
+    }
+    async_pool = redis.asyncio.ConnectionPool(
+        connection_class=connection_class,
+        max_connections=getattr(pool, "max_connections", None) or 2**31,
+        **kwargs,
+    )
+    return redis.asyncio.Redis(connection_pool=async_pool)
 
 
 class DjangoRedisBackend(RedisBackend):
