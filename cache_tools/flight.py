@@ -12,21 +12,24 @@ error and warn once. Exceptions raised by the computation itself always reach th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from asgiref.sync import sync_to_async
 from django.db import connections
 
 from . import stats
 from ._process import PerProcess
 from .backends import get_backend
 from .backends.base import HIT, MISS, STALE, Backend, EntryKeys, Fetched
+from .drive import COMPUTE, Steps, adrive, call, drive
 from .errors import BackendUnavailable, StoreRefused
 from .orphans import release_when_answering
 
@@ -43,6 +46,10 @@ NOT_STORED: Any = object()
 UNCACHED = "uncached"
 
 Compute = Callable[[], tuple[T, Any]]
+AsyncCompute = Callable[[], Awaitable[tuple[T, Any]]]
+#: A background refresh the steps ask for: the generation seen, and the entry's lock as
+#: ``(token, fence)`` when the caller already took it.
+Refresh = tuple[int, "tuple[str, int] | None"]
 
 
 class _Warnings:
@@ -77,11 +84,13 @@ _warnings = _Warnings()
 
 
 class _Refresher:
-    """Runs stale-entry refreshes on a few threads per process, one per entry at a time.
+    """Runs stale-entry refreshes in the background, one per entry at a time per process: on
+    a few threads for sync callers, as tasks on the running loop for async ones.
 
     A refresh that finds another caller (maybe in another process) refreshing returns how long
     that caller's lock has left, capped at a second; stale hits in this process then skip the
-    attempt until that time instead of spending a round trip each.
+    attempt until that time instead of spending a round trip each. Tasks are kept referenced
+    until they finish, so a refresh outlives the request that started it.
     """
 
     WORKERS = 4
@@ -92,13 +101,29 @@ class _Refresher:
         self._running: set[str] = set()
         self._quiet_until: dict[str, float] = {}
         self._executor: ThreadPoolExecutor | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
 
-    def submit(self, entry_key: str, refresh: Callable[[], float | None], name: str) -> None:
+    def _claim(self, entry_key: str) -> bool:
         now = time.monotonic()
         with self._guard:
             if entry_key in self._running or self._quiet_until.get(entry_key, 0.0) > now:
-                return
+                return False
             self._running.add(entry_key)
+            return True
+
+    def _done(self, entry_key: str, busy_for: float | None) -> None:
+        now = time.monotonic()
+        with self._guard:
+            self._running.discard(entry_key)
+            if busy_for:
+                if len(self._quiet_until) > 1000:
+                    self._quiet_until = {k: t for k, t in self._quiet_until.items() if t > now}
+                self._quiet_until[entry_key] = now + min(busy_for, self.LONGEST_QUIET)
+
+    def submit(self, entry_key: str, refresh: Callable[[], float | None], name: str) -> None:
+        if not self._claim(entry_key):
+            return
+        with self._guard:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(self.WORKERS, "cache-tools-refresh")
             executor = self._executor
@@ -111,14 +136,34 @@ class _Refresher:
         except Exception:
             logger.exception("background refresh of %s failed", name)
         finally:
-            now = time.monotonic()
-            with self._guard:
-                self._running.discard(entry_key)
-                if busy_for:
-                    if len(self._quiet_until) > 1000:
-                        self._quiet_until = {k: t for k, t in self._quiet_until.items() if t > now}
-                    self._quiet_until[entry_key] = now + min(busy_for, self.LONGEST_QUIET)
+            self._done(entry_key, busy_for)
             connections.close_all()  # this thread's own database connections
+
+    def submit_task(
+        self,
+        entry_key: str,
+        refresh: Callable[[], Coroutine[Any, Any, float | None]],
+        name: str,
+    ) -> None:
+        if not self._claim(entry_key):
+            return
+        task = asyncio.get_running_loop().create_task(self._arun(entry_key, refresh, name))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _arun(
+        self,
+        entry_key: str,
+        refresh: Callable[[], Coroutine[Any, Any, float | None]],
+        name: str,
+    ) -> None:
+        busy_for = None
+        try:
+            busy_for = await refresh()
+        except Exception:
+            logger.exception("background refresh of %s failed", name)
+        finally:
+            self._done(entry_key, busy_for)
 
 
 _refresher = PerProcess(_Refresher)
@@ -133,7 +178,8 @@ class Flight(Generic[T]):
     ``compute()`` returned, otherwise the stored value. ``compute()`` returns
     ``(result, to_store)``; ``to_store`` is :data:`NOT_STORED` when the result must not be
     cached. ``scope`` (optional) names a part of the function with a generation of its own (a
-    view's path).
+    view's path). ``aget`` is the same for a coroutine function ``compute``, on the adapter's
+    async twin: the logic is written once, as steps (:mod:`cache_tools.drive`).
     """
 
     function_id: str
@@ -155,50 +201,57 @@ class Flight(Generic[T]):
             self.function_id, argument_key, self.version, scope
         )
 
+    # Drivers -----------------------------------------------------------------------------
+
     def get(
         self, argument_key: str, compute: Compute[T], scope: str | None = None
     ) -> tuple[str, Any]:
         backend = self.backend
         keys = self.keys(argument_key, backend, scope)
+        fetched: Fetched | BackendUnavailable
         try:
-            fetched = backend.read(keys)
+            read = backend.read(keys)
         except BackendUnavailable as exc:
-            return UNCACHED, self._without_cache(backend, keys, compute, exc)
-        _warnings.answered(backend.alias)
-        if fetched.state == HIT:
-            stats.add(backend.alias, keys.stats, "hits")
-            return fetched.state, fetched.value
-        token = secrets.token_hex(16) if self.lock else None
-        if fetched.state == STALE and token:
-            stats.add(backend.alias, keys.stats, "stale_hits")
-            self._refresh_in_background(backend, keys, compute, fetched.generation)
-            return fetched.state, fetched.value
-        # A miss (or, without single flight, a stale entry): read again on the server, taking
-        # the entry's lock if it is free, or learning how long to wait.
-        while True:
-            try:
-                fetched = backend.fetch(keys, token, self.lock_timeout)
-            except BackendUnavailable as exc:
-                self._maybe_orphaned(backend, keys, token, exc)
-                return UNCACHED, self._without_cache(backend, keys, compute, exc)
-            except StoreRefused as exc:  # it would not even take the entry's lock
-                _warnings.refused(backend, keys, self.function_id, exc)
-                stats.add(backend.alias, keys.stats, "computations")
-                return UNCACHED, compute()[0]
-            if fetched.state == HIT or (fetched.state == STALE and token):
-                field = "hits" if fetched.state == HIT else "stale_hits"
-                stats.add(backend.alias, keys.stats, field)
-                if fetched.fence and token:
-                    held = (token, fetched.fence)
-                    self._refresh_in_background(backend, keys, compute, fetched.generation, held)
-                return fetched.state, fetched.value
-            if fetched.wait is None:
-                stats.add(backend.alias, keys.stats, "misses")
-                return self._compute_and_store(backend, keys, compute, token, fetched)
-            try:
-                backend.wait(keys.lock, min(fetched.wait or backend.max_wait, backend.max_wait))
-            except BackendUnavailable as exc:
-                return UNCACHED, self._without_cache(backend, keys, compute, exc)
+            fetched = exc
+        else:
+            fetched = read
+            if read.state == HIT:  # the hit path: one round trip, nothing else
+                _warnings.answered(backend.alias)
+                stats.add(backend.alias, keys.stats, "hits")
+                return HIT, read.value
+        state, value, refresh = drive(self._after_read(backend, keys, fetched), backend, compute)
+        if refresh is not None:
+            steps = self._refresh(backend, keys, *refresh)
+            _refresher.get().submit(
+                keys.value, lambda: drive(steps, backend, compute), self.function_id
+            )
+        return state, value
+
+    async def aget(
+        self, argument_key: str, compute: AsyncCompute[T], scope: str | None = None
+    ) -> tuple[str, Any]:
+        backend = self.backend
+        twin = backend.asynchronous()
+        keys = self.keys(argument_key, backend, scope)
+        fetched: Fetched | BackendUnavailable
+        try:
+            read = await twin.read(keys)
+        except BackendUnavailable as exc:
+            fetched = exc
+        else:
+            fetched = read
+            if read.state == HIT:
+                _warnings.answered(backend.alias)
+                stats.add(backend.alias, keys.stats, "hits")
+                return HIT, read.value
+        steps = self._after_read(backend, keys, fetched)
+        state, value, refresh = await adrive(steps, twin, compute)
+        if refresh is not None:
+            refresh_steps = self._refresh(backend, keys, *refresh)
+            _refresher.get().submit_task(
+                keys.value, lambda: adrive(refresh_steps, twin, compute), self.function_id
+            )
+        return state, value
 
     def refresh(
         self, argument_key: str, compute: Compute[T], scope: str | None = None
@@ -206,14 +259,84 @@ class Flight(Generic[T]):
         """Compute now and store unconditionally (no single flight); ``(state, result)``."""
         backend = self.backend
         keys = self.keys(argument_key, backend, scope)
-        return self._compute_and_store(backend, keys, compute, None, None)
+        return drive(self._compute_and_store(backend, keys, None, None), backend, compute)
 
-    def _without_cache(
-        self, backend: Backend, keys: EntryKeys, compute: Compute[T], error: Exception
-    ) -> T:
+    async def arefresh(
+        self, argument_key: str, compute: AsyncCompute[T], scope: str | None = None
+    ) -> tuple[str, T]:
+        backend = self.backend
+        keys = self.keys(argument_key, backend, scope)
+        steps = self._compute_and_store(backend, keys, None, None)
+        return await adrive(steps, backend.asynchronous(), compute)
+
+    def put(self, argument_key: str, result: T, to_store: Any, scope: str | None = None) -> None:
+        """Store ``to_store`` (the stored form of ``result``) without taking the entry's lock."""
+        backend = self.backend
+        keys = self.keys(argument_key, backend, scope)
+        drive(self._store(backend, keys, result, to_store, None, None), backend)
+
+    async def aput(
+        self, argument_key: str, result: T, to_store: Any, scope: str | None = None
+    ) -> None:
+        backend = self.backend
+        keys = self.keys(argument_key, backend, scope)
+        await adrive(
+            self._store(backend, keys, result, to_store, None, None), backend.asynchronous()
+        )
+
+    # The steps, written once -------------------------------------------------------------
+
+    def _after_read(
+        self, backend: Backend, keys: EntryKeys, fetched: Fetched | BackendUnavailable
+    ) -> Steps[tuple[str, Any, Refresh | None]]:
+        """From a read that was not a fresh hit to a value: serve stale, wait for another
+        caller's computation, or compute and store. Returns ``(state, value, refresh)``;
+        ``refresh`` asks the driver to refresh in the background."""
+        if isinstance(fetched, BackendUnavailable):
+            result = yield from self._without_cache(backend, keys, fetched)
+            return UNCACHED, result, None
+        _warnings.answered(backend.alias)
+        token = secrets.token_hex(16) if self.lock else None
+        if fetched.state == STALE and token:
+            stats.add(backend.alias, keys.stats, "stale_hits")
+            return STALE, fetched.value, (fetched.generation, None)
+        # A miss (or, without single flight, a stale entry): read again on the server, taking
+        # the entry's lock if it is free, or learning how long to wait.
+        while True:
+            try:
+                found: Fetched = yield call("fetch", keys, token, self.lock_timeout)
+            except BackendUnavailable as exc:
+                self._maybe_orphaned(backend, keys, token, exc)
+                result = yield from self._without_cache(backend, keys, exc)
+                return UNCACHED, result, None
+            except StoreRefused as exc:  # it would not even take the entry's lock
+                _warnings.refused(backend, keys, self.function_id, exc)
+                stats.add(backend.alias, keys.stats, "computations")
+                result, _ = yield COMPUTE
+                return UNCACHED, result, None
+            if found.state == HIT or (found.state == STALE and token):
+                field = "hits" if found.state == HIT else "stale_hits"
+                stats.add(backend.alias, keys.stats, field)
+                refresh = None
+                if found.fence and token:
+                    refresh = (found.generation, (token, found.fence))
+                return found.state, found.value, refresh
+            if found.wait is None:
+                stats.add(backend.alias, keys.stats, "misses")
+                state, result = yield from self._compute_and_store(backend, keys, token, found)
+                return state, result, None
+            try:
+                wait = min(found.wait or backend.max_wait, backend.max_wait)
+                yield call("wait", keys.lock, wait)
+            except BackendUnavailable as exc:
+                result = yield from self._without_cache(backend, keys, exc)
+                return UNCACHED, result, None
+
+    def _without_cache(self, backend: Backend, keys: EntryKeys, error: Exception) -> Steps[T]:
         _warnings.outage(backend, keys, error)
         stats.add(backend.alias, keys.stats, "computations")
-        return compute()[0]
+        result, _ = yield COMPUTE
+        return result  # type: ignore[no-any-return]
 
     def _maybe_orphaned(
         self, backend: Backend, keys: EntryKeys, token: str | None, error: BackendUnavailable
@@ -223,32 +346,20 @@ class Flight(Generic[T]):
             release_when_answering(backend, keys.lock, token, self.lock_timeout)
 
     def _compute_and_store(
-        self,
-        backend: Backend,
-        keys: EntryKeys,
-        compute: Compute[T],
-        token: str | None,
-        fetched: Fetched | None,
-    ) -> tuple[str, T]:
+        self, backend: Backend, keys: EntryKeys, token: str | None, fetched: Fetched | None
+    ) -> Steps[tuple[str, T]]:
         stats.add(backend.alias, keys.stats, "computations")
         try:
-            result, to_store = compute()
+            result, to_store = yield COMPUTE
         except BaseException:
-            self._release(backend, keys, token, wake_all=False)
+            yield from self._release(backend, keys, token, wake_all=False)
             raise
-        outcome = (
-            "kept out"
-            if to_store is NOT_STORED
-            else self._store(backend, keys, result, to_store, token, fetched)
-        )
+        outcome = "kept out"
+        if to_store is not NOT_STORED:
+            outcome = yield from self._store(backend, keys, result, to_store, token, fetched)
         if outcome != "stored":
-            self._release(backend, keys, token, wake_all=True)
+            yield from self._release(backend, keys, token, wake_all=True)
         return (UNCACHED if outcome == "failed" else MISS), result
-
-    def put(self, argument_key: str, result: T, to_store: Any, scope: str | None = None) -> None:
-        """Store ``to_store`` (the stored form of ``result``) without taking the entry's lock."""
-        backend = self.backend
-        self._store(backend, self.keys(argument_key, backend, scope), result, to_store, None, None)
 
     def _store(
         self,
@@ -258,7 +369,7 @@ class Flight(Generic[T]):
         to_store: Any,
         token: str | None,
         fetched: Fetched | None,
-    ) -> str:
+    ) -> Steps[str]:
         """Store, releasing the entry's lock. Returns ``"stored"`` when done (written, or
         skipped because the entry was invalidated meanwhile), ``"kept out"`` (a zero timeout)
         or ``"failed"`` (refused or unreachable); in both the lock is still the caller's."""
@@ -266,7 +377,8 @@ class Flight(Generic[T]):
         if timeout is not None and timeout <= 0:
             return "kept out"
         try:
-            backend.store(
+            yield call(
+                "store",
                 keys,
                 to_store,
                 timeout=timeout,
@@ -285,53 +397,50 @@ class Flight(Generic[T]):
 
     def _release(
         self, backend: Backend, keys: EntryKeys, token: str | None, wake_all: bool
-    ) -> None:
+    ) -> Steps[None]:
         """Release the entry's lock without storing: one waiter takes over, or all re-read.
         If the server cannot be told now, it is told as soon as it answers."""
         if not token:
             return
         try:
-            backend.release(keys.lock, token, wake_all=wake_all)
+            yield call("release", keys.lock, token, wake_all=wake_all)
         except (BackendUnavailable, StoreRefused):
             release_when_answering(backend, keys.lock, token, self.lock_timeout)
 
-    def _refresh_in_background(
+    def _refresh(
         self,
         backend: Backend,
         keys: EntryKeys,
-        compute: Compute[T],
         generation: int,
-        held: tuple[str, int] | None = None,
-    ) -> None:
-        """Refresh a stale entry in this process's refresh threads; ``held`` is the entry's
-        lock as ``(token, fence)`` when the caller already took it."""
+        held: tuple[str, int] | None,
+    ) -> Steps[float | None]:
+        """Refresh a stale entry; ``held`` is the entry's lock as ``(token, fence)`` when the
+        caller already took it. If another caller is refreshing, returns how long that may
+        take (the refresher then stays quiet for that entry)."""
+        token, fence = held or (secrets.token_hex(16), 0)
+        if held is None:
+            try:
+                taken, number = yield call("acquire", keys.lock, token, self.lock_timeout, False)
+            except BackendUnavailable as exc:
+                self._maybe_orphaned(backend, keys, token, exc)
+                return None
+            except StoreRefused:
+                return self.lock_timeout  # full: stay quiet a while, serving stale
+            if not taken:
+                return number or self.lock_timeout
+            fence = int(number)
+            try:
+                fresh = (yield call("read", keys)).state == HIT
+            except BackendUnavailable:
+                fresh = True  # give up this refresh; a later stale hit tries again
+            if fresh:  # or refreshed by another caller while we took the lock
+                yield from self._release(backend, keys, token, wake_all=False)
+                return None
+        started = Fetched(STALE, fence=fence, generation=generation)
+        yield from self._compute_and_store(backend, keys, token, started)
+        return None
 
-        def refresh() -> float | None:
-            """Refresh; or, if another caller is refreshing, return how long it may take."""
-            token, fence = held or (secrets.token_hex(16), 0)
-            if held is None:
-                try:
-                    taken, number = backend.acquire(keys.lock, token, self.lock_timeout, False)
-                except BackendUnavailable as exc:
-                    self._maybe_orphaned(backend, keys, token, exc)
-                    return None
-                except StoreRefused:
-                    return self.lock_timeout  # full: stay quiet a while, serving stale
-                if not taken:
-                    return number or self.lock_timeout
-                fence = int(number)
-                try:
-                    fresh = backend.read(keys).state == HIT
-                except BackendUnavailable:
-                    fresh = True  # give up this refresh; a later stale hit tries again
-                if fresh:  # or refreshed by another caller while we took the lock
-                    self._release(backend, keys, token, wake_all=False)
-                    return None
-            started = Fetched(STALE, fence=fence, generation=generation)
-            self._compute_and_store(backend, keys, compute, token, started)
-            return None
-
-        _refresher.get().submit(keys.value, refresh, self.function_id)
+    # Controls ----------------------------------------------------------------------------
 
     def contains(self, argument_key: str, scope: str | None = None) -> bool:
         return self.backend.read(self.keys(argument_key, scope=scope)).state != MISS
@@ -340,15 +449,29 @@ class Flight(Generic[T]):
         backend = self.backend
         return backend.invalidate(self.keys(argument_key, backend, scope))
 
+    async def ainvalidate(self, argument_key: str, scope: str | None = None) -> bool:
+        backend = self.backend
+        return bool(
+            await backend.asynchronous().invalidate(self.keys(argument_key, backend, scope))
+        )
+
     def invalidate_scope(self, scope: str | None = None) -> int:
         """Make every entry of the function (or of one ``scope`` of it) unreachable, in O(1);
         returns the new generation (0 when there was none, and so no entry)."""
         backend = self.backend
         return backend.bump_generation(backend.generation_key(self.function_id, scope))
 
+    async def ainvalidate_scope(self, scope: str | None = None) -> int:
+        backend = self.backend
+        key = backend.generation_key(self.function_id, scope)
+        return int(await backend.asynchronous().bump_generation(key))
+
     def info(self) -> stats.CacheInfo:
         backend = self.backend
         return stats.read(backend.alias, backend.stats_key(self.function_id))
+
+    async def ainfo(self) -> stats.CacheInfo:
+        return await sync_to_async(self.info, thread_sensitive=False)()
 
     def clear_stats(self) -> None:
         backend = self.backend

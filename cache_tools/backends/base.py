@@ -233,9 +233,7 @@ class Backend(abc.ABC):
             lambda: self._companions(self.server_key(lock_name, reserve=2)),
         )
 
-    def _keys_of_function(
-        self, function_id: str, scope: str | None
-    ) -> tuple[ServerKey, ServerKey]:
+    def _keys_of_function(self, function_id: str, scope: str | None) -> tuple[ServerKey, ServerKey]:
         generation = self._name("g", function_id, "" if scope is None else f":{scope}")
         return self.server_key(generation), self.stats_key(function_id)
 
