@@ -20,7 +20,7 @@ from .errors import (
 )
 from .locks import Lock, current_lock, lock, lock_decorator
 from .stats import CacheInfo
-from .update import update
+from .update import aupdate, update
 from .views import cache_view
 from .warmup import Call
 
@@ -44,6 +44,7 @@ __all__ = [
     "UnserializableValue",
     "UpdateConflict",
     "__version__",
+    "aupdate",
     "cache_aside",
     "cache_view",
     "current_lock",

@@ -11,8 +11,11 @@
     get_profile.invalidate(7)   # True if an entry was there
     get_profile.cache_info()    # CacheInfo(hits=..., misses=..., ...) across every process
 
-The single-flight and stale logic lives in :mod:`cache_tools.flight`; this module binds a
-function's arguments to keys and gives it its controls.
+On an ``async def`` function the decorator returns an async callable with awaitable twins of
+the controls (``ainvalidate``, ``ainvalidate_all``, ``arefresh``, ``acache_info``); sync and
+async callers of one function share keys and exclude each other. The single-flight and stale
+logic lives in :mod:`cache_tools.flight`; this module binds a function's arguments to keys and
+gives it its controls.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from __future__ import annotations
 import functools
 import inspect
 import weakref
-from collections.abc import Callable, Iterable
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, cast, overload
+
+from asgiref.sync import async_to_sync
 
 from . import checks, warmup
 from ._options import applied_bare, positive_seconds, seconds_or_zero
@@ -33,6 +38,8 @@ from .stats import CacheInfo
 from .warmup import Call, WarmOutcome
 
 __all__ = [
+    "AsyncCachedFunction",
+    "BoundAsyncCachedFunction",
     "BoundCachedFunction",
     "CacheInfo",
     "CachedFunction",
@@ -49,31 +56,33 @@ S = TypeVar("S")
 #: Length budget of the arguments part of an entry key, so that whole keys stay memcached-safe.
 ARGUMENT_KEY_LENGTH = 120
 
-_all_cached_functions: weakref.WeakSet[CachedFunction[..., Any]] = weakref.WeakSet()
+_all_cached_functions: weakref.WeakSet[_Cached[..., Any]] = weakref.WeakSet()
 
 
-def cached_functions() -> list[CachedFunction[..., Any]]:
+def cached_functions() -> list[_Cached[..., Any]]:
     """Every ``cache_aside`` function defined in this process, by dotted path (for dashboards)."""
     return sorted(_all_cached_functions, key=lambda f: f.flight.function_id)
 
 
-class CachedFunction(Generic[P, R]):
-    """What :func:`cache_aside` returns: the function, with the same parameters and return
-    type, plus cache controls as methods that take the function's own arguments.
+def _outcome(state: str) -> WarmOutcome:
+    if state == UNCACHED:
+        return "not stored"
+    return "computed" if state == MISS else "warm"
 
-    >>> get_profile(7)                  # type-checked like the undecorated function
-    >>> get_profile.invalidate(7)       # so are the controls
-    """
+
+class _Cached(Generic[P, R]):
+    """What sync and async cached functions share: keys, and the controls that need no
+    result of the function."""
 
     def __init__(
         self,
-        func: Callable[P, R],
+        func: Callable[P, Any],
         flight: Flight[R],
         key_maker: KeyMaker,
         cache_none: bool,
         unless: Callable[[], bool] | None,
     ) -> None:
-        functools.update_wrapper(self, func)
+        functools.update_wrapper(cast(Any, self), func)
         self.__wrapped__ = func
         self.flight = flight
         self.key_maker = key_maker
@@ -83,17 +92,6 @@ class CachedFunction(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<cached function {self.flight.function_id}>"
-
-    @overload
-    def __get__(self, instance: None, owner: type | None = None) -> CachedFunction[P, R]: ...
-    @overload
-    def __get__(
-        self: CachedFunction[Concatenate[S, Q], R], instance: S, owner: type | None = None
-    ) -> BoundCachedFunction[Q, R]: ...
-    def __get__(self, instance: Any, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        return BoundCachedFunction(self, instance)
 
     def argument_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         return make_key(
@@ -105,20 +103,8 @@ class CachedFunction(Generic[P, R]):
             with_function=False,
         )
 
-    def _compute(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Callable[[], tuple[R, Any]]:
-        def compute() -> tuple[R, Any]:
-            result = self.__wrapped__(*args, **kwargs)
-            return result, NOT_STORED if result is None and not self.cache_none else result
-
-        return compute
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        if self.unless is not None and self.unless():
-            return self.__wrapped__(*args, **kwargs)
-        _, value = self.flight.get(self.argument_key(args, kwargs), self._compute(args, kwargs))
-        return value  # type: ignore[no-any-return]
+    def _to_store(self, result: Any) -> Any:
+        return NOT_STORED if result is None and not self.cache_none else result
 
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Drop the entry for these arguments; True if one was there."""
@@ -127,11 +113,6 @@ class CachedFunction(Generic[P, R]):
     def invalidate_all(self) -> None:
         """Make every entry of this function unreachable, in one O(1) operation."""
         self.flight.invalidate_scope()
-
-    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Recompute for these arguments now, store and return the new value."""
-        key = self.argument_key(args, kwargs)
-        return self.flight.refresh(key, self._compute(args, kwargs))[1]
 
     def is_cached(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """True if an entry (fresh or stale) exists for these arguments; counts nothing."""
@@ -149,6 +130,54 @@ class CachedFunction(Generic[P, R]):
         """Reset the statistics to zero for every process."""
         self.flight.clear_stats()
 
+    @property
+    def alias(self) -> str:
+        """The cache alias this function's entries live in."""
+        return resolve_alias(self.flight.alias)
+
+
+class CachedFunction(_Cached[P, R]):
+    """What :func:`cache_aside` returns for a function: the function, with the same
+    parameters and return type, plus cache controls as methods that take the function's own
+    arguments.
+
+    >>> get_profile(7)                  # type-checked like the undecorated function
+    >>> get_profile.invalidate(7)       # so are the controls
+    """
+
+    __wrapped__: Callable[P, R]
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> CachedFunction[P, R]: ...
+    @overload
+    def __get__(
+        self: CachedFunction[Concatenate[S, Q], R], instance: S, owner: type | None = None
+    ) -> BoundCachedFunction[Q, R]: ...
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        return BoundCachedFunction(self, instance)
+
+    def _compute(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Callable[[], tuple[R, Any]]:
+        def compute() -> tuple[R, Any]:
+            result = self.__wrapped__(*args, **kwargs)
+            return result, self._to_store(result)
+
+        return compute
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self.unless is not None and self.unless():
+            return self.__wrapped__(*args, **kwargs)
+        _, value = self.flight.get(self.argument_key(args, kwargs), self._compute(args, kwargs))
+        return value  # type: ignore[no-any-return]
+
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Recompute for these arguments now, store and return the new value."""
+        key = self.argument_key(args, kwargs)
+        return self.flight.refresh(key, self._compute(args, kwargs))[1]
+
     def warm_call(self, call: Call, *, force: bool = False) -> WarmOutcome:
         """Fill the entry for ``call`` through single flight (``force``: recompute and replace
         it). Returns ``"computed"``, ``"warm"`` (already there) or ``"not stored"`` (computed,
@@ -156,32 +185,91 @@ class CachedFunction(Generic[P, R]):
         key = self.argument_key(call.args, call.kwargs)
         compute = self._compute(call.args, call.kwargs)
         state, _ = self.flight.refresh(key, compute) if force else self.flight.get(key, compute)
-        if state == UNCACHED:
-            return "not stored"
-        return "computed" if state == MISS else "warm"
-
-    @property
-    def alias(self) -> str:
-        """The cache alias this function's entries live in."""
-        return resolve_alias(self.flight.alias)
+        return _outcome(state)
 
 
-class BoundCachedFunction(Generic[P, R]):
-    """A cached method bound to its instance: calls and controls take the method's arguments
-    without ``self``, as a bound method does."""
+class AsyncCachedFunction(_Cached[P, R]):
+    """What :func:`cache_aside` returns for an ``async def`` function: awaitable calls, the
+    sync controls, and their awaitable twins (``ainvalidate``, ``ainvalidate_all``,
+    ``arefresh``, ``acache_info``).
 
-    def __init__(self, cached: CachedFunction[..., R], instance: Any) -> None:
+    >>> await get_profile(7)
+    >>> await get_profile.ainvalidate(7)
+    """
+
+    __wrapped__: Callable[P, Awaitable[R]]
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> AsyncCachedFunction[P, R]: ...
+    @overload
+    def __get__(
+        self: AsyncCachedFunction[Concatenate[S, Q], R], instance: S, owner: type | None = None
+    ) -> BoundAsyncCachedFunction[Q, R]: ...
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        return BoundAsyncCachedFunction(self, instance)
+
+    def _compute(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Callable[[], Awaitable[tuple[R, Any]]]:
+        async def compute() -> tuple[R, Any]:
+            result = await self.__wrapped__(*args, **kwargs)
+            return result, self._to_store(result)
+
+        return compute
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self.unless is not None and self.unless():
+            return await self.__wrapped__(*args, **kwargs)
+        key = self.argument_key(args, kwargs)
+        _, value = await self.flight.aget(key, self._compute(args, kwargs))
+        return value  # type: ignore[no-any-return]
+
+    async def arefresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Recompute for these arguments now, store and return the new value."""
+        key = self.argument_key(args, kwargs)
+        return (await self.flight.arefresh(key, self._compute(args, kwargs)))[1]
+
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """:meth:`arefresh` from sync code."""
+        return async_to_sync(self.arefresh)(*args, **kwargs)
+
+    async def ainvalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Drop the entry for these arguments; True if one was there."""
+        return await self.flight.ainvalidate(self.argument_key(args, kwargs))
+
+    async def ainvalidate_all(self) -> None:
+        """Make every entry of this function unreachable, in one O(1) operation."""
+        await self.flight.ainvalidate_scope()
+
+    async def acache_info(self) -> CacheInfo:
+        """Hits, misses, stale hits, computations and errors summed over every process."""
+        return await self.flight.ainfo()
+
+    def warm_call(self, call: Call, *, force: bool = False) -> WarmOutcome:
+        """As for sync functions; runs the coroutine function to completion."""
+        key = self.argument_key(call.args, call.kwargs)
+        compute = self._compute(call.args, call.kwargs)
+
+        async def warm() -> tuple[str, Any]:
+            if force:
+                return await self.flight.arefresh(key, compute)
+            return await self.flight.aget(key, compute)
+
+        return _outcome(async_to_sync(warm)()[0])
+
+
+class _Bound(Generic[P, R]):
+    """A cached method bound to its instance: controls take the method's arguments without
+    ``self``, as a bound method does."""
+
+    def __init__(self, cached: _Cached[..., R], instance: Any) -> None:
         self._cached, self._instance = cached, instance
-        functools.update_wrapper(self, cached.__wrapped__)
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        return self._cached(self._instance, *args, **kwargs)
+        functools.update_wrapper(cast(Any, self), cached.__wrapped__)
 
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         return self._cached.invalidate(self._instance, *args, **kwargs)
-
-    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        return self._cached.refresh(self._instance, *args, **kwargs)
 
     def is_cached(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         return self._cached.is_cached(self._instance, *args, **kwargs)
@@ -206,9 +294,57 @@ class BoundCachedFunction(Generic[P, R]):
         return self._cached.argument_key((self._instance, *args), kwargs)
 
 
+class BoundCachedFunction(_Bound[P, R]):
+    def __init__(self, cached: CachedFunction[..., R], instance: Any) -> None:
+        super().__init__(cached, instance)
+        self._function = cached
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._function(self._instance, *args, **kwargs)
+
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._function.refresh(self._instance, *args, **kwargs)
+
+
+class BoundAsyncCachedFunction(_Bound[P, R]):
+    def __init__(self, cached: AsyncCachedFunction[..., R], instance: Any) -> None:
+        super().__init__(cached, instance)
+        self._function = cached
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await self._function(self._instance, *args, **kwargs)
+
+    async def arefresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await self._function.arefresh(self._instance, *args, **kwargs)
+
+    async def ainvalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        return await self._function.ainvalidate(self._instance, *args, **kwargs)
+
+    async def ainvalidate_all(self) -> None:
+        await self._function.ainvalidate_all()
+
+    async def acache_info(self) -> CacheInfo:
+        return await self._function.acache_info()
+
+
 Warm = Iterable[Any] | Callable[[], Iterable[Any]]
 
 
+class CacheAsideDecorator(Protocol):
+    """What ``cache_aside(...)`` returns: a decorator for sync and ``async def`` functions."""
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]
+        self, func: Callable[P, Coroutine[Any, Any, R]]
+    ) -> AsyncCachedFunction[P, R]: ...
+    @overload
+    def __call__(self, func: Callable[P, R]) -> CachedFunction[P, R]: ...
+
+
+@overload
+def cache_aside(  # type: ignore[overload-overlap]
+    timeout: Callable[P, Coroutine[Any, Any, R]], /
+) -> AsyncCachedFunction[P, R]: ...
 @overload
 def cache_aside(timeout: Callable[P, R], /) -> CachedFunction[P, R]: ...  # type: ignore[overload-overlap]
 @overload
@@ -224,7 +360,7 @@ def cache_aside(
     unless: Callable[[], bool] | None = None,
     version: Any = None,
     warm: Warm | None = None,
-) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
+) -> CacheAsideDecorator: ...
 
 
 def cache_aside(
@@ -244,11 +380,12 @@ def cache_aside(
 
     ``timeout``: seconds, None (no expiry) or ``timeout(result) -> seconds`` (pass a callable
     by keyword, or as a lambda). ``stale``: seconds an expired entry is still served while one
-    caller refreshes it in a background thread. ``lock``: single flight on a miss; a computation
+    caller refreshes it in the background. ``lock``: single flight on a miss; a computation
     longer than ``lock_timeout`` seconds lets one waiter take over. ``unless()``: True bypasses
     the cache for that call. ``version``: part of the key. ``warm``: argument sets for
-    ``manage.py warm_cache``. The decorated function keeps its parameters and return type for
-    type checkers.
+    ``manage.py warm_cache``. Works on ``async def`` functions too (awaitable calls, and
+    ``a``-prefixed twins of the controls). The decorated function keeps its parameters and
+    return type for type checkers.
 
     >>> @cache_aside(timeout=60)
     ... def get_profile(user_id: int) -> Profile:
@@ -263,12 +400,8 @@ def cache_aside(
     if unless is not None and not callable(unless):
         raise ValueError(f"unless must be a callable taking no arguments, not {unless!r}")
 
-    def decorate(func: Callable[P, R]) -> CachedFunction[P, R]:
-        if inspect.iscoroutinefunction(func):
-            raise TypeError(
-                f"cache_aside does not support coroutine functions ({func.__qualname__})"
-            )
-        flight: Flight[R] = Flight(
+    def decorate(func: Callable[P, Any]) -> _Cached[P, Any]:
+        flight: Flight[Any] = Flight(
             function_id=function_id(func),
             alias=cache,
             timeout=timeout,
@@ -277,7 +410,8 @@ def cache_aside(
             lock_timeout=float(lock_timeout),
             version=version,
         )
-        cached = CachedFunction(func, flight, key_maker, cache_none, unless)
+        kind = AsyncCachedFunction if inspect.iscoroutinefunction(func) else CachedFunction
+        cached = kind(func, flight, key_maker, cache_none, unless)
         checks.record_use(cache, f"@cache_aside {func.__module__}.{func.__qualname__}", False)
         if warm is not None:
             warmup.register(cached, warm)

@@ -32,9 +32,19 @@ import time
 import types
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
+from typing import (
+    Any,
+    Concatenate,
+    Generic,
+    Literal,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    cast,
+    overload,
+)
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -42,6 +52,7 @@ from . import checks
 from ._options import applied_bare, positive_seconds, seconds_or_zero
 from ._process import PerProcess
 from .backends import get_backend
+from .drive import Steps, adrive, call, drive
 from .errors import (
     BackendUnavailable,
     LockError,
@@ -53,7 +64,14 @@ from .errors import (
 from .keys import KeyMaker, raw_key, safe_key
 from .orphans import release_when_answering
 
-__all__ = ["Lock", "LockedFunction", "current_lock", "lock", "lock_decorator"]
+__all__ = [
+    "AsyncLockedFunction",
+    "Lock",
+    "LockedFunction",
+    "current_lock",
+    "lock",
+    "lock_decorator",
+]
 
 logger = logging.getLogger("cache_tools.lock")
 
@@ -215,13 +233,13 @@ class Lock:
         """Seconds since this handle took the lock (None when not held)."""
         return time.monotonic() - self._acquired_at if self._token is not None else None
 
-    def _still_held(self) -> bool:
+    def _still_held(self) -> Steps[bool]:
         """Whether the server says this handle's token holds the lock; forgets it if not."""
         token = self._token
         if token is None:
             return False
         try:
-            owner = self._backend.owner(self._keys)
+            owner = yield call("owner", self._keys)
         except (BackendUnavailable, StoreRefused) as exc:
             raise _unavailable(f"cannot read lock {self.key!r}", exc) from exc.__cause__ or exc
         if owner == token:
@@ -245,13 +263,21 @@ class Lock:
         Raises ``LockError`` if this thread or task still holds the lock (the server is asked),
         and ``LockUnavailable`` if the cache server cannot be reached.
         """
+        return drive(self._acquire(blocking_timeout), self._backend)
+
+    async def aacquire(self, blocking_timeout: float | None = None) -> bool:
+        """:meth:`acquire` for async code: waits without blocking the event loop."""
+        return await adrive(self._acquire(blocking_timeout), self._backend.asynchronous())
+
+    def _acquire(self, blocking_timeout: float | None) -> Steps[bool]:
         blocking_timeout = _validate_blocking_timeout(blocking_timeout)
         if self._pid != os.getpid():
             self._token = None  # taken by the process this one was forked from
-        if self._still_held():
+        if (yield from self._still_held()):
             raise LockError(f"lock {self.key!r} is already held by this handle")
         for other in _held_here():
-            if other.alias == self.alias and other.key == self.key and other._still_held():
+            same = other.alias == self.alias and other.key == self.key
+            if same and (yield from other._still_held()):
                 raise LockError(
                     f"lock {self.key!r} is already held by this thread or task; "
                     "re-entering it would wait for itself"
@@ -263,8 +289,8 @@ class Lock:
         try:
             for attempt in itertools.count():
                 try:
-                    taken, number = backend.acquire(
-                        self._keys, token, self.timeout, blocking_timeout != 0, attempt
+                    taken, number = yield call(
+                        "acquire", self._keys, token, self.timeout, blocking_timeout != 0, attempt
                     )
                 except BackendUnavailable as exc:
                     if exc.outcome_unknown:
@@ -275,10 +301,11 @@ class Lock:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     logger.debug("gave up on %s after %.3fs", self.key, time.monotonic() - started)
-                    self._leave_line(token, waited=blocking_timeout != 0)
+                    if blocking_timeout != 0:
+                        yield from self._leave_line(token)
                     return False
                 wait = min(x for x in (backend.max_wait, number or None, remaining) if x)
-                backend.wait(self._keys, wait, token)
+                yield call("wait", self._keys, wait, token)
         except (BackendUnavailable, StoreRefused) as exc:
             raise _unavailable(f"cannot take lock {self.key!r}", exc) from exc.__cause__ or exc
         self._token, self.fence, self.lost = token, int(number), False
@@ -293,13 +320,11 @@ class Lock:
             _watchdog.get().watch(self)
         return True
 
-    def _leave_line(self, token: str, waited: bool) -> None:
+    def _leave_line(self, token: str) -> Steps[None]:
         """Step out of the line of waiters (and release the lock, should it have just been
         handed to this token); if the server cannot be told, the place lapses by itself."""
-        if not waited:
-            return
         with contextlib.suppress(BackendUnavailable, StoreRefused):
-            self._backend.release(self._keys, token)
+            yield call("release", self._keys, token)
 
     def release(self) -> None:
         """Release the lock if this handle still owns it (never another owner's).
@@ -308,6 +333,13 @@ class Lock:
         does not raise: the lock is released as soon as the server answers again (or expires
         with its TTL).
         """
+        drive(self._release(), self._backend)
+
+    async def arelease(self) -> None:
+        """:meth:`release` for async code."""
+        await adrive(self._release(), self._backend.asynchronous())
+
+    def _release(self) -> Steps[None]:
         token = self._token
         if token is None:
             raise LockError(f"lock {self.key!r} is not held by this handle")
@@ -320,7 +352,7 @@ class Lock:
         self._forget()
         logger.debug("releasing %s after %.3fs", self.key, time.monotonic() - self._acquired_at)
         try:
-            released = self._backend.release(self._keys, token)
+            released = yield call("release", self._keys, token)
         except (BackendUnavailable, StoreRefused) as exc:
             logger.warning(
                 "could not release %s now, will when the cache answers: %s", self.key, exc
@@ -388,10 +420,21 @@ class Lock:
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self._finish(raising=exc_type is not None)
 
+    async def __aenter__(self) -> Lock:
+        if not await self.aacquire(self.blocking_timeout):
+            raise LockTimeout(f"could not take lock {self.key!r} within {self.blocking_timeout}s")
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        await adrive(self._finishing(raising=exc_type is not None), self._backend.asynchronous())
+
     def _finish(self, raising: bool) -> None:
+        drive(self._finishing(raising), self._backend)
+
+    def _finishing(self, raising: bool) -> Steps[None]:
         """Release after the guarded code; a lost lock raises only if nothing else is raising."""
         try:
-            self.release()
+            yield from self._release()
         except LockLost:
             if not raising:
                 raise
@@ -435,17 +478,47 @@ class _LockOptions:
     on_backend_error: Literal["raise", "run"]
 
 
-class LockedFunction(Generic[P, R]):
-    """What :func:`lock_decorator` returns: the function, with the same parameters and return
-    type, run under its lock; ``lock_key(...)`` and ``is_locked(...)`` take its arguments."""
+class _Locked(Generic[P, R]):
+    """What sync and async locked functions share: the options and the lock's key."""
 
-    def __init__(self, func: Callable[P, R], options: _LockOptions) -> None:
-        functools.update_wrapper(self, func)
+    def __init__(self, func: Callable[P, Any], options: _LockOptions) -> None:
+        functools.update_wrapper(cast(Any, self), func)
         self.__wrapped__ = func
         self._options = options
 
     def __repr__(self) -> str:
         return f"<locked function {self.__wrapped__.__module__}.{self.__wrapped__.__qualname__}>"
+
+    def _handle(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Lock:
+        options = self._options
+        return Lock(
+            raw_key(self.__wrapped__, args, kwargs, options.key_maker),  # Lock makes it safe
+            timeout=options.timeout,
+            blocking_timeout=options.blocking_timeout,
+            cache=options.cache,
+            auto_renew=options.auto_renew,
+        )
+
+    def _timed_out(self, handle: Lock) -> LockTimeout:
+        return LockTimeout(
+            f"{self.__wrapped__.__qualname__}: could not take lock {handle.key!r} "
+            f"within {self._options.blocking_timeout}s"
+        )
+
+    def lock_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The key of the lock these arguments take, as the server stores it."""
+        return self._handle(args, kwargs).key
+
+    def is_locked(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """True if some caller holds the lock these arguments take, now."""
+        return self._handle(args, kwargs).locked()
+
+
+class LockedFunction(_Locked[P, R]):
+    """What :func:`lock_decorator` returns: the function, with the same parameters and return
+    type, run under its lock; ``lock_key(...)`` and ``is_locked(...)`` take its arguments."""
+
+    __wrapped__: Callable[P, R]
 
     @overload
     def __get__(self, instance: None, owner: type | None = None) -> LockedFunction[P, R]: ...
@@ -457,16 +530,6 @@ class LockedFunction(Generic[P, R]):
         if instance is None:
             return self
         return types.MethodType(self, instance)
-
-    def _handle(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Lock:
-        options = self._options
-        return Lock(
-            raw_key(self.__wrapped__, args, kwargs, options.key_maker),  # Lock makes it safe
-            timeout=options.timeout,
-            blocking_timeout=options.blocking_timeout,
-            cache=options.cache,
-            auto_renew=options.auto_renew,
-        )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         func, options = self.__wrapped__, self._options
@@ -480,10 +543,7 @@ class LockedFunction(Generic[P, R]):
             return func(*args, **kwargs)
         if not acquired:
             if options.on_timeout == "raise":
-                raise LockTimeout(
-                    f"{func.__qualname__}: could not take lock {handle.key!r} "
-                    f"within {options.blocking_timeout}s"
-                )
+                raise self._timed_out(handle)
             if options.on_timeout == "skip":
                 return None  # type: ignore[return-value]  # typed R | None by the decorator
             return options.on_timeout(*args, **kwargs)  # type: ignore[no-any-return]
@@ -492,15 +552,75 @@ class LockedFunction(Generic[P, R]):
         finally:
             handle._finish(raising=sys.exc_info()[0] is not None)
 
-    def lock_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
-        """The key of the lock these arguments take, as the server stores it."""
-        return self._handle(args, kwargs).key
 
-    def is_locked(self, *args: P.args, **kwargs: P.kwargs) -> bool:
-        """True if some caller holds the lock these arguments take, now."""
-        return self._handle(args, kwargs).locked()
+class AsyncLockedFunction(_Locked[P, R]):
+    """The same for an ``async def`` function: the lock is taken and released without
+    blocking the event loop (``on_timeout`` may then be a coroutine function)."""
+
+    __wrapped__: Callable[P, Awaitable[R]]
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> AsyncLockedFunction[P, R]: ...
+    @overload
+    def __get__(
+        self: AsyncLockedFunction[Concatenate[S, Q], R], instance: S, owner: type | None = None
+    ) -> Callable[Q, Awaitable[R]]: ...
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        return types.MethodType(self, instance)
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        func, options = self.__wrapped__, self._options
+        handle = self._handle(args, kwargs)
+        try:
+            acquired = await handle.aacquire(options.blocking_timeout)
+        except LockUnavailable as exc:
+            if options.on_backend_error == "raise":
+                raise
+            logger.warning("running %s WITHOUT its lock: %s", func.__qualname__, exc)
+            return await func(*args, **kwargs)
+        if not acquired:
+            if options.on_timeout == "raise":
+                raise self._timed_out(handle)
+            if options.on_timeout == "skip":
+                return None  # type: ignore[return-value]  # typed R | None by the decorator
+            fallback = options.on_timeout(*args, **kwargs)
+            return await fallback if inspect.isawaitable(fallback) else fallback  # type: ignore[no-any-return]
+        try:
+            return await func(*args, **kwargs)
+        finally:
+            raising = sys.exc_info()[0] is not None
+            await adrive(handle._finishing(raising), handle._backend.asynchronous())
 
 
+class LockDecorator(Protocol):
+    """What ``lock_decorator(...)`` returns: a decorator for sync and ``async def``
+    functions."""
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]
+        self, func: Callable[P, Coroutine[Any, Any, R]]
+    ) -> AsyncLockedFunction[P, R]: ...
+    @overload
+    def __call__(self, func: Callable[P, R]) -> LockedFunction[P, R]: ...
+
+
+class SkippingLockDecorator(Protocol):
+    """``lock_decorator(on_timeout="skip")``: the function may return None instead."""
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]
+        self, func: Callable[P, Coroutine[Any, Any, R]]
+    ) -> AsyncLockedFunction[P, R | None]: ...
+    @overload
+    def __call__(self, func: Callable[P, R]) -> LockedFunction[P, R | None]: ...
+
+
+@overload
+def lock_decorator(  # type: ignore[overload-overlap]
+    key_maker: Callable[P, Coroutine[Any, Any, R]], /
+) -> AsyncLockedFunction[P, R]: ...
 @overload
 def lock_decorator(key_maker: Callable[P, R], /) -> LockedFunction[P, R]: ...  # type: ignore[overload-overlap]
 @overload
@@ -513,7 +633,7 @@ def lock_decorator(
     on_timeout: Literal["skip"],
     auto_renew: bool = True,
     on_backend_error: Literal["raise", "run"] = "raise",
-) -> Callable[[Callable[P, R]], LockedFunction[P, R | None]]: ...
+) -> SkippingLockDecorator: ...
 @overload
 def lock_decorator(
     key_maker: KeyMaker = None,
@@ -524,7 +644,7 @@ def lock_decorator(
     on_timeout: Literal["raise"] | Callable[..., Any] = "raise",
     auto_renew: bool = True,
     on_backend_error: Literal["raise", "run"] = "raise",
-) -> Callable[[Callable[P, R]], LockedFunction[P, R]]: ...
+) -> LockDecorator: ...
 
 
 def lock_decorator(
@@ -562,12 +682,10 @@ def lock_decorator(
         key_maker, timeout, blocking_timeout, cache, on_timeout, auto_renew, on_backend_error
     )
 
-    def decorate(func: Callable[P, R]) -> LockedFunction[P, R]:
-        if inspect.iscoroutinefunction(func):
-            raise TypeError(
-                f"lock_decorator does not support coroutine functions ({func.__qualname__})"
-            )
+    def decorate(func: Callable[P, Any]) -> _Locked[P, Any]:
         checks.record_use(cache, f"@lock_decorator {func.__module__}.{func.__qualname__}", True)
+        if inspect.iscoroutinefunction(func):
+            return AsyncLockedFunction(func, options)
         return LockedFunction(func, options)
 
     return decorate

@@ -28,10 +28,11 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
 from ._options import positive_seconds
 from .backends import get_backend
+from .backends.base import Backend
 from .errors import UpdateConflict
 from .locks import Lock
 
-__all__ = ["update"]
+__all__ = ["aupdate", "update"]
 
 T = TypeVar("T")
 
@@ -56,6 +57,51 @@ def update(
     >>> update("visits", lambda n: (n or 0) + 1, timeout=None)
     1
     """
+    backend, seconds, budget = _checked(key, function, timeout, cache, budget)
+    if backend.atomic_update:
+        return backend.update(key, function, seconds, budget)  # type: ignore[no-any-return]
+    guard = _guard(key, budget, cache)
+    if not guard.acquire(budget):
+        raise _conflict(key, guard, budget)
+    try:
+        new = function(backend.read_value(key))
+        backend.write_value(key, new, seconds)
+    finally:
+        guard.__exit__(*sys.exc_info())
+    return new
+
+
+async def aupdate(
+    key: str,
+    function: Callable[[Any], T],
+    timeout: float | None = DEFAULT_TIMEOUT,
+    cache: str | None = None,
+    *,
+    budget: float = 10.0,
+) -> T:
+    """:func:`update` for async code (``function`` is a plain function of the old value).
+
+    >>> await aupdate("visits", lambda n: (n or 0) + 1, timeout=None)
+    2
+    """
+    backend, seconds, budget = _checked(key, function, timeout, cache, budget)
+    twin = backend.asynchronous()
+    if backend.atomic_update:
+        return await twin.update(key, function, seconds, budget)  # type: ignore[no-any-return]
+    guard = _guard(key, budget, cache)
+    if not await guard.aacquire(budget):
+        raise _conflict(key, guard, budget)
+    try:
+        new = function(await twin.read_value(key))
+        await twin.write_value(key, new, seconds)
+    finally:
+        await guard.__aexit__(*sys.exc_info())
+    return new
+
+
+def _checked(
+    key: str, function: Any, timeout: Any, cache: str | None, budget: Any
+) -> tuple[Backend, float | None, float]:
     if not callable(function):
         raise TypeError(f"update() needs a callable taking the old value, not {function!r}")
     budget = positive_seconds(budget, "budget")
@@ -65,19 +111,16 @@ def update(
     seconds = django_cache.default_timeout if timeout is DEFAULT_TIMEOUT else timeout
     if seconds is not None and (isinstance(seconds, bool) or seconds <= 0):
         raise ValueError(f"timeout must be positive or None, not {timeout!r}")
-    if backend.atomic_update:
-        return backend.update(key, function, seconds, budget)  # type: ignore[no-any-return]
-    ttl = min(UPDATE_LOCK_TTL, budget / 2)
-    guard = Lock(f"update:{key}", timeout=ttl, cache=cache)
-    if not guard.acquire(budget):
-        owner = guard.holder() or "nobody by now"
-        raise UpdateConflict(
-            f"update of {key!r} could not take its lock in {budget:g}s: held by {owner} "
-            f"(a lock of {ttl:g}s, renewed while its holder runs)"
-        )
-    try:
-        new = function(backend.read_value(key))
-        backend.write_value(key, new, seconds)
-    finally:
-        guard.__exit__(*sys.exc_info())
-    return new
+    return backend, seconds, budget
+
+
+def _guard(key: str, budget: float, cache: str | None) -> Lock:
+    return Lock(f"update:{key}", timeout=min(UPDATE_LOCK_TTL, budget / 2), cache=cache)
+
+
+def _conflict(key: str, guard: Lock, budget: float) -> UpdateConflict:
+    return UpdateConflict(
+        f"update of {key!r} could not take its lock in {budget:g}s: held by "
+        f"{guard.holder() or 'nobody by now'} (a lock of {guard.timeout:g}s, renewed while "
+        "its holder runs)"
+    )

@@ -24,15 +24,17 @@ from __future__ import annotations
 import functools
 import inspect
 import weakref
-from collections.abc import Callable, Iterable
-from typing import Any, Concatenate, Generic, ParamSpec, overload
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, overload
 from urllib.parse import quote, urlsplit
 
+from asgiref.sync import markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
 from . import checks
 from ._options import applied_bare, positive_seconds, seconds_or_zero
 from .backends.base import MISS
+from .drive import Steps, adrive, call, drive
 from .flight import UNCACHED, Flight
 from .http_rules import (
     Frozen,
@@ -48,10 +50,11 @@ from .http_rules import (
 from .keys import KeyMaker, function_id, make_key, normalise, safe_key
 from .stats import CacheInfo
 
-__all__ = ["CachedView", "cache_view", "cached_views"]
+__all__ = ["AsyncCachedView", "CachedView", "cache_view", "cached_views"]
 
 P = ParamSpec("P")
 View = Callable[Concatenate[HttpRequest, P], HttpResponseBase]
+AsyncView = Callable[Concatenate[HttpRequest, P], Coroutine[Any, Any, HttpResponseBase]]
 
 #: Length budget of the request part of an entry key.
 REQUEST_KEY_LENGTH = 120
@@ -131,20 +134,26 @@ class CachedView(Generic[P]):
         self._learned[path] = varies
 
     def __call__(self, request: HttpRequest, *args: P.args, **kwargs: P.kwargs) -> HttpResponseBase:
-        view = self._view()
+        return drive(self._serve(request, args, kwargs), _Page(self, request, args, kwargs))
+
+    def _serve(
+        self, request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Steps[HttpResponseBase]:
+        """The steps from a request to its response, for sync and async views alike."""
         if bypasses(request, self._methods):
-            return view(request, *args, **kwargs)
+            response: HttpResponseBase = yield call("view")
+            return response
         scope = _scope(request.path)
         varies = self._learned.get(request.path, ())
         for _ in range(_MAX_HOPS):
             key = self._key(request, args, kwargs, varies)
-            compute = self._compute(request, args, kwargs, varies, scope)
-            state, value = self.flight.get(key, compute, scope)
+            state, value = yield call("get", key, varies, scope)
             if state in (MISS, UNCACHED):
                 return value  # type: ignore[no-any-return]
             kind = value[0]
             if kind == _UNCACHEABLE:
-                return view(request, *args, **kwargs)
+                response = yield call("view")
+                return response
             stored_varies = value[1] if kind == _VARIES else value[1][3]
             if kind == _RESPONSE and set(stored_varies) <= set(varies):
                 response = thaw(value[1])
@@ -152,7 +161,8 @@ class CachedView(Generic[P]):
                 return response
             varies = stored_varies  # the path varies on more headers than this key holds
             self._learn(request.path, varies)
-        return view(request, *args, **kwargs)  # its Vary keeps changing: serve it uncached
+        response = yield call("view")  # its Vary keeps changing: serve it uncached
+        return response
 
     def _compute(
         self,
@@ -161,28 +171,26 @@ class CachedView(Generic[P]):
         kwargs: dict[str, Any],
         keyed_on: tuple[str, ...],
         scope: str,
-    ) -> Callable[[], tuple[HttpResponseBase, Any]]:
-        def compute() -> tuple[HttpResponseBase, Any]:
-            had_csrf_cookie = "CSRF_COOKIE" in request.META
-            response = self._view()(request, *args, **kwargs)
-            render = getattr(response, "render", None)
-            if callable(render) and not getattr(response, "is_rendered", True):
-                response = render()
-            varies = varied_headers(response, request, self._vary_on_user)
-            if varies is None or not storable(response, had_csrf_cookie, request):
-                return response, (_UNCACHEABLE,)
-            response["X-Cache"] = "miss"
-            frozen: Frozen = freeze(response, varies)  # type: ignore[arg-type]
-            if not set(varies) <= set(keyed_on):
-                # Store it where requests that agree on those headers look, and leave a pointer
-                # there for the requests that come to this key.
-                self._learn(request.path, varies)
-                to_store = (_RESPONSE, frozen)
-                self.flight.put(self._key(request, args, kwargs, varies), response, to_store, scope)
-                return response, (_VARIES, varies)
-            return response, (_RESPONSE, frozen)
-
-        return compute
+    ) -> Steps[tuple[HttpResponseBase, Any]]:
+        """The steps of rendering the page once, deciding what to store, and where."""
+        had_csrf_cookie = "CSRF_COOKIE" in request.META
+        response = yield call("view")
+        render = getattr(response, "render", None)
+        if callable(render) and not getattr(response, "is_rendered", True):
+            response = render()
+        varies = varied_headers(response, request, self._vary_on_user)
+        if varies is None or not storable(response, had_csrf_cookie, request):
+            return response, (_UNCACHEABLE,)
+        response["X-Cache"] = "miss"
+        frozen: Frozen = freeze(response, varies)
+        if not set(varies) <= set(keyed_on):
+            # Store it where requests that agree on those headers look, and leave a pointer
+            # there for the requests that come to this key.
+            self._learn(request.path, varies)
+            key = self._key(request, args, kwargs, varies)
+            yield call("put", key, response, (_RESPONSE, frozen), scope)
+            return response, (_VARIES, varies)
+        return response, (_RESPONSE, frozen)
 
     def invalidate(self, request_or_path: HttpRequest | str) -> bool:
         """Drop every cached response of a path (any query, host, scheme or ``Vary`` variant);
@@ -212,6 +220,67 @@ class CachedView(Generic[P]):
         self.flight.clear_stats()
 
 
+class AsyncCachedView(CachedView[P]):
+    """The same for an ``async def`` view: awaited by Django's async request path, with the
+    same keys, rules and single flight (sync and async workers share entries)."""
+
+    def __init__(self, view: Any, flight: Flight[HttpResponseBase], **options: Any) -> None:
+        super().__init__(view, flight, **options)
+        markcoroutinefunction(self)
+
+    async def __call__(  # type: ignore[override]
+        self, request: HttpRequest, *args: P.args, **kwargs: P.kwargs
+    ) -> HttpResponseBase:
+        page = _AsyncPage(self, request, args, kwargs)
+        return await adrive(self._serve(request, args, kwargs), page)
+
+
+class _Page:
+    """One request's view of the world, for the steps: the view, and the engine."""
+
+    def __init__(
+        self, cached: CachedView[Any], request: HttpRequest, args: Any, kwargs: Any
+    ) -> None:
+        self.cached, self.request, self.args, self.kwargs = cached, request, args, kwargs
+
+    def view(self) -> HttpResponseBase:
+        return self.cached._view()(self.request, *self.args, **self.kwargs)
+
+    def get(self, key: str, keyed_on: tuple[str, ...], scope: str) -> tuple[str, Any]:
+        steps = self.cached._compute(self.request, self.args, self.kwargs, keyed_on, scope)
+        return self.cached.flight.get(key, lambda: drive(steps, self), scope)
+
+    def put(self, key: str, response: HttpResponseBase, to_store: Any, scope: str) -> None:
+        self.cached.flight.put(key, response, to_store, scope)
+
+
+class _AsyncPage(_Page):
+    async def view(self) -> HttpResponseBase:  # type: ignore[override]
+        return await self.cached._view()(self.request, *self.args, **self.kwargs)  # type: ignore[no-any-return, misc]
+
+    async def get(  # type: ignore[override]
+        self, key: str, keyed_on: tuple[str, ...], scope: str
+    ) -> tuple[str, Any]:
+        steps = self.cached._compute(self.request, self.args, self.kwargs, keyed_on, scope)
+        return await self.cached.flight.aget(key, lambda: adrive(steps, self), scope)
+
+    async def put(  # type: ignore[override]
+        self, key: str, response: HttpResponseBase, to_store: Any, scope: str
+    ) -> None:
+        await self.cached.flight.aput(key, response, to_store, scope)
+
+
+class CacheViewDecorator(Protocol):
+    """What ``cache_view(...)`` returns: a decorator for sync and ``async def`` views."""
+
+    @overload
+    def __call__(self, view: AsyncView[P]) -> AsyncCachedView[P]: ...
+    @overload
+    def __call__(self, view: View[P]) -> CachedView[P]: ...
+
+
+@overload
+def cache_view(timeout: AsyncView[P], /) -> AsyncCachedView[P]: ...
 @overload
 def cache_view(timeout: View[P], /) -> CachedView[P]: ...
 @overload
@@ -224,7 +293,7 @@ def cache_view(
     methods: Iterable[str] = ("GET", "HEAD"),
     cache: str | None = None,
     key_maker: KeyMaker = None,
-) -> Callable[[View[P]], CachedView[P]]: ...
+) -> CacheViewDecorator: ...
 
 
 def cache_view(
@@ -266,12 +335,7 @@ def cache_view(
             return most
         return own if most is None else min(own, most)
 
-    def decorate(view: View[P]) -> CachedView[P]:
-        if inspect.iscoroutinefunction(view):
-            raise TypeError(
-                f"cache_view does not support async views yet ({view.__qualname__}); "
-                "decorate a sync view, or cache inside the async view with cache_aside"
-            )
+    def decorate(view: Any) -> CachedView[Any]:
         flight: Flight[HttpResponseBase] = Flight(
             function_id=function_id(view),
             alias=cache,
@@ -281,7 +345,8 @@ def cache_view(
             lock_timeout=30.0,
         )
         checks.record_use(cache, f"@cache_view {view.__module__}.{view.__qualname__}", False)
-        return CachedView(
+        kind = AsyncCachedView if inspect.iscoroutinefunction(view) else CachedView
+        return kind(
             view,
             flight,
             methods=allowed,

@@ -222,12 +222,24 @@ def test_response_max_age_bounds_the_entry(unique, redis_client):
     assert 0 < redis_client.pttl(page.cache_key(factory.get(f"/ma/{unique}"))) <= 2000
 
 
-def test_async_views_are_rejected_at_decoration_time():
-    async def view(request):
-        return HttpResponse("x")
+def test_async_views_follow_the_same_rules(unique):
+    calls = itertools.count(1)
 
-    with pytest.raises(TypeError, match="async views"):
-        cache_view(timeout=60)(view)
+    @cache_view(timeout=60)
+    @vary_on_headers("Accept-Language")
+    async def page(request):
+        return HttpResponse(f"{request.headers.get('Accept-Language')} {next(calls)}")
+
+    async def get(language):
+        return body(await page(factory.get(f"/async/{unique}", HTTP_ACCEPT_LANGUAGE=language)))
+
+    async def scenario():
+        return [await get("fr"), await get("de"), await get("fr")]
+
+    from asgiref.sync import async_to_sync, iscoroutinefunction
+
+    assert iscoroutinefunction(page)  # Django awaits it on its async path
+    assert async_to_sync(scenario)() == ["fr 1", "de 2", "fr 1"]
 
 
 def test_invalidate_by_request_or_path_and_cache_info(unique):

@@ -205,17 +205,17 @@ class BackendContract:
         calls = []
 
         def make(on_timeout: Any, blocking_timeout: float = 0.3) -> Any:
-            @lock_decorator(
+            def guarded(x: str) -> str:
+                calls.append(x)
+                return "ran"
+
+            decorator: Any = lock_decorator(
                 key_maker=lambda x: x,
                 cache=contract_alias,
                 blocking_timeout=blocking_timeout,
                 on_timeout=on_timeout,
             )
-            def guarded(x: str) -> str:
-                calls.append(x)
-                return "ran"
-
-            return guarded
+            return decorator(guarded)
 
         done, thread = _hold_in_thread(name, contract_alias)
         try:
