@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, cast, overload
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, markcoroutinefunction
 
 from . import checks, warmup
 from ._options import applied_bare, positive_seconds, seconds_or_zero
@@ -198,6 +198,10 @@ class AsyncCachedFunction(_Cached[P, R]):
     """
 
     __wrapped__: Callable[P, Awaitable[R]]
+
+    def __init__(self, func: Callable[P, Awaitable[R]], flight: Flight[R], *args: Any) -> None:
+        super().__init__(func, flight, *args)
+        markcoroutinefunction(self)  # inspect and asgiref see an async callable
 
     @overload
     def __get__(self, instance: None, owner: type | None = None) -> AsyncCachedFunction[P, R]: ...

@@ -46,6 +46,7 @@ from typing import (
     overload,
 )
 
+from asgiref.sync import markcoroutinefunction
 from django.core.exceptions import ImproperlyConfigured
 
 from . import checks
@@ -558,6 +559,10 @@ class AsyncLockedFunction(_Locked[P, R]):
     blocking the event loop (``on_timeout`` may then be a coroutine function)."""
 
     __wrapped__: Callable[P, Awaitable[R]]
+
+    def __init__(self, func: Callable[P, Awaitable[R]], options: _LockOptions) -> None:
+        super().__init__(func, options)
+        markcoroutinefunction(self)  # inspect and asgiref see an async callable
 
     @overload
     def __get__(self, instance: None, owner: type | None = None) -> AsyncLockedFunction[P, R]: ...

@@ -605,7 +605,7 @@ class AsyncRedisBackend:
         """Close this loop's connections (done by itself when the loop shuts down)."""
         if not self._closed:
             self._closed = True
-            await self.client.aclose()
+            await self.client.aclose(close_connection_pool=True)
 
     def close_with(self, loop: asyncio.AbstractEventLoop) -> None:
         """Close the connections when ``loop`` shuts down its async generators (the end of
