@@ -15,7 +15,7 @@ endif
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,bench,docs,uwsgi]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,bench,docs,uwsgi,asgi]"
 	touch $(STAMP)
 
 install: $(STAMP)

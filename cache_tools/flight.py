@@ -17,6 +17,7 @@ import logging
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -168,6 +169,11 @@ class _Refresher:
 
 _refresher = PerProcess(_Refresher)
 
+# Per event loop: the cold entries a coroutine of that loop is fetching or computing now.
+_in_flight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Event]] = (
+    weakref.WeakKeyDictionary()
+)
+
 
 @dataclass
 class Flight(Generic[T]):
@@ -233,17 +239,41 @@ class Flight(Generic[T]):
         backend = self.backend
         twin = backend.asynchronous()
         keys = self.keys(argument_key, backend, scope)
-        fetched: Fetched | BackendUnavailable
-        try:
-            read = await twin.read(keys)
-        except BackendUnavailable as exc:
-            fetched = exc
-        else:
-            fetched = read
-            if read.state == HIT:
-                _warnings.answered(backend.alias)
-                stats.add(backend.alias, keys.stats, "hits")
-                return HIT, read.value
+        while True:
+            fetched: Fetched | BackendUnavailable
+            try:
+                read = await twin.read(keys)
+            except BackendUnavailable as exc:
+                fetched = exc
+            else:
+                fetched = read
+                if read.state == HIT:
+                    _warnings.answered(backend.alias)
+                    stats.add(backend.alias, keys.stats, "hits")
+                    return HIT, read.value
+                if read.state == MISS:
+                    # One coroutine per loop goes to the server for a cold key; the others of
+                    # this loop wait for it here, then read what it stored (their own copy).
+                    in_flight = _in_flight.setdefault(asyncio.get_running_loop(), {})
+                    leader = in_flight.get(keys.value)
+                    if leader is not None:
+                        await leader.wait()
+                        continue
+                    in_flight[keys.value] = asyncio.Event()
+                    try:
+                        return await self._alead(backend, twin, keys, fetched, compute)
+                    finally:
+                        in_flight.pop(keys.value).set()
+            return await self._alead(backend, twin, keys, fetched, compute)
+
+    async def _alead(
+        self,
+        backend: Backend,
+        twin: Any,
+        keys: EntryKeys,
+        fetched: Fetched | BackendUnavailable,
+        compute: AsyncCompute[T],
+    ) -> tuple[str, Any]:
         steps = self._after_read(backend, keys, fetched)
         state, value, refresh = await adrive(steps, twin, compute)
         if refresh is not None:

@@ -17,6 +17,7 @@ one; ``handle.fence`` increases strictly with every acquisition of a key.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import functools
@@ -99,6 +100,17 @@ def _held_here() -> list[Lock]:
         for ref in _held.get()
         if (handle := ref()) is not None and handle._token is not None and handle._pid == pid
     ]
+
+
+def _owner() -> object:
+    """Who takes a lock: the running asyncio task, else the thread. A task created inside a
+    ``with lock(...)`` block sees the lock as ``current_lock()`` (contexts are copied) but may
+    still wait for it like any other task."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running loop in this thread
+        task = None
+    return task if task is not None else threading.get_ident()
 
 
 def current_lock() -> Lock | None:
@@ -213,6 +225,7 @@ class Lock:
         self.lost = False
         self._token: str | None = None
         self._pid = 0
+        self._owner: object = None
         self._acquired_at = 0.0
 
     def __repr__(self) -> str:
@@ -276,8 +289,9 @@ class Lock:
             self._token = None  # taken by the process this one was forked from
         if (yield from self._still_held()):
             raise LockError(f"lock {self.key!r} is already held by this handle")
+        owner = _owner()
         for other in _held_here():
-            same = other.alias == self.alias and other.key == self.key
+            same = other.alias == self.alias and other.key == self.key and other._owner == owner
             if same and (yield from other._still_held()):
                 raise LockError(
                     f"lock {self.key!r} is already held by this thread or task; "
@@ -310,7 +324,7 @@ class Lock:
         except (BackendUnavailable, StoreRefused) as exc:
             raise _unavailable(f"cannot take lock {self.key!r}", exc) from exc.__cause__ or exc
         self._token, self.fence, self.lost = token, int(number), False
-        self._pid = os.getpid()
+        self._pid, self._owner = os.getpid(), owner
         self._acquired_at = time.monotonic()
         live = tuple(ref for ref in _held.get() if (h := ref()) is not None and h._token)
         _held.set((*live, weakref.ref(self)))

@@ -15,4 +15,9 @@ urlpatterns = [
     path("demo/stats/<str:part>", views.stats),
     path("demo/report", views.report),
     path("demo/report-computations", views.report_computations),
+    path("demo/areport", views.areport),
+    path("demo/areport-computations", views.areport_computations),
+    path("demo/shared/<int:n>", views.shared),
+    path("demo/ashared/<int:n>", views.ashared),
+    path("demo/shared-computations/<int:n>", views.shared_computations),
 ]

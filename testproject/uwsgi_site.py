@@ -1,4 +1,5 @@
-"""Start and stop the test project under a real uWSGI, for the integration tests and benchmarks."""
+"""Start and stop the test project under a real uWSGI or a real ASGI server (uvicorn), for the
+integration tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -94,6 +95,37 @@ def start_site(
         )
     site = Site(f"http://127.0.0.1:{port}", prefix, process, log, mode)
     _wait_for_workers(site, WORKERS)
+    return site
+
+
+def start_asgi_site(
+    tmp: Path, prefix: str, redis_url: str, workers: int = WORKERS, migrate: bool = True
+) -> Site:
+    """uvicorn serving the project with ``workers`` processes (one event loop each)."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "DEMO_DB": str(tmp / "demo.sqlite3"),
+        "CACHE_KEY_PREFIX": prefix,
+        "DJANGO_SETTINGS_MODULE": "testproject.settings",
+    }
+    if migrate:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True
+        )
+    log = tmp / "uvicorn.log"
+    command = [
+        sys.executable, "-m", "uvicorn", "testproject.asgi:application",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+        "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    site = Site(f"http://127.0.0.1:{port}", prefix, process, log, "asgi")
+    _wait_for_workers(site, workers)
     return site
 
 

@@ -673,9 +673,12 @@ def _async_client(client: redis.Redis) -> Any:
         for name, value in pool.connection_kwargs.items()
         if name in accepted and name not in _SYNC_ONLY
     }
-    async_pool = redis.asyncio.ConnectionPool(
+    # Blocking: a thousand coroutines reading at once queue for the pool's connections instead
+    # of failing with "Too many connections" (which would look like an outage).
+    async_pool = redis.asyncio.BlockingConnectionPool(
         connection_class=connection_class,
-        max_connections=getattr(pool, "max_connections", None) or 2**31,
+        max_connections=getattr(pool, "max_connections", None) or 100,
+        timeout=kwargs.get("socket_connect_timeout") or kwargs.get("socket_timeout") or 20,
         **kwargs,
     )
     return redis.asyncio.Redis(connection_pool=async_pool)

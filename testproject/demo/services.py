@@ -1,11 +1,12 @@
 """The demo project's cached and locked functions (one of each feature)."""
 
+import asyncio
 import os
 import time
 
 from django.core.cache import cache
 
-from cache_tools import Call, cache_aside, lock_decorator, update
+from cache_tools import Call, aupdate, cache_aside, lock_decorator, update
 
 
 @cache_aside(timeout=300, warm=lambda: [Call(n) for n in range(10)])
@@ -34,3 +35,12 @@ def fetch_remote_thing(name):
     time.sleep(0.5)  # the simulated remote fetch
     update("demo:things-fetches", lambda fetches: (fetches or 0) + 1, timeout=None)
     return Thing.objects.create(name=name, result=f"remote data for {name}"), True
+
+
+@cache_aside(timeout=300, key_maker="shared:{n}")
+async def shared_report(n):
+    """One computation per key, whether sync workers (uWSGI, through async_to_sync) or async
+    workers (an ASGI server) ask first."""
+    await asyncio.sleep(0.2)
+    await aupdate(f"demo:shared-computations:{n}", lambda count: (count or 0) + 1, timeout=None)
+    return {"n": n, "computed_by": os.getpid()}

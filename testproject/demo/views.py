@@ -1,17 +1,19 @@
 """The demo endpoints: each shows one scenario that breaks with per-process caches."""
 
+import asyncio
 import json
 import os
 import time
 from urllib.parse import quote
 
+from asgiref.sync import async_to_sync
 from django.core.cache import cache
 from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from cache_tools import cache_view, update
+from cache_tools import aupdate, cache_view, update
 from cache_tools.aside import cached_functions
 from cache_tools.backends import get_backend
 from cache_tools.keys import safe_key
@@ -113,6 +115,37 @@ def report(request):
 @require_GET
 def report_computations(request):
     return JsonResponse({"computations": cache.get("demo:report-computations", 0)})
+
+
+@cache_view(timeout=30, stale=60)
+async def areport(request):
+    """The report as an async view (served by an ASGI server): one computation per cold page
+    however many requests and workers."""
+    await asyncio.sleep(0.2)  # an expensive report, awaited
+    computations = await aupdate("demo:areport-computations", lambda n: (n or 0) + 1, timeout=None)
+    return HttpResponse(
+        f"<p>async report computed {computations} time(s), by worker {os.getpid()}</p>",
+        content_type="text/html",
+    )
+
+
+@require_GET
+def areport_computations(request):
+    return JsonResponse({"computations": cache.get("demo:areport-computations", 0)})
+
+
+def shared(request, n):
+    """A sync view (uWSGI) on the same key as ``ashared`` (an ASGI server)."""
+    return JsonResponse(async_to_sync(services.shared_report)(n))
+
+
+async def ashared(request, n):
+    return JsonResponse(await services.shared_report(n))
+
+
+@require_GET
+def shared_computations(request, n):
+    return JsonResponse({"computations": cache.get(f"demo:shared-computations:{n}", 0)})
 
 
 def _lock_rows():
