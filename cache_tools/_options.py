@@ -31,3 +31,18 @@ def applied_bare(first_argument: Any) -> bool:
         and not isinstance(first_argument, str)
         and getattr(first_argument, "__name__", "") != "<lambda>"
     )
+
+
+#: Copies per function with ``local=True``.
+DEFAULT_LOCAL_COPIES = 1000
+
+
+def local_copies(value: Any) -> int | None:
+    """The ``local`` option as a number of copies (None: keep none)."""
+    if value is False or value is None:
+        return None
+    if value is True:
+        return DEFAULT_LOCAL_COPIES
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    raise ValueError(f"local must be True, False or a positive number of copies, not {value!r}")

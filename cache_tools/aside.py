@@ -24,12 +24,22 @@ import functools
 import inspect
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import (
+    Any,
+    Concatenate,
+    Generic,
+    Literal,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    cast,
+    overload,
+)
 
 from asgiref.sync import async_to_sync, markcoroutinefunction
 
 from . import checks, warmup
-from ._options import applied_bare, positive_seconds, seconds_or_zero
+from ._options import applied_bare, local_copies, positive_seconds, seconds_or_zero
 from .backends import resolve_alias
 from .backends.base import MISS
 from .flight import NOT_STORED, UNCACHED, Flight, Timeout
@@ -364,6 +374,8 @@ def cache_aside(
     unless: Callable[[], bool] | None = None,
     version: Any = None,
     warm: Warm | None = None,
+    local: bool | int = False,
+    local_copy: Literal["bytes", "object"] = "bytes",
 ) -> CacheAsideDecorator: ...
 
 
@@ -379,6 +391,8 @@ def cache_aside(
     unless: Callable[[], bool] | None = None,
     version: Any = None,
     warm: Warm | None = None,
+    local: bool | int = False,
+    local_copy: Literal["bytes", "object"] = "bytes",
 ) -> Any:
     """Cache the decorated function's results in the cache alias ``cache``.
 
@@ -387,9 +401,12 @@ def cache_aside(
     caller refreshes it in the background. ``lock``: single flight on a miss; a computation
     longer than ``lock_timeout`` seconds lets one waiter take over. ``unless()``: True bypasses
     the cache for that call. ``version``: part of the key. ``warm``: argument sets for
-    ``manage.py warm_cache``. Works on ``async def`` functions too (awaitable calls, and
-    ``a``-prefixed twins of the controls). The decorated function keeps its parameters and
-    return type for type checkers.
+    ``manage.py warm_cache``. ``local``: also keep copies in this process (``True``: up to
+    1,000 entries, or a number), served without a round trip and dropped by Redis's own
+    invalidations in every process (Redis aliases only); ``local_copy="object"`` keeps them
+    decoded (faster, but callers of this process share one object). Works on ``async def``
+    functions too (awaitable calls, and ``a``-prefixed twins of the controls). The decorated
+    function keeps its parameters and return type for type checkers.
 
     >>> @cache_aside(timeout=60)
     ... def get_profile(user_id: int) -> Profile:
@@ -403,6 +420,9 @@ def cache_aside(
     positive_seconds(lock_timeout, "lock_timeout")
     if unless is not None and not callable(unless):
         raise ValueError(f"unless must be a callable taking no arguments, not {unless!r}")
+    local_size = local_copies(local)
+    if local_copy not in ("bytes", "object"):
+        raise ValueError(f'local_copy must be "bytes" or "object", not {local_copy!r}')
 
     def decorate(func: Callable[P, Any]) -> _Cached[P, Any]:
         flight: Flight[Any] = Flight(
@@ -413,10 +433,13 @@ def cache_aside(
             lock=lock,
             lock_timeout=float(lock_timeout),
             version=version,
+            local=local_size,
+            keep_objects=local_copy == "object",
         )
         kind = AsyncCachedFunction if inspect.iscoroutinefunction(func) else CachedFunction
         cached = kind(func, flight, key_maker, cache_none, unless)
-        checks.record_use(cache, f"@cache_aside {func.__module__}.{func.__qualname__}", False)
+        user = f"@cache_aside {func.__module__}.{func.__qualname__}"
+        checks.record_use(cache, user, False, local=local_size is not None)
         if warm is not None:
             warmup.register(cached, warm)
         return cached

@@ -7,6 +7,9 @@
 ``cache_tools.E003``
     An alias used by cache_tools has a cache class cache_tools has no adapter for (name one in
     ``CACHE_TOOLS["ADAPTERS"]``).
+``cache_tools.E004``
+    A function keeps local copies (``cache_aside(local=...)``) on an alias that cannot track
+    changes (only Redis can); the copies are not kept.
 ``cache_tools.W001``
     An alias used for locks or single flight is process-local (``LocMemCache``).
 ``cache_tools.W002``
@@ -36,14 +39,15 @@ from .backends.base import Backend
 
 __all__ = ["check_settings", "record_use", "warn_if_process_local_under_uwsgi"]
 
-# (alias or None for the default, what uses it, whether it is a lock), filled by decorators.
-_uses: list[tuple[str | None, str, bool]] = []
+# (alias or None for the default, what uses it, whether it is a lock, whether it keeps local
+# copies), filled by decorators.
+_uses: list[tuple[str | None, str, bool, bool]] = []
 
 
-def record_use(alias: str | None, user: str, is_lock: bool) -> None:
+def record_use(alias: str | None, user: str, is_lock: bool, local: bool = False) -> None:
     """Remember that ``user`` (a decorated function) uses ``alias`` for a lock or for single
-    flight, for the checks below."""
-    _uses.append((alias, user, is_lock))
+    flight (keeping local copies or not), for the checks below."""
+    _uses.append((alias, user, is_lock, local))
 
 
 def warn_if_process_local_under_uwsgi() -> None:
@@ -72,8 +76,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         hint = "See the CACHE_TOOLS reference in the docs."
         return [Error(message, hint=hint, id="cache_tools.E001") for message in problems]
     default = conf.default_alias()
-    uses = [(default, 'CACHE_TOOLS["CACHE"]', False)]
-    uses += [(alias or default, user, is_lock) for alias, user, is_lock in _uses]
+    uses = [(default, 'CACHE_TOOLS["CACHE"]', False, False)]
+    uses += [(alias or default, user, is_lock, local) for alias, user, is_lock, local in _uses]
     messages: list[CheckMessage] = []
     reported: set[tuple[str, str]] = set()
     adapters: dict[str, type[Backend] | None] = {}
@@ -93,7 +97,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 adapters[alias] = None
         return adapters[alias]
 
-    for alias, user, is_lock in uses:
+    for alias, user, is_lock, local in uses:
         if alias not in settings.CACHES:
             messages.append(
                 Error(
@@ -114,6 +118,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     "locks and single flight do not hold across workers.",
                     hint=f"Point {alias!r} at a shared backend (django-redis, memcached).",
                     id="cache_tools.W001",
+                )
+            )
+        if local and not adapter.tracking:
+            messages.append(
+                Error(
+                    f"{user} keeps local copies (local=...), but cache alias {alias!r} cannot "
+                    "tell processes when entries change, so copies could be served stale: "
+                    "they are not kept.",
+                    hint="Use a Redis alias for local copies, or drop local=.",
+                    id="cache_tools.E004",
                 )
             )
         if is_lock and not adapter.locks and once(alias, "W003"):

@@ -6,6 +6,7 @@
         "CACHE": "default",   # alias in CACHES used when a decorator names none
         "NAMESPACE": "ct",    # first segment of every key cache_tools writes
         "ADAPTERS": {},       # {"dotted.CacheClass": "dotted.Adapter"} for other backends
+        "LOCAL_COPIES": True, # False: ignore cache_aside(local=...) everywhere (debugging)
     }
 """
 
@@ -22,6 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "CACHE": "default",
     "NAMESPACE": "ct",
     "ADAPTERS": {},
+    "LOCAL_COPIES": True,
 }
 
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
@@ -47,6 +49,10 @@ def validate(value: Any) -> list[str]:
             'CACHE_TOOLS["NAMESPACE"] must be 1-32 characters of letters, digits, '
             f'"_", "." or "-", '
             f"not {namespace!r}."
+        )
+    if not isinstance(value.get("LOCAL_COPIES", True), bool):
+        problems.append(
+            f'CACHE_TOOLS["LOCAL_COPIES"] must be True or False, not {value["LOCAL_COPIES"]!r}.'
         )
     adapters = value.get("ADAPTERS", {})
     if not isinstance(adapters, dict) or not all(

@@ -32,6 +32,7 @@ from .backends import get_backend
 from .backends.base import HIT, MISS, STALE, Backend, EntryKeys, Fetched
 from .drive import COMPUTE, Steps, adrive, call, drive
 from .errors import BackendUnavailable, StoreRefused
+from .near import LocalCopies, copies_for
 from .orphans import release_when_answering
 
 __all__ = ["NOT_STORED", "UNCACHED", "Flight", "Timeout"]
@@ -43,6 +44,7 @@ Timeout = float | None | Callable[[Any], float | None]
 
 #: Returned by a computation as its value to store when its result must not be cached.
 NOT_STORED: Any = object()
+_NO_COPY: Any = object()
 #: The state of a result computed but not cached because the cache was down or refused it.
 UNCACHED = "uncached"
 
@@ -195,6 +197,10 @@ class Flight(Generic[T]):
     lock: bool
     lock_timeout: float
     version: Any = None
+    #: Copies kept in this process (at most this many), or None for none.
+    local: int | None = None
+    #: Keep copies as decoded objects (shared by the callers of this process), not bytes.
+    keep_objects: bool = False
 
     @property
     def backend(self) -> Backend:
@@ -209,11 +215,37 @@ class Flight(Generic[T]):
 
     # Drivers -----------------------------------------------------------------------------
 
+    def _copies(self, backend: Backend) -> LocalCopies | None:
+        if self.local is None:
+            return None
+        return copies_for(backend, self.function_id, self.local, self.keep_objects)
+
+    def _from_copy(self, backend: Backend, keys: EntryKeys, copies: LocalCopies) -> Any:
+        copy = copies.get(keys.value)
+        if copy is None:
+            return _NO_COPY
+        stats.add(backend.alias, keys.stats, "local_hits")
+        return copy[0] if copies.keep_objects else backend.decode(copy[0])
+
+    def _keep_copy(
+        self, copies: LocalCopies | None, keys: EntryKeys, read: Fetched, epoch: int
+    ) -> None:
+        if copies is not None and read.payload is not None:
+            data = read.value if copies.keep_objects else read.payload
+            copies.put(keys.value, data, read.until, keys.generation, epoch)
+
     def get(
         self, argument_key: str, compute: Compute[T], scope: str | None = None
     ) -> tuple[str, Any]:
         backend = self.backend
         keys = self.keys(argument_key, backend, scope)
+        copies = self._copies(backend)
+        epoch = 0
+        if copies is not None:
+            value = self._from_copy(backend, keys, copies)
+            if value is not _NO_COPY:
+                return HIT, value
+            epoch = copies.tracker.epoch
         fetched: Fetched | BackendUnavailable
         try:
             read = backend.read(keys)
@@ -224,6 +256,7 @@ class Flight(Generic[T]):
             if read.state == HIT:  # the hit path: one round trip, nothing else
                 _warnings.answered(backend.alias)
                 stats.add(backend.alias, keys.stats, "hits")
+                self._keep_copy(copies, keys, read, epoch)
                 return HIT, read.value
         state, value, refresh = drive(self._after_read(backend, keys, fetched), backend, compute)
         if refresh is not None:
@@ -239,7 +272,14 @@ class Flight(Generic[T]):
         backend = self.backend
         twin = backend.asynchronous()
         keys = self.keys(argument_key, backend, scope)
+        copies = self._copies(backend)
         while True:
+            epoch = 0
+            if copies is not None:
+                value = self._from_copy(backend, keys, copies)
+                if value is not _NO_COPY:
+                    return HIT, value
+                epoch = copies.tracker.epoch
             fetched: Fetched | BackendUnavailable
             try:
                 read = await twin.read(keys)
@@ -250,6 +290,7 @@ class Flight(Generic[T]):
                 if read.state == HIT:
                     _warnings.answered(backend.alias)
                     stats.add(backend.alias, keys.stats, "hits")
+                    self._keep_copy(copies, keys, read, epoch)
                     return HIT, read.value
                 if read.state == MISS:
                     # One coroutine per loop goes to the server for a cold key; the others of
@@ -423,7 +464,15 @@ class Flight(Generic[T]):
         except BackendUnavailable as exc:
             _warnings.outage(backend, keys, exc)
             return "failed"
+        self._forget(backend, keys)
         return "stored"
+
+    def _forget(self, backend: Backend, keys: EntryKeys) -> None:
+        """Drop this process's copy of an entry it changed, without waiting for the server's
+        invalidation (so that this process reads its own writes)."""
+        copies = self._copies(backend)
+        if copies is not None:
+            copies.drop(keys.value)
 
     def _release(
         self, backend: Backend, keys: EntryKeys, token: str | None, wake_all: bool
@@ -477,24 +526,42 @@ class Flight(Generic[T]):
 
     def invalidate(self, argument_key: str, scope: str | None = None) -> bool:
         backend = self.backend
-        return backend.invalidate(self.keys(argument_key, backend, scope))
+        keys = self.keys(argument_key, backend, scope)
+        try:
+            return backend.invalidate(keys)
+        finally:
+            self._forget(backend, keys)
 
     async def ainvalidate(self, argument_key: str, scope: str | None = None) -> bool:
         backend = self.backend
-        return bool(
-            await backend.asynchronous().invalidate(self.keys(argument_key, backend, scope))
-        )
+        keys = self.keys(argument_key, backend, scope)
+        try:
+            return bool(await backend.asynchronous().invalidate(keys))
+        finally:
+            self._forget(backend, keys)
 
     def invalidate_scope(self, scope: str | None = None) -> int:
         """Make every entry of the function (or of one ``scope`` of it) unreachable, in O(1);
         returns the new generation (0 when there was none, and so no entry)."""
         backend = self.backend
-        return backend.bump_generation(backend.generation_key(self.function_id, scope))
+        key = backend.generation_key(self.function_id, scope)
+        try:
+            return backend.bump_generation(key)
+        finally:
+            self._forget_generation(backend, key)
 
     async def ainvalidate_scope(self, scope: str | None = None) -> int:
         backend = self.backend
         key = backend.generation_key(self.function_id, scope)
-        return int(await backend.asynchronous().bump_generation(key))
+        try:
+            return int(await backend.asynchronous().bump_generation(key))
+        finally:
+            self._forget_generation(backend, key)
+
+    def _forget_generation(self, backend: Backend, generation_key: str) -> None:
+        copies = self._copies(backend)
+        if copies is not None:
+            copies.drop_generation(generation_key)
 
     def info(self) -> stats.CacheInfo:
         backend = self.backend

@@ -36,7 +36,8 @@ class CacheInfo(NamedTuple):
     ``hits`` and ``stale_hits`` count calls answered from the cache (waiters that got another
     caller's result count as hits), ``misses`` calls that computed, ``computations`` every run of
     the function (refreshes and failures too), ``errors`` cache-side failures (outages, refused
-    or unserialisable values).
+    or unserialisable values), ``local_hits`` calls answered from this process's own copy
+    (``cache_aside(local=...)``; not included in ``hits``).
     """
 
     hits: int = 0
@@ -44,6 +45,7 @@ class CacheInfo(NamedTuple):
     stale_hits: int = 0
     computations: int = 0
     errors: int = 0
+    local_hits: int = 0
 
 
 #: The counted fields, in :class:`CacheInfo` order.

@@ -32,7 +32,7 @@ from asgiref.sync import markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
 from . import checks
-from ._options import applied_bare, positive_seconds, seconds_or_zero
+from ._options import applied_bare, local_copies, positive_seconds, seconds_or_zero
 from .backends.base import MISS
 from .drive import Steps, adrive, call, drive
 from .flight import UNCACHED, Flight
@@ -293,6 +293,7 @@ def cache_view(
     methods: Iterable[str] = ("GET", "HEAD"),
     cache: str | None = None,
     key_maker: KeyMaker = None,
+    local: bool | int = False,
 ) -> CacheViewDecorator: ...
 
 
@@ -305,6 +306,7 @@ def cache_view(
     methods: Iterable[str] = ("GET", "HEAD"),
     cache: str | None = None,
     key_maker: KeyMaker = None,
+    local: bool | int = False,
 ) -> Any:
     """Cache a view's responses, computing each one once across all workers.
 
@@ -313,6 +315,7 @@ def cache_view(
     every header the response's ``Vary`` names (learned per path). ``key_maker`` (called with
     the view's arguments) replaces the first part; the rest still applies. A response is kept
     for ``timeout`` seconds or its own ``max-age``/``s-maxage``, whichever is shorter.
+    ``local`` keeps copies in each process as ``cache_aside(local=...)`` does.
 
     >>> @cache_view(timeout=60, stale=30, vary_on_headers=["Accept-Language"])
     ... def report(request):
@@ -326,6 +329,7 @@ def cache_view(
     if isinstance(vary_on_headers, str) or isinstance(methods, str):
         raise ValueError("vary_on_headers and methods take a list of names, not one string")
     header_names = tuple(sorted({name.lower() for name in vary_on_headers}))
+    local_size = local_copies(local)
     allowed = frozenset(method.upper() for method in methods)
     most = None if timeout is None else float(timeout)
 
@@ -343,8 +347,10 @@ def cache_view(
             stale=float(stale),
             lock=True,
             lock_timeout=30.0,
+            local=local_size,
         )
-        checks.record_use(cache, f"@cache_view {view.__module__}.{view.__qualname__}", False)
+        user = f"@cache_view {view.__module__}.{view.__qualname__}"
+        checks.record_use(cache, user, False, local=local_size is not None)
         kind = AsyncCachedView if inspect.iscoroutinefunction(view) else CachedView
         return kind(
             view,

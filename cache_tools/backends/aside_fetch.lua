@@ -6,7 +6,8 @@
 --   {2, envelope, fence, gen}    stale hit; fence > 0 when this caller must refresh
 --   {0, nil, fence, gen}         miss; fence > 0 when this caller must compute
 --   {-1, nil, pttl, gen}         miss while another caller computes (registered as a waiter)
--- An envelope is 'ct1|<generation>|<stale after, ms since epoch; 0 never>|<payload>'.
+-- An envelope is 'ct2|<generation>|<stale after>|<expires at>|<payload>' (times in ms since the
+-- epoch on the server's clock; 0 never).
 -- A missing generation starts at the server clock, so it never matches an older entry; it
 -- lives until the store that follows extends it to the entry's lifetime.
 local lock_ttl = tonumber(ARGV[2])
@@ -18,7 +19,7 @@ end
 local envelope = redis.call('get', KEYS[1])
 local state = 0
 if envelope then
-  local entry_gen, stale_after = string.match(envelope, '^ct1|(%d+)|(%d+)|')
+  local entry_gen, stale_after = string.match(envelope, '^ct2|(%d+)|(%d+)|')
   if entry_gen == gen then
     state = 1
     if stale_after ~= '0' and now_ms() >= tonumber(stale_after) then

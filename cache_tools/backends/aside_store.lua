@@ -20,19 +20,27 @@ if gen == '' then
 end
 local stored = 0
 if current == gen and (ARGV[5] == '' or redis.call('get', KEYS[4]) == ARGV[6]) then
+  local now = now_ms()
   local stale_after = 0
   if ARGV[2] ~= '0' then
-    stale_after = now_ms() + tonumber(ARGV[2])
+    stale_after = now + tonumber(ARGV[2])
   end
-  local envelope = 'ct1|' .. gen .. '|' .. string.format('%d', stale_after) .. '|' .. ARGV[1]
+  local expires_at = 0
+  if ttl ~= 0 then
+    expires_at = now + ttl
+  end
+  local envelope = 'ct2|' .. gen .. '|' .. string.format('%d', stale_after) .. '|'
+    .. string.format('%d', expires_at) .. '|' .. ARGV[1]
   if ttl == 0 then
     redis.call('set', KEYS[1], envelope)
     redis.call('persist', KEYS[2])
   else
     redis.call('set', KEYS[1], envelope, 'PX', ttl)
+    -- Extended with room to spare, so that most stores leave it alone (each change of it is
+    -- an invalidation every process with local copies of this function acts on).
     local left = redis.call('pttl', KEYS[2])
     if left >= 0 and left < ttl then
-      redis.call('pexpire', KEYS[2], ttl)
+      redis.call('pexpire', KEYS[2], 2 * ttl)
     end
   end
   stored = 1

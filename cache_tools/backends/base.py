@@ -121,6 +121,10 @@ class Fetched(NamedTuple):
     fence: int | None = None
     wait: float | None = None
     generation: int = 0
+    #: The stored bytes of ``value`` and until when (ms, 0: no limit) a copy of it may be
+    #: served as fresh, where the backend can say (for per-process copies).
+    payload: bytes | None = None
+    until: int = 0
 
 
 @dataclass
@@ -156,6 +160,9 @@ class Backend(abc.ABC):
     clear_is_global: ClassVar[bool] = False
     #: True when :meth:`update` is atomic on the server (optimistic, no lock).
     atomic_update: ClassVar[bool] = False
+    #: True when the server can tell every process that keys changed (Redis client
+    #: tracking), so that processes may keep copies of entries (``cache_aside(local=...)``).
+    tracking: ClassVar[bool] = False
     #: Longest key the server accepts, ``KEY_PREFIX`` included (None: no limit that matters).
     max_key_length: ClassVar[int | None] = None
 
@@ -391,6 +398,17 @@ class Backend(abc.ABC):
         """``cache.clear()``: everything the cache holds, other applications' keys included
         where ``clear_is_global``."""
         self.cache.clear()
+
+    # Per-process copies ------------------------------------------------------------------
+
+    def decode(self, payload: bytes) -> Any:
+        """A value from the bytes :attr:`Fetched.payload` held (where ``tracking``)."""
+        raise NotImplementedError(f"{self!r} keeps no copies")
+
+    def tracking_connection(self) -> Any:
+        """A new raw connection to the server, for the invalidation listener (where
+        ``tracking``)."""
+        raise NotImplementedError(f"{self!r} cannot track keys")
 
     # Async -------------------------------------------------------------------------------
 

@@ -258,15 +258,29 @@ class _AsyncRedis:
 
 
 def _parse_entry(envelope: bytes | None, generation: bytes | None, codec: Codec) -> Fetched:
-    """What an entry and its generation, read together, say."""
-    if generation is None or envelope is None or not envelope.startswith(b"ct1|"):
+    """What an entry and its generation, read together, say. An envelope is
+    ``ct2|<generation>|<stale after>|<expires at>|<payload>`` (ms on the server's clock, 0 for
+    never); hosts are assumed to keep their clocks in sync."""
+    if generation is None or envelope is None or not envelope.startswith(b"ct2|"):
         return Fetched(MISS)
-    _, entry_generation, stale_after, payload = envelope.split(b"|", 3)
+    _, entry_generation, stale_after, expires_at, payload = envelope.split(b"|", 4)
     if entry_generation != generation:
         return Fetched(MISS)
-    # Stale times come from the server's clock at store time; hosts are assumed in sync.
     fresh = stale_after == b"0" or time.time() * 1000 < int(stale_after)
-    return Fetched(HIT if fresh else STALE, value=codec.decode(payload), generation=int(generation))
+    return Fetched(
+        HIT if fresh else STALE,
+        value=codec.decode(payload),
+        generation=int(generation),
+        payload=payload,
+        until=_until(int(stale_after), int(expires_at)),
+    )
+
+
+def _until(stale_after: int, expires_at: int) -> int:
+    """Until when (ms) a copy of the entry may be served as fresh: 0 for no limit."""
+    if stale_after and expires_at:
+        return min(stale_after, expires_at)
+    return stale_after or expires_at
 
 
 # The adapter's operations, each written once as steps (see cache_tools.drive) that ask a
@@ -296,6 +310,7 @@ class RedisBackend(Backend):
     can_list_keys = True
     clear_is_global = True
     atomic_update = True
+    tracking = True
 
     def __init__(self, alias: str) -> None:
         super().__init__(alias)
@@ -327,6 +342,24 @@ class RedisBackend(Backend):
 
     def _codec(self) -> Codec:
         return (self._connected or self._connect())[1]
+
+    def decode(self, payload: bytes) -> Any:
+        return self._codec().decode(payload)
+
+    def tracking_connection(self) -> Any:
+        pool = self.client().connection_pool
+        # RESP2, where SUBSCRIBE confirmations and messages are plain replies (redis-py's
+        # RESP3 parser would hand them to a push handler instead); redis-py's maintenance
+        # notifications need RESP3, and this connection does not want them.
+        kwargs = {
+            name: value
+            for name, value in pool.connection_kwargs.items()
+            if name != "parser_class" and not name.startswith("maint_notifications")
+        }
+        kwargs["protocol"] = 2
+        connection = pool.connection_class(**kwargs)
+        connection.connect()
+        return connection
 
     def _do(self, steps: Steps[Any]) -> Any:
         return drive(steps, (self._connected or self._connect())[3])
@@ -429,7 +462,7 @@ class RedisBackend(Backend):
         fence = int(number) or None
         if state == 0:
             return Fetched(MISS, fence=fence, generation=generation)
-        value = self._codec().decode(envelope.split(b"|", 3)[3])
+        value = self._codec().decode(envelope.split(b"|", 4)[4])
         kind = HIT if state == 1 else STALE
         return Fetched(kind, value=value, fence=fence, generation=generation)
 

@@ -1,0 +1,228 @@
+"""Per-process copies of cache entries (``cache_aside(local=...)``), dropped by the server.
+
+A copy is a cache of the server's entry, never the truth: Redis's own client tracking tells
+every process when an entry or a generation changes (``CLIENT TRACKING ON BCAST PREFIX`` on the
+namespace's entry and generation keys, redirected to a connection subscribed to
+``__redis__:invalidate``), and the process drops its copies at once. While that connection is
+down, or not yet up after a fork, copies are neither served nor made.
+
+One listener thread per process and alias (started on first use, so after a fork in uWSGI's
+prefork and lazy-apps modes and under gunicorn); a copy lasts at most until its entry would
+turn stale or expire, and each function keeps at most ``local`` copies (least recently used
+dropped first).
+
+A copy read concurrently with an invalidation is never kept: every invalidation bumps an
+epoch, and a copy made from a read that started before the bump is discarded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from typing import Any
+
+import redis
+
+from . import conf
+from .backends.base import Backend
+
+__all__ = ["LocalCopies", "Tracker", "copies_for", "tracker_for"]
+
+logger = logging.getLogger("cache_tools.near")
+
+_CHECK_EVERY = 1.0  # seconds between checks of the tracking connection
+_LONGEST_BACKOFF = 1.0
+
+
+class LocalCopies:
+    """The copies of one cached function in this process: value key -> (data, until ms,
+    generation key). ``data`` is the stored bytes, or the decoded object with
+    ``keep_objects``."""
+
+    def __init__(self, tracker: Tracker, size: int, keep_objects: bool) -> None:
+        self.tracker, self.size, self.keep_objects = tracker, size, keep_objects
+        self._copies: OrderedDict[str, tuple[Any, int, str]] = OrderedDict()
+
+    def get(self, key: str) -> tuple[Any, int, str] | None:
+        copy = self._copies.get(key)
+        if copy is None or not self.tracker.healthy:
+            return None
+        if copy[1] and time.time() * 1000 >= copy[1]:
+            self._copies.pop(key, None)  # stale or expired: the server decides what next
+            return None
+        with contextlib.suppress(KeyError):  # dropped meanwhile: it was valid when read
+            self._copies.move_to_end(key)
+        return copy
+
+    def put(self, key: str, data: Any, until: int, generation_key: str, epoch: int) -> None:
+        """Keep a copy made from a read that began at ``epoch``; discarded if an invalidation
+        arrived since (it may concern this very entry)."""
+        tracker = self.tracker
+        if not tracker.healthy or tracker.epoch != epoch:
+            return
+        self._copies[key] = (data, until, generation_key)
+        tracker.index[key] = self
+        while len(self._copies) > self.size:
+            try:
+                evicted, _ = self._copies.popitem(last=False)
+            except KeyError:
+                break
+            tracker.index.pop(evicted, None)
+        if tracker.epoch != epoch:  # an invalidation raced with the lines above
+            self.drop(key)
+
+    def drop(self, key: str) -> None:
+        self._copies.pop(key, None)
+        self.tracker.index.pop(key, None)
+
+    def drop_generation(self, generation_key: str) -> None:
+        for key, copy in list(self._copies.items()):
+            if copy[2] == generation_key:
+                self.drop(key)
+
+    def clear(self) -> None:
+        for key in list(self._copies):
+            self.drop(key)
+
+    def __len__(self) -> int:
+        return len(self._copies)
+
+
+class Tracker:
+    """The invalidation listener of one alias in this process."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.healthy = False
+        self.epoch = 0
+        self.index: dict[str, LocalCopies] = {}  # value key -> the copies holding it
+        self.stores: weakref.WeakSet[LocalCopies] = weakref.WeakSet()
+        namespace = conf.namespace()
+        self.value_prefix = str(backend.server_key(f"{namespace}:v:"))
+        self.generation_prefix = str(backend.server_key(f"{namespace}:g:"))
+        self.invalidations = 0
+        self._ready = threading.Event()
+        threading.Thread(target=self._run, name="cache-tools-near", daemon=True).start()
+
+    def wait_until_ready(self, timeout: float) -> bool:
+        """For tests and warm-up: block until the listener is subscribed and tracking."""
+        return self._ready.wait(timeout)
+
+    # Invalidation ------------------------------------------------------------------------
+
+    def _invalidate(self, keys: list[bytes] | None) -> None:
+        self.epoch += 1
+        self.invalidations += 1
+        if keys is None:  # FLUSHDB / FLUSHALL
+            self._flush()
+            return
+        for raw in keys:
+            key = raw.decode()
+            if key.startswith(self.generation_prefix):
+                for store in list(self.stores):
+                    store.drop_generation(key)
+            else:
+                holder = self.index.get(key)
+                if holder is not None:
+                    holder.drop(key)
+
+    def _flush(self) -> None:
+        self.epoch += 1
+        for store in list(self.stores):
+            store.clear()
+
+    # The listener ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                self._listen()
+            except Exception as exc:  # any failure: stop serving copies until back
+                if self.healthy:
+                    logger.warning("local copies of %r paused: %s", self.backend.alias, exc)
+            self.healthy = False
+            self._ready.clear()
+            self._flush()
+            time.sleep(backoff)
+            backoff = min(_LONGEST_BACKOFF, backoff * 2)
+
+    def _listen(self) -> None:
+        listener = self.backend.tracking_connection()
+        tracking = self.backend.tracking_connection()
+        try:
+            listener.send_command("CLIENT", "ID")
+            listener_id = listener.read_response()
+            listener.send_command("SUBSCRIBE", "__redis__:invalidate")
+            listener.read_response()
+            tracking.send_command(
+                "CLIENT", "TRACKING", "on", "REDIRECT", listener_id, "BCAST",
+                "PREFIX", self.value_prefix, "PREFIX", self.generation_prefix,
+            )  # fmt: skip
+            if tracking.read_response() not in (b"OK", "OK"):
+                raise redis.ResponseError("CLIENT TRACKING was refused")
+            self._flush()  # whatever this process kept before may have missed invalidations
+            self.healthy = True
+            self._ready.set()
+            logger.debug("local copies of %r tracked", self.backend.alias)
+            checked = time.monotonic()
+            while True:
+                if listener.can_read(timeout=_CHECK_EVERY / 2):
+                    message = listener.read_response()
+                    if isinstance(message, list) and message[0] in (b"message", "message"):
+                        self._invalidate(message[2])
+                if time.monotonic() - checked >= _CHECK_EVERY:
+                    tracking.send_command("PING")  # the tracking connection is alive too
+                    tracking.read_response()
+                    checked = time.monotonic()
+        finally:
+            self.healthy = False
+            for connection in (listener, tracking):
+                connection.disconnect()
+
+
+_trackers: dict[tuple[int, int], Tracker] = {}
+_guard = threading.Lock()
+
+
+def tracker_for(backend: Backend) -> Tracker | None:
+    """This process's tracker for ``backend``'s alias (started on first use), or None where the
+    backend cannot track or local copies are switched off."""
+    if not getattr(backend, "tracking", False) or not conf.get("LOCAL_COPIES"):
+        return None
+    ident = (os.getpid(), id(backend))
+    tracker = _trackers.get(ident)
+    if tracker is None:
+        with _guard:
+            tracker = _trackers.get(ident)
+            if tracker is None:
+                for stale in [k for k in _trackers if k[0] != os.getpid()]:
+                    del _trackers[stale]  # a parent's, inherited through fork: not ours
+                tracker = _trackers[ident] = Tracker(backend)
+    return tracker
+
+
+def copies_for(
+    backend: Backend, function_id: str, size: int, keep_objects: bool
+) -> LocalCopies | None:
+    """This process's copies of one function's entries, or None (see :func:`tracker_for`)."""
+    tracker = tracker_for(backend)
+    if tracker is None:
+        return None
+    ident = (os.getpid(), id(backend), function_id)
+    found = _stores.get(ident)
+    if found is None:
+        with _guard:
+            found = _stores.get(ident)
+            if found is None:
+                found = _stores[ident] = LocalCopies(tracker, size, keep_objects)
+                tracker.stores.add(found)
+    return found
+
+
+_stores: dict[tuple[int, int, str], LocalCopies] = {}

@@ -1,0 +1,200 @@
+"""Local copies (cache_aside(local=...)): served without a round trip, dropped in every process
+by Redis's own invalidations when their entry is stored, refreshed, invalidated, cleared,
+flushed or expires; never served while the invalidation connection is down."""
+
+import time
+
+import pytest
+import redis
+from django.conf import settings
+from django.core import checks as django_checks
+from django.test import override_settings
+
+from cache_tools import cache_aside, cache_view
+from cache_tools.backends import get_backend
+from cache_tools.near import tracker_for
+from cache_tools.testing.contract import run_processes
+
+SOURCE = f"{settings.TEST_PREFIX}:near:source"
+
+
+def raw():
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+@cache_aside(timeout=60, local=True, key_maker="near:{name}")
+def current(name):
+    """The value of a raw Redis counter, when computed: the test changes it behind our back."""
+    return int(raw().get(f"{SOURCE}:{name}") or 0)
+
+
+@cache_aside(timeout=60, local=8, local_copy="object", key_maker="near-object:{name}")
+def as_object(name):
+    return {"name": name}
+
+
+@pytest.fixture(autouse=True)
+def tracking():
+    tracker = tracker_for(get_backend())
+    assert tracker is not None and tracker.wait_until_ready(10), "the listener never started"
+    return tracker
+
+
+def until(condition, limit=5.0):
+    """Poll a condition a remote process or the server brings about (no event reaches us)."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.002)
+
+
+def copied(function, *args):
+    """Call until this process serves a copy: the invalidations of our own first store (of the
+    entry, of its generation) must have come back first, or they drop the copy just made."""
+    before = function.cache_info().local_hits
+    until(lambda: function(*args) is not None and function.cache_info().local_hits > before)
+
+
+def test_a_copy_is_served_without_a_round_trip(unique):
+    current.cache_clear_stats()
+    assert current(unique) == 0  # computed and stored
+    copied(current, unique)
+    raw().set(f"{SOURCE}:{unique}", 5)  # the source changes; the entry does not
+    before = current.cache_info()
+    assert [current(unique) for _ in range(3)] == [0, 0, 0]
+    after = current.cache_info()
+    assert (after.hits, after.local_hits) == (before.hits, before.local_hits + 3)
+
+
+def change_in_another_process(index, barrier, unique, how):
+    barrier.wait()
+    raw().set(f"{SOURCE}:{unique}", 7)
+    if how == "refresh":
+        current.refresh(unique)
+    elif how == "invalidate":
+        current.invalidate(unique)
+    elif how == "invalidate_all":
+        current.invalidate_all()
+    return time.monotonic()
+
+
+@pytest.mark.parametrize("how", ["refresh", "invalidate", "invalidate_all"])
+def test_a_change_in_another_process_drops_the_copy(unique, how):
+    assert current(unique) == 0
+    copied(current, unique)
+    (changed_at,) = run_processes(1, change_in_another_process, unique, how)
+    until(lambda: current(unique) == 7)
+    seen = time.monotonic()
+    print(f"{how}: new value seen {1000 * (seen - changed_at):.1f} ms after the call returned")
+
+
+def test_clear_cache_and_flush_drop_copies(unique, tracking):
+    from django.core.management import call_command
+
+    assert current(unique) == 0 and current(unique) == 0
+    raw().set(f"{SOURCE}:{unique}", 3)
+    call_command("clear_cache", "--cache", "default", "--pattern", "*near*", verbosity=0)
+    until(lambda: current(unique) == 3)
+
+
+def test_an_expired_entry_is_not_served_from_a_copy(unique):
+    @cache_aside(timeout=0.3, local=True, key_maker=lambda: unique)
+    def short():
+        return int(raw().incr(f"{SOURCE}:{unique}:short"))
+
+    assert short() == 1 and short() == 1  # stored, copied
+    time.sleep(0.35)  # the entry's own timeout passing: no event for that
+    assert short() == 2
+
+
+def test_copies_stop_while_the_invalidation_connection_is_down(unique, tracking):
+    """Kill the listener's connection: copies are flushed and bypassed until it is back, so a
+    change made meanwhile is never missed."""
+    assert current(unique) == 0 and current(unique) == 0
+    client = raw()
+    listeners = [c for c in client.client_list() if "subscribe" in c["cmd"] and c["sub"] == "1"]
+    assert listeners
+    for connection in listeners:
+        client.client_kill_filter(_id=connection["id"])
+    until(lambda: not tracking.healthy, limit=3)
+    client.set(f"{SOURCE}:{unique}", 9)
+    current.refresh(unique)  # while the tracker is down: its invalidation reaches nobody here
+    assert current(unique) == 9  # not a copy: served remotely
+    assert tracking.wait_until_ready(10)
+    assert current(unique) == 9
+
+
+def read_in_child(index, barrier, unique):
+    barrier.wait()
+    return current(unique), current.cache_info().local_hits
+
+
+def test_a_forked_process_starts_without_copies(unique):
+    assert current(unique) == 0 and current(unique) == 0  # copied here
+    raw().set(f"{SOURCE}:{unique}", 4)
+    current.refresh(unique)  # dropped here at once (this process's own write)
+    ((value, _),) = run_processes(1, read_in_child, unique)
+    assert value == 4
+
+
+def test_object_copies_are_shared_bytes_copies_are_not(unique):
+    first = as_object(unique)
+    copied(as_object, unique)
+    assert as_object(unique) is as_object(unique) and as_object(unique) == first
+
+
+def test_the_global_switch_turns_copies_off(unique):
+    with override_settings(CACHE_TOOLS={"LOCAL_COPIES": False}):
+        current.cache_clear_stats()
+        assert current(unique) == 0 and current(unique) == 0 and current(unique) == 0
+        assert current.cache_info().local_hits == 0
+
+
+def test_views_keep_local_copies(unique):
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    calls = []
+
+    @cache_view(timeout=60, local=True)
+    def page(request):
+        calls.append(1)
+        return HttpResponse(f"page {len(calls)}")
+
+    request = RequestFactory().get(f"/near/{unique}")
+    assert page(request).content == b"page 1"
+    until(lambda: page(request).content == b"page 1" and page.cache_info().local_hits > 0)
+    assert calls == [1]
+
+
+def test_local_copies_on_a_backend_without_tracking_are_an_error(monkeypatch):
+    from cache_tools import checks
+
+    monkeypatch.setattr(checks, "_uses", [])
+
+    @cache_aside(cache="locmem", local=True)
+    def local_only():
+        pass
+
+    errors = [m for m in django_checks.run_checks() if m.id == "cache_tools.E004"]
+    assert errors and "cannot tell processes when entries change" in errors[0].msg
+
+
+def test_bad_local_options():
+    with pytest.raises(ValueError, match="local must be True, False or a positive number"):
+        cache_aside(local=0)
+    with pytest.raises(ValueError, match='local_copy must be "bytes" or "object"'):
+        cache_aside(local=True, local_copy="pickle")
+
+
+def test_copies_are_bounded(unique):
+    @cache_aside(timeout=60, local=5, key_maker=lambda i: (unique, i))
+    def square(i):
+        return i * i
+
+    for i in range(8):
+        square(i)
+        copied(square, i)
+    from cache_tools.near import copies_for
+
+    assert len(copies_for(get_backend(), square.flight.function_id, 5, False)) == 5
