@@ -36,6 +36,7 @@ __all__ = ["LocalCopies", "Tracker", "copies_for", "tracker_for"]
 logger = logging.getLogger("cache_tools.near")
 
 _CHECK_EVERY = 1.0  # seconds between checks of the tracking connection
+_YIELD_EVERY = 0.001  # seconds between chances for the listener to run, on the copy path
 _LONGEST_BACKOFF = 1.0
 
 
@@ -49,8 +50,16 @@ class LocalCopies:
         self._copies: OrderedDict[str, tuple[Any, int, str]] = OrderedDict()
 
     def get(self, key: str) -> tuple[Any, int, str] | None:
+        tracker = self.tracker
+        now = time.monotonic()
+        if now >= tracker.yield_at:
+            # A thread serving copies in a loop holds the GIL until Python's switch interval
+            # (5 ms) ends; the listener, woken by an invalidation, would wait that long. Let it
+            # run now, at most once a millisecond (time.sleep(0) releases the GIL).
+            tracker.yield_at = now + _YIELD_EVERY
+            time.sleep(0)
         copy = self._copies.get(key)
-        if copy is None or not self.tracker.healthy:
+        if copy is None or not tracker.healthy:
             return None
         if copy[1] and time.time() * 1000 >= copy[1]:
             self._copies.pop(key, None)  # stale or expired: the server decides what next
@@ -106,6 +115,7 @@ class Tracker:
         self.value_prefix = str(backend.server_key(f"{namespace}:v:"))
         self.generation_prefix = str(backend.server_key(f"{namespace}:g:"))
         self.invalidations = 0
+        self.yield_at = 0.0
         self._ready = threading.Event()
         threading.Thread(target=self._run, name="cache-tools-near", daemon=True).start()
 

@@ -8,6 +8,7 @@ urlpatterns = [
     path("demo/cache/<str:key>", views.cache_get),
     path("demo/info", views.info),
     path("demo/compute/<int:n>", views.compute),
+    path("demo/compute-local/<int:n>", views.compute_local),
     path("demo/raw/<int:n>", views.raw_get),
     path("demo/things/<str:name>", views.thing),
     path("demo/things-fetches", views.things_fetches),

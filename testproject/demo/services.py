@@ -16,6 +16,13 @@ def compute(n):
     return {"n": n, "square": n * n}
 
 
+@cache_aside(timeout=300, local=True, key_maker="local:{n}")
+def compute_local(n):
+    """``compute`` with a copy in every worker, dropped by Redis when the entry changes."""
+    time.sleep(0.05)
+    return {"n": n, "square": n * n}
+
+
 @lock_decorator(key_maker=lambda request, part: "api_stats_calculations", timeout=30)
 def api_stats_calculations(request, part):
     """One expensive statistics calculation at a time across all workers."""

@@ -61,6 +61,11 @@ def compute(request, n):
 
 
 @require_GET
+def compute_local(request, n):
+    return JsonResponse(services.compute_local(n))
+
+
+@require_GET
 def raw_get(request, n):
     """The baseline of the load benchmark: one raw cache.get."""
     return JsonResponse({"value": cache.get(f"demo:raw:{n}")})
