@@ -7,7 +7,7 @@
 ``cache_tools.E003``
     An alias used by cache_tools has a cache class cache_tools has no adapter for (name one in
     ``CACHE_TOOLS["ADAPTERS"]``).
-``cache_tools.E004``
+``cache_tools.W004``
     A function keeps local copies (``cache_aside(local=...)``) on an alias that cannot track
     changes (only Redis can); the copies are not kept.
 ``cache_tools.W001``
@@ -122,12 +122,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         if local and not adapter.tracking:
             messages.append(
-                Error(
+                Warning(
                     f"{user} keeps local copies (local=...), but cache alias {alias!r} cannot "
                     "tell processes when entries change, so copies could be served stale: "
                     "they are not kept.",
                     hint="Use a Redis alias for local copies, or drop local=.",
-                    id="cache_tools.E004",
+                    id="cache_tools.W004",
                 )
             )
         if is_lock and not adapter.locks and once(alias, "W003"):

@@ -167,7 +167,7 @@ def test_views_keep_local_copies(unique):
     assert calls == [1]
 
 
-def test_local_copies_on_a_backend_without_tracking_are_an_error(monkeypatch):
+def test_local_copies_on_a_backend_without_tracking_are_flagged(monkeypatch):
     from cache_tools import checks
 
     monkeypatch.setattr(checks, "_uses", [])
@@ -176,7 +176,7 @@ def test_local_copies_on_a_backend_without_tracking_are_an_error(monkeypatch):
     def local_only():
         pass
 
-    errors = [m for m in django_checks.run_checks() if m.id == "cache_tools.E004"]
+    errors = [m for m in django_checks.run_checks() if m.id == "cache_tools.W004"]
     assert errors and "cannot tell processes when entries change" in errors[0].msg
 
 
