@@ -3,11 +3,15 @@ import logging
 import os
 import threading
 import time
+import uuid
 
 import pytest
 import redis
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from cache_tools import (
     Lock,
@@ -236,3 +240,40 @@ def test_a_waiter_that_gives_up_leaves_the_line(unique):
         assert raw().llen(handle._keys.line) == 0
     with lock(unique, blocking_timeout=0):  # nobody left in line to hand it to
         pass
+
+
+@given(
+    st.lists(
+        st.sampled_from(["take", "forget fence", "roll fence back", "take and lose"]),
+        max_size=12,
+    )
+)
+@hypothesis_settings(max_examples=40, deadline=None)
+def test_fences_never_go_back_whatever_the_server_forgets(steps):
+    """The fence counter expires with its lock, may be evicted, or be older on a promoted
+    replica: the next fence is still above every earlier one."""
+    name = f"fences-{uuid.uuid4().hex[:8]}"
+    fences = []
+    for step in steps:
+        handle = Lock(name, timeout=5, auto_renew=False)
+        assert handle.acquire(blocking_timeout=0)
+        fences.append(handle.fence)
+        if step == "forget fence":
+            raw().delete(handle._keys.fence)  # expired, evicted, or lost in a failover
+        if step == "roll fence back":  # a promoted replica that lacks the last increments
+            raw().set(handle._keys.fence, fences[0] - 1000)
+        if step == "take and lose":
+            raw().delete(handle._keys.lock, handle._keys.fence)
+            with pytest.raises(LockLost):
+                handle.release()
+        else:
+            handle.release()
+    assert all(a < b for a, b in itertools.pairwise(fences)), fences
+    assert raw().pttl(Lock(name, timeout=5)._keys.fence) <= 5000  # lives with its lock
+
+
+def test_companion_keys_do_not_outlive_their_lock_by_more_than_its_ttl(unique):
+    with lock(unique, timeout=1) as handle:
+        keys = handle._keys
+    ttls = {name: raw().pttl(getattr(keys, name)) for name in ("fence", "signal", "waiters")}
+    assert all(ttl <= 2000 for ttl in ttls.values()), ttls  # -2: gone, else bounded

@@ -1,11 +1,11 @@
 -- Shared by every script: prepended to each before it is sent (Lua scripts cannot import).
 
--- A fence counter expires this long after it starts; it then restarts above its old values.
-local FENCE_TTL_MS = 86400000
 -- Waiter registrations outlive the lock by this much (two of the longest blocking waits).
 local WAITER_GRACE_MS = 2000
--- Unclaimed wake-ups are dropped after this long (ten of the longest blocking waits).
-local SIGNAL_TTL_MS = 10000
+-- Unclaimed wake-ups are dropped after this long (two of the longest blocking waits).
+local SIGNAL_TTL_MS = 2000
+-- A fence lives at least this long, and as long as its lock's TTL.
+local SHORTEST_FENCE_MS = 1000
 
 -- The server's clock in microseconds: where fences and generations (re)start, so that a
 -- counter that expired and starts again is above every value it had before (there is at most
@@ -13,6 +13,20 @@ local SIGNAL_TTL_MS = 10000
 local function clock_us()
   local now = redis.call('time')
   return now[1] .. string.format('%06d', tonumber(now[2]))
+end
+
+-- The next fence of a lock: above the last one (while it is remembered) and never below the
+-- server's clock in microseconds. So the counter may expire with its lock, be evicted, or be
+-- older on a replica promoted by a failover, and fences still never go back (as long as
+-- server clocks do not go back and agree within the time a failover takes).
+local function next_fence(fence, ttl_ms)
+  local value = tonumber(redis.call('get', fence) or '0') + 1
+  local now = tonumber(clock_us())
+  if value < now then
+    value = now
+  end
+  redis.call('set', fence, string.format('%d', value), 'PX', math.max(ttl_ms, SHORTEST_FENCE_MS))
+  return value
 end
 
 local function now_ms()
@@ -23,18 +37,20 @@ end
 -- Take the lock if it is free; returns the new fence, or nil when another token holds it.
 -- Taking it with the token that already holds it (the lock was handed over to this waiter, or
 -- a client re-sent a request whose reply was lost) gives it its full TTL and returns the fence.
-local function take_lock(lock, fence, token, ttl_ms, fence_ttl_ms)
+local function take_lock(lock, fence, token, ttl_ms)
   if not redis.call('set', lock, token, 'NX', 'PX', ttl_ms) then
     if redis.call('get', lock) == token then
       redis.call('pexpire', lock, ttl_ms)
-      return tonumber(redis.call('get', fence))
+      local current = redis.call('get', fence)
+      if not current then
+        return next_fence(fence, ttl_ms)
+      end
+      redis.call('pexpire', fence, math.max(ttl_ms, SHORTEST_FENCE_MS))
+      return tonumber(current)
     end
     return nil
   end
-  if redis.call('exists', fence) == 0 then
-    redis.call('set', fence, clock_us(), 'PX', fence_ttl_ms)
-  end
-  return redis.call('incr', fence)
+  return next_fence(fence, ttl_ms)
 end
 
 local function register_waiter(waiters, waiters_ttl_ms)
@@ -71,10 +87,7 @@ local function hand_over(lock, fence, line, deadlines, claim_ms)
   redis.call('lpop', line)
   redis.call('hdel', deadlines, head)
   redis.call('set', lock, head, 'PX', claim_ms)
-  if redis.call('exists', fence) == 0 then
-    redis.call('set', fence, clock_us(), 'PX', FENCE_TTL_MS)
-  end
-  redis.call('incr', fence)
+  next_fence(fence, claim_ms)
   local woken = lock .. '#t:' .. head
   redis.call('rpush', woken, '1')
   redis.call('pexpire', woken, claim_ms)

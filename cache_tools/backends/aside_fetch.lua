@@ -32,7 +32,7 @@ if state == 1 then
 end
 local fence = 0
 if ARGV[1] ~= '' then
-  fence = take_lock(KEYS[3], KEYS[4], ARGV[1], lock_ttl, math.max(FENCE_TTL_MS, 2 * lock_ttl))
+  fence = take_lock(KEYS[3], KEYS[4], ARGV[1], lock_ttl)
   if not fence then
     fence = 0
     if state == 0 then

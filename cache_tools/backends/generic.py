@@ -102,15 +102,14 @@ class CacheAPIBackend(Backend):
     def max_wait(self) -> float:
         return _POLL_LONGEST
 
-    def _next_fence(self, fence_key: ServerKey) -> int:
+    def _next_fence(self, fence_key: ServerKey, ttl: float) -> int:
+        """Above the last fence while it is remembered, and never below the clock in
+        microseconds: so the counter may expire with its lock (only the lock's holder calls
+        this, so the read and the write do not race)."""
         cache = self.cache
-        # A missing counter starts from the clock in microseconds: above every earlier fence.
-        cache.add(fence_key.name, _clock_us(), None)
-        try:
-            return int(cache.incr(fence_key.name))
-        except ValueError:  # expired between add and incr
-            cache.add(fence_key.name, _clock_us() + 1, None)
-            return int(cache.get(fence_key.name))
+        fence = max(int(cache.get(fence_key.name) or 0) + 1, _clock_us())
+        cache.set(fence_key.name, fence, max(ttl, 1.0))
+        return fence
 
     def _add_lock(self, keys: LockKeys, token: str, ttl: float) -> bool:
         return bool(self.cache.add(keys.lock.name, token, ttl))
@@ -120,7 +119,7 @@ class CacheAPIBackend(Backend):
     ) -> tuple[bool, int | float]:
         with self._outage():
             if self._add_lock(keys, token, ttl):
-                return True, self._next_fence(keys.fence)
+                return True, self._next_fence(keys.fence, ttl)
         return False, poll_delay(attempt)
 
     def release(self, keys: LockKeys, token: str, wake_all: bool = False) -> bool:

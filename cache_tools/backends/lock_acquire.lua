@@ -9,7 +9,7 @@ local ttl = tonumber(ARGV[2])
 local token = ARGV[1]
 local head = first_in_line(KEYS[3], KEYS[4])
 if head == nil or head == token then
-  local fence = take_lock(KEYS[1], KEYS[2], token, ttl, math.max(FENCE_TTL_MS, 2 * ttl))
+  local fence = take_lock(KEYS[1], KEYS[2], token, ttl)
   if fence then
     if head == token then
       redis.call('lpop', KEYS[3])
