@@ -39,3 +39,23 @@ def test_run_passes_the_commands_status_and_refuses_bad_usage():
     assert run_module("run", "--", sys.executable, "-c", "raise SystemExit(3)").returncode == 3
     bad = run_module("serve")
     assert bad.returncode == 2 and "usage: python -m cache_tools.testing run --" in bad.stderr
+
+
+def test_the_cluster_fixture_spreads_slots_over_three_primaries(redis_cluster):
+    client = redis.RedisCluster(host="127.0.0.1", port=redis_cluster.startup_nodes[0][1])
+    try:
+        primaries = {redis_cluster.primary_of(f"key-{n}").port for n in range(30)}
+        assert len(primaries) == 3
+        assert len(client.get_replicas()) == 3
+    finally:
+        client.close()
+
+
+def test_the_sentinel_fixture_names_a_primary_that_takes_writes(redis_sentinel):
+    from redis.sentinel import Sentinel
+
+    sentinel = Sentinel(redis_sentinel.sentinel_addresses, socket_timeout=1)
+    primary = sentinel.master_for(redis_sentinel.master_name, socket_timeout=1)
+    assert primary.set("cttest-sentinel", 1)
+    assert sentinel.discover_master(redis_sentinel.master_name)[1] == redis_sentinel.primary_port()
+    primary.delete("cttest-sentinel")

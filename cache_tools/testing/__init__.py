@@ -14,7 +14,9 @@ From the shell, ``python -m cache_tools.testing run -- CMD ...`` starts a server
 
 As a pytest plugin (``pytest_plugins = ["cache_tools.testing"]`` in your ``conftest.py``) it
 gives the session fixture ``redis_server``: a server of the test run's own, which tests may
-stop, pause and restart to exercise outages.
+stop, pause and restart to exercise outages; ``redis_cluster`` (3 primaries, a replica each)
+and ``redis_sentinel`` (a primary, a replica, 3 sentinels) start the groups of
+:mod:`cache_tools.testing.groups` for the session.
 """
 
 from __future__ import annotations
@@ -28,12 +30,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis
 
-__all__ = ["RedisServer", "find_redis_server", "shared_redis_url"]
+if TYPE_CHECKING:
+    from .groups import RedisCluster, RedisSentinel
+
+__all__ = [
+    "RedisServer",
+    "find_redis_server",
+    "shared_redis_url",
+]
 
 
 def find_redis_server() -> str:
@@ -71,11 +81,18 @@ class RedisServer:
     """
 
     def __init__(
-        self, binary: str | None = None, port: int | None = None, *, durable: bool = False
+        self,
+        binary: str | None = None,
+        port: int | None = None,
+        *,
+        durable: bool = False,
+        arguments: Sequence[str] = (),
     ) -> None:
         self.binary = binary or find_redis_server()
         self.port = port or _free_port()
         self.durable = durable
+        self.arguments = list(arguments)
+        self.config: str | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
 
@@ -90,6 +107,7 @@ class RedisServer:
             self._dir = tempfile.TemporaryDirectory(prefix="cache-tools-redis-")
         args = [
             self.binary,
+            *([self.config] if self.config else []),  # a configuration file comes first
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--dir", self._dir.name,
@@ -98,6 +116,7 @@ class RedisServer:
             "--appendfsync", "always",
             "--daemonize", "no",
             "--loglevel", "warning",
+            *self.arguments,
         ]  # fmt: skip
         self.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
@@ -223,6 +242,22 @@ else:
         """A ``RedisServer`` for the test session, stopped at its end."""
         with RedisServer() as server:
             yield server
+
+    @pytest.fixture(scope="session")
+    def redis_cluster() -> Iterator[RedisCluster]:
+        """A local Redis Cluster for the test session: 3 primaries with a replica each."""
+        from .groups import RedisCluster
+
+        with RedisCluster(primaries=3, replicas=1) as cluster:
+            yield cluster
+
+    @pytest.fixture(scope="session")
+    def redis_sentinel() -> Iterator[RedisSentinel]:
+        """A primary, a replica and 3 sentinels for the test session (master ``cachetools``)."""
+        from .groups import RedisSentinel
+
+        with RedisSentinel(replicas=1) as group:
+            yield group
 
 
 def _interrupt(signum: int, frame: object) -> None:
