@@ -320,7 +320,12 @@ class Lock:
                         yield from self._leave_line(token)
                     return False
                 wait = min(x for x in (backend.max_wait, number or None, remaining) if x)
-                yield call("wait", self._keys, wait, token)
+                try:
+                    yield call("wait", self._keys, wait, token)
+                except BackendUnavailable:
+                    # The server died under the wait (a failover): ask again, which reaches
+                    # the new primary or raises LockUnavailable.
+                    continue
         except (BackendUnavailable, StoreRefused) as exc:
             raise _unavailable(f"cannot take lock {self.key!r}", exc) from exc.__cause__ or exc
         self._token, self.fence, self.lost = token, int(number), False

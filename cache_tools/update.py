@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 
 from ._options import positive_seconds
 from .backends import get_backend
@@ -107,7 +107,8 @@ def _checked(
     budget = positive_seconds(budget, "budget")
     backend = get_backend(cache)
     django_cache = backend.cache
-    django_cache.validate_key(key)
+    if isinstance(django_cache, BaseCache):  # django-valkey's caches are not, and do not check
+        django_cache.validate_key(key)
     seconds = django_cache.default_timeout if timeout is DEFAULT_TIMEOUT else timeout
     if seconds is not None and (isinstance(seconds, bool) or seconds <= 0):
         raise ValueError(f"timeout must be positive or None, not {timeout!r}")

@@ -133,3 +133,61 @@ def down_alias(private_redis) -> Iterator[str]:
     }
     with override_settings(CACHES=caches):
         yield "down"
+
+
+_GROUP_OPTIONS = {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1}
+
+
+def cluster_cache(cluster: Any) -> dict[str, Any]:
+    """django-valkey's ClusterValkeyCache on a cache_tools.testing RedisCluster."""
+    return {
+        "BACKEND": "django_valkey.cluster_cache.cache.ClusterValkeyCache",
+        "LOCATION": f"valkey://127.0.0.1:{cluster.startup_nodes[0][1]}",
+        "KEY_PREFIX": settings.TEST_PREFIX,
+        "OPTIONS": _GROUP_OPTIONS,
+    }
+
+
+def sentinel_caches(group: Any) -> dict[str, dict[str, Any]]:
+    """django-redis's and django-valkey's Sentinel clients on a RedisSentinel group."""
+    common = {"SENTINELS": group.sentinel_addresses, **_GROUP_OPTIONS}
+    return {
+        "redis-sentinel": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://{group.master_name}/0",
+            "KEY_PREFIX": settings.TEST_PREFIX,
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.SentinelClient",
+                "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
+                **common,
+            },
+        },
+        "valkey-sentinel": {
+            "BACKEND": "django_valkey.cache.ValkeyCache",
+            "LOCATION": f"valkey://{group.master_name}/0",
+            "KEY_PREFIX": f"{settings.TEST_PREFIX}-vk",
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_valkey.client.SentinelClient",
+                "CONNECTION_FACTORY": "django_valkey.pool.SentinelConnectionFactory",
+                **common,
+            },
+        },
+    }
+
+
+@pytest.fixture
+def cluster_alias(redis_cluster: Any) -> Iterator[str]:
+    """The alias ``cluster``: ClusterValkeyCache on the session's Redis Cluster."""
+    from django.test import override_settings
+
+    with override_settings(CACHES={**settings.CACHES, "cluster": cluster_cache(redis_cluster)}):
+        yield "cluster"
+
+
+@pytest.fixture
+def sentinel_aliases(redis_sentinel: Any) -> Iterator[None]:
+    """The aliases ``redis-sentinel`` and ``valkey-sentinel`` on the session's Sentinel group."""
+    from django.test import override_settings
+
+    with override_settings(CACHES={**settings.CACHES, **sentinel_caches(redis_sentinel)}):
+        yield

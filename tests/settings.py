@@ -27,6 +27,12 @@ CACHES = {
         "KEY_PREFIX": f"{TEST_PREFIX}-dj",
         "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     },
+    "valkey": {
+        "BACKEND": "django_valkey.cache.ValkeyCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": f"{TEST_PREFIX}-vk",
+        "OPTIONS": _OPTIONS,
+    },
     "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "dummy": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
 }

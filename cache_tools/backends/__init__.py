@@ -22,6 +22,7 @@ __all__ = ["Backend", "adapter_class", "get_backend", "resolve_alias"]
 
 _LOCAL = "cache_tools.backends.local"
 _REDIS = "cache_tools.backends.redis"
+_VALKEY = "cache_tools.backends.valkey"
 #: Cache class (dotted path) -> adapter class (dotted path), for the caches shipped with Django,
 #: django-redis and cache_tools.
 BUILTIN_ADAPTERS = {
@@ -34,6 +35,9 @@ BUILTIN_ADAPTERS = {
         "cache_tools.backends.memcached.MemcachedBackend"
     ),
     "cache_tools.backends.uwsgi.UWSGICache": "cache_tools.backends.uwsgi.UWSGIBackend",
+    "django_valkey.cache.ValkeyCache": f"{_VALKEY}.ValkeyBackend",
+    "django_valkey.cluster_cache.cache.ClusterValkeyCache": f"{_VALKEY}.ClusterValkeyBackend",
+    "django_valkey.async_cache.cache.AsyncValkeyCache": f"{_VALKEY}.AsyncValkeyBackend",
     "django.core.cache.backends.locmem.LocMemCache": f"{_LOCAL}.LocalMemoryBackend",
     "django.core.cache.backends.filebased.FileBasedCache": f"{_LOCAL}.FileOrDatabaseBackend",
     "django.core.cache.backends.db.DatabaseCache": f"{_LOCAL}.FileOrDatabaseBackend",

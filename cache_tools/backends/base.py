@@ -163,6 +163,10 @@ class Backend(abc.ABC):
     #: True when the server can tell every process that keys changed (Redis client
     #: tracking), so that processes may keep copies of entries (``cache_aside(local=...)``).
     tracking: ClassVar[bool] = False
+    #: ``make_key`` methods that apply Django's ``key_func`` to (key, ``KEY_PREFIX``,
+    #: ``VERSION``) and nothing else: with the default key function, keys are concatenated
+    #: here instead of calling ``make_key`` on every use.
+    plain_make_keys: ClassVar[tuple[Callable[..., Any], ...]] = (BaseCache.make_key,)
     #: Longest key the server accepts, ``KEY_PREFIX`` included (None: no limit that matters).
     max_key_length: ClassVar[int | None] = None
 
@@ -189,7 +193,8 @@ class Backend(abc.ABC):
         prefix = self._prefix
         if prefix is None:
             cache = self.cache
-            if cache.key_func is default_key_func and type(cache).make_key is BaseCache.make_key:
+            plain = type(cache).make_key in self.plain_make_keys
+            if cache.key_func is default_key_func and plain:
                 prefix = self._prefix = f"{cache.key_prefix}:{cache.version}:"
             else:
                 return cache.make_key(name)
@@ -420,16 +425,20 @@ class Backend(abc.ABC):
 
 
 class ThreadedTwin:
-    """An async twin that runs a sync adapter's operations in worker threads."""
+    """An async twin that runs a sync adapter's operations in worker threads. Waits sleep on
+    the loop unless ``blocking_wait`` (a backend whose wait blocks on a server signal, which
+    then runs in a thread too)."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, blocking_wait: bool = False) -> None:
         self.backend, self.alias = backend, backend.alias
+        if not blocking_wait:
+            self.wait = self._sleep
 
     @property
     def max_wait(self) -> float:
         return self.backend.max_wait
 
-    async def wait(self, keys: LockKeys, timeout: float, token: str | None = None) -> bool:
+    async def _sleep(self, keys: LockKeys, timeout: float, token: str | None = None) -> bool:
         await asyncio.sleep(max(timeout, 0.001))  # polling backends: no signal to block on
         return False
 

@@ -15,24 +15,18 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import importlib
 import inspect
 import random
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from types import ModuleType
+from typing import Any, ClassVar, NamedTuple, cast
 
 import redis
-from django.core.exceptions import ImproperlyConfigured
-from redis.exceptions import (
-    BusyLoadingError,
-    NoScriptError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    ResponseError,
-    WatchError,
-)
+import redis.exceptions
 
 from ..drive import Steps, adrive, call, drive
 from ..errors import (
@@ -42,11 +36,23 @@ from ..errors import (
     UnserializableValue,
     UpdateConflict,
 )
-from .base import HIT, MISS, STALE, Backend, EntryKeys, Fetched, LockKeys, ScanReport, ServerKey
+from .base import (
+    HIT,
+    MISS,
+    STALE,
+    Backend,
+    EntryKeys,
+    Fetched,
+    LockKeys,
+    ScanReport,
+    ServerKey,
+    ThreadedTwin,
+)
 
 __all__ = [
     "AsyncRedisBackend",
     "BuiltinRedisBackend",
+    "ClientErrors",
     "Codec",
     "DjangoRedisBackend",
     "RedisBackend",
@@ -94,45 +100,100 @@ class Codec:
         return encoded if isinstance(encoded, bytes) else str(encoded).encode()
 
 
+class ClientErrors(NamedTuple):
+    """The exception classes of one Redis-protocol client library: redis-py and valkey-py
+    have the same hierarchy under different names, and the adapter catches the ones of the
+    library its client comes from."""
+
+    base: tuple[type[Exception], ...]
+    #: The cluster client's own failures (no reachable node, keys in several slots).
+    cluster: type[Exception]
+    connection: tuple[type[Exception], ...]
+    busy: type[Exception]
+    response: type[Exception]
+    out_of_memory: type[Exception]
+    read_only: type[Exception]
+    watch: type[Exception]
+    no_script: type[Exception]
+    #: A cluster that refuses a request while it moves or promotes (nothing was applied).
+    cluster_down: tuple[type[Exception], ...]
+
+    @classmethod
+    def of(cls, exceptions: ModuleType) -> ClientErrors:
+        """From a library's ``exceptions`` module (``redis.exceptions``, ``valkey.exceptions``)."""
+        cluster_base = next(
+            getattr(exceptions, name)
+            for name in ("RedisClusterException", "ValkeyClusterException")
+            if hasattr(exceptions, name)
+        )
+        base = next(
+            getattr(exceptions, name)
+            for name in ("RedisError", "ValkeyError")
+            if hasattr(exceptions, name)
+        )
+        return cls(
+            base=(base, cluster_base),
+            cluster=cluster_base,
+            connection=(exceptions.ConnectionError, exceptions.TimeoutError),
+            busy=exceptions.BusyLoadingError,
+            response=exceptions.ResponseError,
+            out_of_memory=exceptions.OutOfMemoryError,
+            read_only=exceptions.ReadOnlyError,
+            watch=exceptions.WatchError,
+            no_script=exceptions.NoScriptError,
+            cluster_down=(
+                exceptions.ClusterDownError,
+                exceptions.TryAgainError,
+                exceptions.SlotNotCoveredError,
+            ),
+        )
+
+
+REDIS_ERRORS = ClientErrors.of(redis.exceptions)
+
 # redis-py raises WatchError both for a real conflict and for a connection lost while
 # watching; only this message means another writer changed the key.
 _CONFLICT = "Watched variable changed"
 
 
-def _sent_before_failing(exc: redis.RedisError) -> bool:
+def _sent_before_failing(exc: Exception) -> bool:
     """False when the connection failed before the request left (nothing was applied)."""
     return "connecting to" not in str(exc).lower()
 
 
-def _translation(alias: str, exc: redis.RedisError) -> Exception | None:
-    """cache_tools's error for a redis-py error (None: not ours to translate)."""
-    if isinstance(exc, BusyLoadingError):  # refused while loading its data: nothing applied
+def _translation(alias: str, exc: Exception, errors: ClientErrors) -> Exception | None:
+    """cache_tools's error for a client library's error (None: not ours to translate)."""
+    if isinstance(exc, errors.busy):  # refused while loading its data: nothing applied
         return BackendUnavailable(f"cache {alias!r} is starting: {exc}")
-    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+    if isinstance(exc, errors.cluster_down):  # refused mid-failover: nothing applied
+        return BackendUnavailable(f"cache {alias!r} is failing over: {exc}")
+    if isinstance(exc, errors.cluster) and "cannot be connected" in str(exc):
+        return BackendUnavailable(f"cache {alias!r}: no node of the cluster answers: {exc}")
+    if isinstance(exc, errors.connection):
         if _sent_before_failing(exc):
             return OutcomeUnknown(
                 f"cache {alias!r} did not answer; the request may or may not have been "
                 f"applied: {exc}"
             )
         return BackendUnavailable(f"cache {alias!r} is unreachable: {exc}")
-    if isinstance(exc, ResponseError):
+    if isinstance(exc, errors.response):
         message = str(exc)
-        if isinstance(exc, OutOfMemoryError) or "OOM command not allowed" in message:
+        if isinstance(exc, errors.out_of_memory) or "OOM command not allowed" in message:
             return StoreRefused(f"cache {alias!r} refused the write (maxmemory): {exc}")
         if "MISCONF" in message:
             return StoreRefused(f"cache {alias!r} refuses writes: {exc}")
-        if isinstance(exc, ReadOnlyError) or "READONLY" in message:  # a replica, mid-failover
+        if isinstance(exc, errors.read_only) or "READONLY" in message:  # a replica, mid-failover
             return BackendUnavailable(f"cache {alias!r} is read-only now: {exc}")
     return None
 
 
 @contextlib.contextmanager
-def _translated(alias: str) -> Iterator[None]:
-    """redis-py's errors as cache_tools's: outages, unknown outcomes and refusals."""
+def _translated(alias: str, errors: ClientErrors) -> Iterator[None]:
+    """The client library's errors as cache_tools's: outages, unknown outcomes, refusals."""
     try:
         yield
-    except redis.RedisError as exc:
-        error = _translation(alias, exc)
+    except errors.base as exc:
+        error = _translation(alias, exc, errors)
         if error is None:
             raise
         raise error from exc
@@ -141,26 +202,26 @@ def _translated(alias: str) -> Iterator[None]:
 class _SyncRedis:
     """What the adapter's steps ask of the server, on a sync client (errors translated)."""
 
-    def __init__(self, client: redis.Redis, alias: str) -> None:
-        self.client, self.alias = client, alias
+    def __init__(self, client: Any, alias: str, errors: ClientErrors = REDIS_ERRORS) -> None:
+        self.client, self.alias, self.errors = client, alias, errors
 
-    def _fail(self, exc: redis.RedisError) -> Exception:
-        return _translation(self.alias, exc) or exc
+    def _fail(self, exc: Exception) -> Exception:
+        return _translation(self.alias, exc, self.errors) or exc
 
     def script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         script = _script(name)
         try:
             try:
                 return self.client.evalsha(script.sha, len(keys), *keys, *args)
-            except NoScriptError:
+            except self.errors.no_script:
                 return self.client.eval(script.source, len(keys), *keys, *args)
-        except redis.RedisError as exc:
+        except self.errors.base as exc:
             raise self._fail(exc) from exc
 
     def command(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
             return getattr(self.client, method)(*args, **kwargs)
-        except redis.RedisError as exc:
+        except self.errors.base as exc:
             raise self._fail(exc) from exc
 
     def watch(self, key: str) -> tuple[Any, bytes | None]:
@@ -169,10 +230,10 @@ class _SyncRedis:
         try:
             pipe.watch(key)
             return pipe, pipe.get(key)
-        except WatchError as exc:  # redis-py's name for a connection lost while watching
+        except self.errors.watch as exc:  # redis-py's name for a connection lost while watching
             self.forget(pipe)
             raise BackendUnavailable(f"cache {self.alias!r} is unreachable: {exc}") from exc
-        except redis.RedisError as exc:
+        except self.errors.base as exc:
             self.forget(pipe)
             raise self._fail(exc) from exc
 
@@ -181,16 +242,15 @@ class _SyncRedis:
             pipe.multi()
             pipe.set(key, payload, px=px)
             pipe.execute()
-        except WatchError:
+        except self.errors.watch:
             raise
-        except redis.RedisError as exc:
+        except self.errors.base as exc:
             raise self._fail(exc) from exc
         finally:
             self.forget(pipe)
 
-    @staticmethod
-    def forget(pipe: Any) -> None:
-        with contextlib.suppress(redis.RedisError):  # UNWATCH on a server that may be gone
+    def forget(self, pipe: Any) -> None:
+        with contextlib.suppress(*self.errors.base):  # UNWATCH on a server that may be gone
             pipe.reset()
 
     @staticmethod
@@ -201,26 +261,26 @@ class _SyncRedis:
 class _AsyncRedis:
     """The same, on a ``redis.asyncio`` client."""
 
-    def __init__(self, client: Any, alias: str) -> None:
-        self.client, self.alias = client, alias
+    def __init__(self, client: Any, alias: str, errors: ClientErrors = REDIS_ERRORS) -> None:
+        self.client, self.alias, self.errors = client, alias, errors
 
-    def _fail(self, exc: redis.RedisError) -> Exception:
-        return _translation(self.alias, exc) or exc
+    def _fail(self, exc: Exception) -> Exception:
+        return _translation(self.alias, exc, self.errors) or exc
 
     async def script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         script = _script(name)
         try:
             try:
                 return await self.client.evalsha(script.sha, len(keys), *keys, *args)
-            except NoScriptError:
+            except self.errors.no_script:
                 return await self.client.eval(script.source, len(keys), *keys, *args)
-        except redis.RedisError as exc:
+        except self.errors.base as exc:
             raise self._fail(exc) from exc
 
     async def command(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
             return await getattr(self.client, method)(*args, **kwargs)
-        except redis.RedisError as exc:
+        except self.errors.base as exc:
             raise self._fail(exc) from exc
 
     async def watch(self, key: str) -> tuple[Any, bytes | None]:
@@ -228,10 +288,10 @@ class _AsyncRedis:
         try:
             await pipe.watch(key)
             return pipe, await pipe.get(key)
-        except WatchError as exc:
+        except self.errors.watch as exc:
             await self.forget(pipe)
             raise BackendUnavailable(f"cache {self.alias!r} is unreachable: {exc}") from exc
-        except redis.RedisError as exc:
+        except self.errors.base as exc:
             await self.forget(pipe)
             raise self._fail(exc) from exc
 
@@ -240,16 +300,15 @@ class _AsyncRedis:
             pipe.multi()
             pipe.set(key, payload, px=px)
             await pipe.execute()
-        except WatchError:
+        except self.errors.watch:
             raise
-        except redis.RedisError as exc:
+        except self.errors.base as exc:
             raise self._fail(exc) from exc
         finally:
             await self.forget(pipe)
 
-    @staticmethod
-    async def forget(pipe: Any) -> None:
-        with contextlib.suppress(redis.RedisError):
+    async def forget(self, pipe: Any) -> None:
+        with contextlib.suppress(*self.errors.base):
             await pipe.reset()
 
     @staticmethod
@@ -311,13 +370,15 @@ class RedisBackend(Backend):
     clear_is_global = True
     atomic_update = True
     tracking = True
+    #: The exception classes of the client library :meth:`connect` returns a client of.
+    errors: ClassVar[ClientErrors] = REDIS_ERRORS
 
     def __init__(self, alias: str) -> None:
         super().__init__(alias)
         self._connected: tuple[redis.Redis, Codec, float, _SyncRedis] | None = None
-        self._twins: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedisBackend] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._twins: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, AsyncRedisBackend | ThreadedTwin
+        ] = weakref.WeakKeyDictionary()
 
     def connect(self) -> tuple[redis.Redis, Codec]:
         """A redis-py client for the alias and the alias's value codec: the one hook a
@@ -332,10 +393,18 @@ class RedisBackend(Backend):
 
     def _connect(self) -> tuple[redis.Redis, Codec, float, _SyncRedis]:
         client, codec = self.connect()
-        socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+        socket_timeout = self.connection_settings(client).get("socket_timeout")
         longest = min(_LONGEST_WAIT, socket_timeout / 2) if socket_timeout else _LONGEST_WAIT
-        self._connected = (client, codec, longest, _SyncRedis(client, self.alias))
+        self._connected = (client, codec, longest, self.target(client))
         return self._connected
+
+    def connection_settings(self, client: Any) -> dict[str, Any]:
+        """The keyword arguments the client's connections are made with."""
+        return dict(client.connection_pool.connection_kwargs)
+
+    def target(self, client: Any) -> _SyncRedis:
+        """What the operations' steps run on (see :mod:`cache_tools.drive`)."""
+        return _SyncRedis(client, self.alias, self.errors)
 
     def client(self) -> redis.Redis:
         return (self._connected or self._connect())[0]
@@ -364,16 +433,28 @@ class RedisBackend(Backend):
     def _do(self, steps: Steps[Any]) -> Any:
         return drive(steps, (self._connected or self._connect())[3])
 
-    def asynchronous(self) -> AsyncRedisBackend:
-        """This adapter's async twin for the running event loop (one connection pool per
-        loop, closed when the loop shuts down its async generators, as ``asyncio.run`` and
-        asgiref do)."""
+    def asynchronous(self) -> AsyncRedisBackend | ThreadedTwin:
+        """This adapter's async twin for the running event loop: a native one (one connection
+        pool per loop, closed when the loop shuts down its async generators, as
+        ``asyncio.run`` and asgiref do), or worker threads where the client library has no
+        async twin of the client's connections (Sentinel-managed, cluster)."""
         loop = asyncio.get_running_loop()
         twin = self._twins.get(loop)
         if twin is None:
-            twin = self._twins[loop] = AsyncRedisBackend(self, _async_client(self.client()))
-            twin.close_with(loop)
+            client = self.async_client()
+            if client is None:
+                twin = self._twins[loop] = ThreadedTwin(self, blocking_wait=True)
+            else:
+                twin = self._twins[loop] = AsyncRedisBackend(self, client)
+                twin.close_with(loop)
         return twin
+
+    #: The client library's asyncio module and its client class.
+    async_library: ClassVar[tuple[str, str]] = ("redis.asyncio", "Redis")
+
+    def async_client(self) -> Any:
+        """A new asyncio client with the sync client's connection settings, or None."""
+        return _async_client(self.client(), *self.async_library)
 
     # Locks -------------------------------------------------------------------------------
 
@@ -427,7 +508,7 @@ class RedisBackend(Backend):
         return bool((yield call("command", "delete", key)))
 
     def waiters(self, keys: LockKeys) -> int | None:
-        with _translated(self.alias):
+        with _translated(self.alias, self.errors):
             pipe = self.client().pipeline(transaction=False)
             pipe.exists(keys.lock)
             pipe.get(keys.waiters)
@@ -444,8 +525,8 @@ class RedisBackend(Backend):
             envelope, generation = cast(
                 list[bytes | None], client.mget([keys.value, keys.generation])
             )
-        except redis.RedisError as exc:
-            raise _translation(self.alias, exc) or exc from exc
+        except self.errors.base as exc:
+            raise _translation(self.alias, exc, self.errors) or exc from exc
         return _parse_entry(envelope, generation, codec)
 
     def _fetch(self, keys: EntryKeys, token: str | None, lock_ttl: float) -> Steps[Fetched]:
@@ -499,7 +580,7 @@ class RedisBackend(Backend):
 
     def add_counts(self, counts: Mapping[ServerKey, Mapping[str, int]]) -> None:
         """One pipeline of ``HINCRBY`` (only the statistics flusher, a thread, calls this)."""
-        with _translated(self.alias):
+        with _translated(self.alias, self.errors):
             pipe = self.client().pipeline(transaction=False)
             for stats_key, fields in counts.items():
                 for field, increment in fields.items():
@@ -534,7 +615,7 @@ class RedisBackend(Backend):
             try:
                 yield call("commit", pipe, key, payload, None if timeout is None else _ms(timeout))
                 return new
-            except WatchError as exc:
+            except self.errors.watch as exc:
                 if _CONFLICT not in str(exc):  # the connection broke around EXEC
                     raise OutcomeUnknown(
                         f"update of {key!r}: the connection to cache {self.alias!r} broke "
@@ -566,33 +647,43 @@ class RedisBackend(Backend):
         dry_run: bool = False,
         progress: Callable[[ScanReport], None] | None = None,
     ) -> ScanReport:
-        """SCAN (never KEYS) and UNLINK in batches of at most ``batch_size``, streaming."""
+        """SCAN (never KEYS) each server and UNLINK in batches of at most ``batch_size``,
+        streaming."""
         report = ScanReport()
-        with _translated(self.alias):
-            client = self.client()
-            batch: list[bytes] = []
-            for key in client.scan_iter(match=pattern, count=batch_size):
-                batch.append(key)
-                if len(batch) >= batch_size:
-                    self._delete_batch(client, batch, report, dry_run)
-                    batch = []
-                    if progress:
-                        progress(report)
-            if batch:
-                self._delete_batch(client, batch, report, dry_run)
+        with _translated(self.alias, self.errors):
+            for server in self.servers():
+                batch: list[bytes] = []
+                for key in server.scan_iter(match=pattern, count=batch_size):
+                    batch.append(key)
+                    if len(batch) >= batch_size:
+                        self._delete_batch(server, batch, report, dry_run)
+                        batch = []
+                        if progress:
+                            progress(report)
+                if batch:
+                    self._delete_batch(server, batch, report, dry_run)
         return report
 
-    @staticmethod
-    def _delete_batch(client: Any, batch: list[bytes], report: ScanReport, dry_run: bool) -> None:
+    def _delete_batch(
+        self, server: Any, batch: list[bytes], report: ScanReport, dry_run: bool
+    ) -> None:
         report.matched += len(batch)
         report.batches += 1
         report.largest_batch = max(report.largest_batch, len(batch))
         if not dry_run:
-            report.deleted += client.unlink(*batch)
+            report.deleted += self.unlink(server, batch)
+
+    def servers(self) -> list[Any]:
+        """Clients of every server that holds a share of the keys (a cluster's primaries)."""
+        return [self.client()]
+
+    def unlink(self, server: Any, keys: list[bytes]) -> int:
+        """UNLINK ``keys`` (found on ``server``); the number deleted."""
+        return int(server.unlink(*keys))
 
     def count_all(self) -> int:
-        with _translated(self.alias):
-            return int(self.client().dbsize())
+        with _translated(self.alias, self.errors):
+            return sum(int(server.dbsize()) for server in self.servers())
 
 
 def _sync_operation(name: str) -> Callable[..., Any]:
@@ -620,7 +711,7 @@ class AsyncRedisBackend:
     def __init__(self, backend: RedisBackend, client: Any) -> None:
         self.backend, self.client = backend, client
         self.alias = backend.alias
-        self._target = _AsyncRedis(client, backend.alias)
+        self._target = _AsyncRedis(client, backend.alias, backend.errors)
         self._closed = False
 
     @property
@@ -630,8 +721,8 @@ class AsyncRedisBackend:
     async def read(self, keys: EntryKeys) -> Fetched:
         try:
             envelope, generation = await self.client.mget([keys.value, keys.generation])
-        except redis.RedisError as exc:
-            raise _translation(self.alias, exc) or exc from exc
+        except self.backend.errors.base as exc:
+            raise _translation(self.alias, exc, self.backend.errors) or exc from exc
         return _parse_entry(envelope, generation, self.backend._codec())
 
     async def aclose(self) -> None:
@@ -684,18 +775,15 @@ _SYNC_ONLY = frozenset(
 )
 
 
-def _async_client(client: redis.Redis) -> Any:
-    """A ``redis.asyncio`` client with the sync client's connection settings."""
-    import redis.asyncio
-    import redis.asyncio.connection as async_connection
-
+def _async_client(client: Any, library: str, client_name: str) -> Any:
+    """A client of ``library`` (``redis.asyncio``) with the sync client's connection settings,
+    or None when its connections have no async twin there."""
+    asyncio_library = importlib.import_module(library)
+    async_connection = importlib.import_module(f"{library}.connection")
     pool = client.connection_pool
     connection_class = getattr(async_connection, pool.connection_class.__name__, None)
     if connection_class is None:
-        raise ImproperlyConfigured(
-            f"cache_tools has no async twin for redis-py's {pool.connection_class.__name__}; "
-            "use the threaded fallback by naming an adapter without one"
-        )
+        return None
     accepted = set()
     for cls in connection_class.__mro__:
         init = cls.__dict__.get("__init__")
@@ -708,13 +796,13 @@ def _async_client(client: redis.Redis) -> Any:
     }
     # Blocking: a thousand coroutines reading at once queue for the pool's connections instead
     # of failing with "Too many connections" (which would look like an outage).
-    async_pool = redis.asyncio.BlockingConnectionPool(
+    async_pool = asyncio_library.BlockingConnectionPool(
         connection_class=connection_class,
         max_connections=getattr(pool, "max_connections", None) or 100,
         timeout=kwargs.get("socket_connect_timeout") or kwargs.get("socket_timeout") or 20,
         **kwargs,
     )
-    return redis.asyncio.Redis(connection_pool=async_pool)
+    return getattr(asyncio_library, client_name)(connection_pool=async_pool)
 
 
 class DjangoRedisBackend(RedisBackend):

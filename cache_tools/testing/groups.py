@@ -131,10 +131,18 @@ class RedisCluster:
         raise RuntimeError(f"no node serves {key!r}")
 
     def kill(self, node: RedisServer) -> None:
-        """Crash ``node``; with replicas, wait until the cluster has promoted one."""
+        """Crash ``node``; with replicas, wait until a replica serves its slots."""
+        dead = node.port
         node.kill()
         if self.replicas:
-            _until(self._ready, "the cluster to fail over", limit=30)
+            _until(lambda: self._ready() and dead not in self._primary_ports(), "a failover")
+
+    def _primary_ports(self) -> set[int]:
+        client = redis.Redis(port=self.startup_nodes[0][1], socket_timeout=1)
+        try:
+            return {int(primary[1]) for _, _, primary, *_ in client.cluster("SLOTS")}
+        finally:
+            client.close()
 
     def stop(self) -> None:
         for node in self.nodes:

@@ -34,3 +34,27 @@ class TestMemcached(BackendContract):
         }
         with override_settings(CACHES={**settings.CACHES, **alias}):
             yield "memcached"
+
+
+class TestValkey(BackendContract):
+    @pytest.fixture
+    def contract_alias(self):
+        return "valkey"
+
+
+class TestValkeyCluster(BackendContract):
+    @pytest.fixture
+    def contract_alias(self, cluster_alias):
+        return cluster_alias
+
+
+class TestDjangoRedisSentinel(BackendContract):
+    @pytest.fixture
+    def contract_alias(self, sentinel_aliases):
+        return "redis-sentinel"
+
+
+class TestValkeySentinel(BackendContract):
+    @pytest.fixture
+    def contract_alias(self, sentinel_aliases):
+        return "valkey-sentinel"
