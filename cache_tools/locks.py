@@ -308,8 +308,12 @@ class Lock:
                         "acquire", self._keys, token, self.timeout, blocking_timeout != 0, attempt
                     )
                 except BackendUnavailable as exc:
-                    if exc.outcome_unknown:
-                        release_when_answering(backend, self._keys, token, self.timeout)
+                    if exc.outcome_unknown or (attempt and blocking_timeout != 0):
+                        # The lock may have been taken, or this token still has a place in
+                        # line that would make everyone wait for it to lapse: settle both as
+                        # soon as the server (or a promoted replica) answers.
+                        ttl = max(self.timeout, 3 * backend.max_wait)
+                        release_when_answering(backend, self._keys, token, ttl)
                     raise
                 if taken:
                     break
