@@ -24,7 +24,8 @@ from django.test import override_settings
 
 from cache_tools import LockLost, LockUnavailable, cache_aside, lock
 from cache_tools.backends import get_backend
-from cache_tools.testing.contract import FORK
+from cache_tools.near import tracker_for
+from cache_tools.testing.contract import FORK, run_processes
 from cache_tools.testing.groups import RedisCluster, RedisSentinel
 from tests.conftest import cluster_cache, sentinel_caches
 
@@ -177,3 +178,43 @@ def test_a_cache_aside_herd_survives_the_primary_being_killed(group: Group, uniq
     assert [r["wrong"] for r in reports] == [[]] * HERD
     hits = sum(r["info"][0] for r in reports)
     assert hits > 10 * HERD  # served from the cache before and after the failover
+
+
+def invalidate_in_child(index: int, barrier: Any, alias: str, unique: str) -> None:
+    counted_copy(alias, unique, []).invalidate(1)
+
+
+def counted_copy(alias: str, unique: str, calls: list[int]) -> Any:
+    @cache_aside(cache=alias, timeout=60, local=True, key_maker=f"{unique}:{{x}}")
+    def counted(x: int) -> int:
+        calls.append(x)
+        return len(calls)
+
+    return counted
+
+
+@pytest.mark.parametrize("alias", ["redis-sentinel", "valkey-sentinel"])
+def test_local_copies_follow_a_sentinel_failover(alias: str, unique: str) -> None:
+    """Copies kept before a failover are dropped (the new primary may lack the entry), and
+    invalidations reach this process from the promoted replica."""
+    with (
+        RedisSentinel(replicas=1, down_after=1000) as sentinel,
+        override_settings(CACHES={**settings.CACHES, **sentinel_caches(sentinel)}),
+    ):
+        calls: list[int] = []
+        counted = counted_copy(alias, unique, calls)
+        tracker = tracker_for(get_backend(alias))
+        assert tracker is not None and tracker.wait_until_ready(10)
+        assert counted(1) == counted(1) == counted(1) == 1  # computed, read (copied), copy
+        assert counted.cache_info().local_hits == 1
+        epoch = tracker.epoch
+        sentinel.fail_over()
+        assert tracker.wait_until_ready(10)  # listening to the promoted replica
+        assert tracker.epoch > epoch  # every copy was dropped on the way
+        counted(1)  # from the new primary (or computed again if it lacked the entry)
+        computed = len(calls)
+        run_processes(1, invalidate_in_child, alias, unique)  # another process's connection
+        deadline = time.monotonic() + 5
+        while counted(1) == computed and time.monotonic() < deadline:
+            pass  # each call reads the copy until the invalidation drops it
+        assert len(calls) == computed + 1
