@@ -1,7 +1,8 @@
 """clear_cache benchmark: 1,000,000 keys (half of them foreign), seconds and peak memory.
 
-Compared with django-redis's ``cache.delete_pattern("*")`` on the same data. Each variant runs in
-a process of its own, so its peak RSS (from ``wait4``) is its own.
+Compared with django-redis's ``cache.delete_pattern("*")`` (its default ``itersize``, and 1000)
+on the same data. Each variant runs in a process of its own, so its peak RSS (from ``wait4``) is
+its own.
 """
 
 from __future__ import annotations
@@ -60,6 +61,12 @@ def main() -> None:
             "-c",
             "import django; django.setup(); from django.core.cache import cache; "
             "cache.delete_pattern('*')",
+        ],
+        "django-redis delete_pattern(itersize=1000)": [
+            python,
+            "-c",
+            "import django; django.setup(); from django.core.cache import cache; "
+            "cache.delete_pattern('*', itersize=1000)",
         ],
         "python startup (baseline)": [
             python,

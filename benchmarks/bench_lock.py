@@ -9,12 +9,15 @@ nobody waits longer than the four others' holds (FCFS bound 0.2 s).
 from __future__ import annotations
 
 import multiprocessing
+import random
 import statistics
 import time
 import uuid
 
+import redis_lock
 from _common import per_call, percentile, table
 from django.core.cache import cache
+from django_redis import get_redis_connection
 
 from cache_tools import lock
 
@@ -35,6 +38,18 @@ def django_redis(name: str):
     return cache.lock(name, timeout=10)
 
 
+def python_redis_lock(name: str):
+    """python-redis-lock: the same design (a release signal waiters block on), no fencing."""
+    return redis_lock.Lock(get_redis_connection(), name, expire=10)
+
+
+PEERS = (
+    ("lock()", ours),
+    ("django-redis cache.lock() (redis-py Lock)", django_redis),
+    ("python-redis-lock", python_redis_lock),
+)
+
+
 def uncontended() -> list[tuple[str, ...]]:
     cache.set("bench:value", "x" * 100)
     baseline = per_call(lambda: cache.get("bench:value"))
@@ -48,8 +63,16 @@ def uncontended() -> list[tuple[str, ...]]:
         with cache.lock(name + ":dr", timeout=10):
             pass
 
+    def python_redis_lock_once():
+        with python_redis_lock(name + ":prl"):
+            pass
+
     rows = [("raw cache.get", f"{baseline * 1e6:.0f}", "1.00")]
-    for label, function in (("lock()", ours_once), ("django-redis cache.lock()", theirs_once)):
+    for label, function in (
+        ("lock()", ours_once),
+        ("django-redis cache.lock() (redis-py Lock)", theirs_once),
+        ("python-redis-lock", python_redis_lock_once),
+    ):
         seconds = per_call(function, calls=1000)
         rows.append((label, f"{seconds * 1e6:.0f}", f"{seconds / baseline:.2f}"))
     return rows
@@ -73,7 +96,9 @@ def handoff(make) -> list[float]:
         handle = make(name)
         handle.__enter__()
         ready.set()
-        time.sleep(0.03)  # let the waiter block (benchmark pacing, not synchronisation)
+        # Let the waiter block; a random hold, so that releases do not land at the same point
+        # of a polling waiter's cycle every time (benchmark pacing, not synchronisation).
+        time.sleep(random.uniform(0.02, 0.12))
         ready.clear()
         released = time.monotonic()
         handle.__exit__(None, None, None)
@@ -144,7 +169,7 @@ def fairness(make) -> tuple[list[int], float]:
 def main() -> None:
     table("Uncontended acquire + release", uncontended(), ("what", "us/op", "x raw get"))
     rows = []
-    for label, make in (("lock()", ours), ("django-redis cache.lock()", django_redis)):
+    for label, make in PEERS:
         latencies = handoff(make)
         rows.append(
             (
@@ -153,9 +178,13 @@ def main() -> None:
                 f"{percentile(latencies, 0.99) * 1000:.2f}",
             )
         )
-    table(f"Hand-off latency, {HANDOFFS} releases", rows, ("what", "p50 ms", "p99 ms"))
+    table(
+        f"Hand-off latency, {HANDOFFS} releases after random holds of 20-120 ms",
+        rows,
+        ("what", "p50 ms", "p99 ms"),
+    )
     rows = []
-    for label, make in (("lock()", ours), ("django-redis cache.lock()", django_redis)):
+    for label, make in PEERS:
         totals = [herd(make) for _ in range(3)]
         rows.append((label, f"{statistics.median(totals) * 1000:.0f}"))
     table(
@@ -165,7 +194,7 @@ def main() -> None:
         ("what", "total ms"),
     )
     rows = []
-    for label, make in (("lock()", ours), ("django-redis cache.lock()", django_redis)):
+    for label, make in PEERS:
         counts, worst = fairness(make)
         total = sum(counts)
         rows.append(

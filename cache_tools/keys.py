@@ -266,6 +266,33 @@ class _TemplateFormatter(string.Formatter):
         return _template_part(value)
 
 
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(template: str) -> tuple[tuple[str, str | None], ...] | None:
+    """``template`` as (literal, field name) pairs when every field is a plain name without a
+    format spec or conversion (filled without ``string.Formatter``); None otherwise."""
+    parts = []
+    for literal, field, spec, conversion in string.Formatter().parse(template):
+        if field is not None and (spec or conversion or not _FIELD.fullmatch(field)):
+            return None
+        parts.append((literal, field))
+    return tuple(parts)
+
+
+def _fill(template: str, arguments: dict[str, Any]) -> str:
+    compiled = _compiled(template)
+    if compiled is None:
+        return _TemplateFormatter().vformat(template, (), arguments)
+    out = []
+    for literal, field in compiled:
+        out.append(literal)
+        if field is not None:
+            out.append(_template_part(arguments[field]))
+    return "".join(out)
+
+
 def _template_part(value: Any) -> str:
     if isinstance(value, str):
         return _escape(value)
@@ -334,7 +361,7 @@ def raw_key(
     elif isinstance(key_maker, str):
         arguments = _bind(func, args, kwargs)
         try:
-            raw = _TemplateFormatter().vformat(key_maker, (), arguments)
+            raw = _fill(key_maker, arguments)
         except (KeyError, AttributeError, IndexError) as exc:
             raise ValueError(
                 f"key template {key_maker!r} of {func.__qualname__} cannot be filled: {exc!r}"

@@ -246,3 +246,19 @@ def test_fast_binding_agrees_with_inspect(args, kwargs):
     expected.apply_defaults()
     bound = _bind(plain, tuple(args), kwargs)
     assert list(bound.items()) == list(expected.arguments.items())
+
+
+@given(
+    literals=st.lists(st.text(alphabet=st.characters(blacklist_characters="{}")), min_size=3),
+    a=values,
+    b=values,
+)
+@settings(max_examples=200)
+def test_compiled_templates_fill_as_string_formatter_does(literals, a, b):
+    """Plain-name templates are filled without string.Formatter on the hit path: the keys
+    are exactly those the formatter gives (doubled braces and repeated fields included)."""
+    from cache_tools.keys import _fill, _TemplateFormatter
+
+    template = f"{literals[0]}{{a}}{literals[1]}{{b}}{literals[2]}{{{{x}}}}{{a}}"
+    arguments = {"a": a, "b": b}
+    assert _fill(template, arguments) == _TemplateFormatter().vformat(template, (), arguments)

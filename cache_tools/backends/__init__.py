@@ -94,13 +94,22 @@ def _backend_for(alias: str) -> Backend:
     return adapter_class(alias)(alias)
 
 
+# get_backend(alias) by the alias as given (None included), so that a call on the hit path is
+# one dictionary lookup; emptied with the adapters when settings change.
+_by_name: dict[str | None, Backend] = {}
+
+
 def get_backend(alias: str | None = None) -> Backend:
     """The adapter of ``alias`` (default: ``CACHE_TOOLS["CACHE"]``), made once per settings."""
-    return _backend_for(resolve_alias(alias))
+    backend = _by_name.get(alias)
+    if backend is None:
+        backend = _by_name[alias] = _backend_for(resolve_alias(alias))
+    return backend
 
 
 def _forget_adapters(*, setting: str, **kwargs: object) -> None:
     if setting in ("CACHES", "CACHE_TOOLS"):
+        _by_name.clear()
         _backend_for.cache_clear()
 
 

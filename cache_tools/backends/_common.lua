@@ -29,6 +29,14 @@ local function next_fence(fence, ttl_ms)
   return value
 end
 
+-- After a release, a fence has nothing left to guard but jitter of the server clock (the next
+-- one starts from the clock): it expires soon, not with the released lock's full TTL.
+local function retire_fence(fence)
+  if redis.call('pttl', fence) > SHORTEST_FENCE_MS then
+    redis.call('pexpire', fence, SHORTEST_FENCE_MS)
+  end
+end
+
 local function now_ms()
   local now = redis.call('time')
   return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)

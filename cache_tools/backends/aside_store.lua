@@ -45,7 +45,7 @@ if current == gen and (ARGV[5] == '' or redis.call('get', KEYS[4]) == ARGV[6]) t
   end
   stored = 1
 end
-if ARGV[5] ~= '' then
-  release_lock(KEYS[3], KEYS[6], KEYS[5], ARGV[5], 'all', SIGNAL_TTL_MS)
+if ARGV[5] ~= '' and release_lock(KEYS[3], KEYS[6], KEYS[5], ARGV[5], 'all', SIGNAL_TTL_MS) == 1 then
+  retire_fence(KEYS[4])
 end
 return stored

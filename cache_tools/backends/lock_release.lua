@@ -14,4 +14,8 @@ end
 if hand_over(KEYS[1], KEYS[4], KEYS[5], KEYS[6], tonumber(ARGV[3])) then
   return 1
 end
-return release_lock(KEYS[1], KEYS[2], KEYS[3], token, ARGV[2], SIGNAL_TTL_MS)
+local released = release_lock(KEYS[1], KEYS[2], KEYS[3], token, ARGV[2], SIGNAL_TTL_MS)
+if released == 1 then
+  retire_fence(KEYS[4])
+end
+return released

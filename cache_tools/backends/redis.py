@@ -23,7 +23,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, ClassVar, NamedTuple, cast
+from typing import Any, ClassVar, NamedTuple
 
 import redis
 import redis.exceptions
@@ -326,12 +326,15 @@ def _parse_entry(envelope: bytes | None, generation: bytes | None, codec: Codec)
     if entry_generation != generation:
         return Fetched(MISS)
     fresh = stale_after == b"0" or time.time() * 1000 < int(stale_after)
+    # Positional: this is the hit path (state, value, fence, wait, generation, payload, until).
     return Fetched(
         HIT if fresh else STALE,
-        value=codec.decode(payload),
-        generation=int(generation),
-        payload=payload,
-        until=_until(int(stale_after), int(expires_at)),
+        codec.decode(payload),
+        None,
+        None,
+        int(generation),
+        payload,
+        _until(int(stale_after), int(expires_at)),
     )
 
 
@@ -522,12 +525,10 @@ class RedisBackend(Backend):
     def read(self, keys: EntryKeys) -> Fetched:
         client, codec, _, _ = self._connected or self._connect()
         try:
-            envelope, generation = cast(
-                list[bytes | None], client.mget([keys.value, keys.generation])
-            )
+            pair: Any = client.mget([keys.value, keys.generation])
         except self.errors.base as exc:
             raise _translation(self.alias, exc, self.errors) or exc from exc
-        return _parse_entry(envelope, generation, codec)
+        return _parse_entry(pair[0], pair[1], codec)
 
     def _fetch(self, keys: EntryKeys, token: str | None, lock_ttl: float) -> Steps[Fetched]:
         lock = keys.lock

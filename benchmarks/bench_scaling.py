@@ -1,0 +1,116 @@
+"""Scaling (issue 16): the cost of a cache_aside hit as values grow, as one function's distinct
+keys grow, and over 1 000 functions, each against a raw ``cache.get`` doing the same in the same
+run.
+
+Goal: a hit over 10 000 keys of 1 000 functions costs within 1.05x of a single hot key (the
+per-process key and signature caches must not thrash). Medians of interleaved short rounds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import uuid
+
+from _common import per_call, table
+from django.core.cache import cache
+
+from cache_tools import cache_aside
+
+RUN = uuid.uuid4().hex[:8]
+ROUNDS = 25
+
+
+def cached_functions(count: int, value: str) -> list:
+    """``count`` distinct cached functions (distinct dotted paths, so distinct keys)."""
+
+    def make(index: int) -> object:
+        def function(n: int) -> str:
+            return value
+
+        function.__qualname__ = function.__name__ = f"scaling_{RUN}_{index}"
+        return cache_aside(timeout=600)(function)
+
+    return [make(index) for index in range(count)]
+
+
+def cycling(calls: list) -> object:
+    """A callable that makes the next of ``calls`` each time (keys visited round robin)."""
+    iterator = itertools.cycle(calls)
+    return lambda: next(iterator)()
+
+
+def compare(variants: dict[str, object]) -> dict[str, float]:
+    samples: dict[str, list[float]] = {label: [] for label in variants}
+    for _ in range(ROUNDS):
+        for label, function in variants.items():
+            samples[label].append(per_call(function, 200, 1))  # type: ignore[arg-type]
+    return {label: statistics.median(values) for label, values in samples.items()}
+
+
+def value_sizes() -> list[tuple[str, ...]]:
+    rows = []
+    for size in (100, 10_000, 100_000):
+        value = "x" * size
+        cache.set(f"bench:{RUN}:size:{size}", value, 600)
+        (hot,) = cached_functions(1, value)
+        hot(1)
+        got = compare(
+            {
+                "raw": lambda s=size: cache.get(f"bench:{RUN}:size:{s}"),
+                "hit": lambda f=hot: f(1),
+            }
+        )
+        ratio = got["hit"] / got["raw"]
+        rows.append((f"{size:,} B", f"{got['raw'] * 1e6:.0f}", f"{ratio:.2f}"))
+    return rows
+
+
+def spread() -> list[tuple[str, ...]]:
+    value = "x" * 100
+    (one,) = cached_functions(1, value)
+    many = cached_functions(1000, value)
+    layouts = {
+        "1 key": [lambda: one(0)],
+        "10 000 keys, 1 function": [lambda n=n: one(n) for n in range(10_000)],
+        "10 000 keys over 1 000 functions": [
+            lambda f=f, n=n: f(n) for f in many for n in range(10)
+        ],
+    }
+    raw_keys = {"1 key": 1, "10 000 keys, 1 function": 10_000}
+    raw_keys["10 000 keys over 1 000 functions"] = 10_000
+    variants: dict[str, object] = {}
+    for label, calls in layouts.items():
+        for call in calls:
+            call()  # warm every entry
+        for n in range(raw_keys[label]):
+            cache.set(f"bench:{RUN}:spread:{n}", value, 600)
+        variants[f"hit {label}"] = cycling(calls)
+        variants[f"raw {label}"] = cycling(
+            [lambda n=n: cache.get(f"bench:{RUN}:spread:{n}") for n in range(raw_keys[label])]
+        )
+    got = compare(variants)
+    single = got["hit 1 key"] / got["raw 1 key"]
+    rows = []
+    for label in layouts:
+        ratio = got[f"hit {label}"] / got[f"raw {label}"]
+        hit = got[f"hit {label}"]
+        rows.append((label, f"{hit * 1e6:.0f}", f"{ratio:.2f}", f"{ratio / single:.3f}"))
+    return rows
+
+
+def main() -> None:
+    table(
+        "Hit by value size (x raw cache.get of the same value)",
+        value_sizes(),
+        ("value", "raw get us", "x raw get"),
+    )
+    table(
+        "Hit by spread of keys (each against raw gets over as many keys; goal: <= 1.05x of 1 key)",
+        spread(),
+        ("layout", "hit us", "x raw get", "x the 1-key ratio"),
+    )
+
+
+if __name__ == "__main__":
+    main()
