@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -37,3 +38,8 @@ class PerProcess(Generic[T]):
                     self._value = self._factory()
                     self._pid = os.getpid()
         return self._value  # type: ignore[return-value]
+
+
+# Random delays' source: a generator of each process's own (forked herds would otherwise draw
+# the same "random" backoffs) and not the global one, which belongs to the application.
+jitter: PerProcess[random.Random] = PerProcess(random.Random)

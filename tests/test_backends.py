@@ -1,6 +1,7 @@
 """Backends outside the contract suite (tests/contract runs it on the shared ones): LocMem
 between threads, files and database in one process, DummyCache, UWSGICache outside uWSGI."""
 
+import random
 import threading
 import time
 
@@ -10,6 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from cache_tools import CacheInfo, LockError, cache_aside, lock, lock_decorator, update
 from cache_tools.backends import get_backend
+from cache_tools.testing.contract import run_processes
 
 
 def test_locmem_single_flight_holds_between_threads(unique):
@@ -111,3 +113,21 @@ def test_single_host_backends_cache_lock_and_update(local_alias, unique):
     assert update(unique, lambda old: (old or 0) + 1, cache=local_alias) == 1
     assert update(unique, lambda old: (old or 0) + 1, cache=local_alias) == 2
     assert caches[local_alias].get(unique) == 2
+
+
+def _backoffs(index, barrier):
+    from cache_tools.backends.generic import poll_delay
+
+    return [poll_delay(3) for _ in range(5)]
+
+
+def test_forked_processes_back_off_by_different_amounts():
+    """A herd forked from one parent (uWSGI's workers) must not retry in lockstep, and the
+    application's global random state is left alone."""
+    from cache_tools._process import jitter
+
+    jitter.get()  # the parent's generator exists before the fork
+    state = random.getstate()
+    drawn = run_processes(4, _backoffs)
+    assert len({tuple(d) for d in drawn}) == 4
+    assert random.getstate() == state

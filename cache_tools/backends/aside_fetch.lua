@@ -1,5 +1,5 @@
 -- Read a cache-aside entry and, on a miss or stale hit, take the entry's lock.
--- KEYS: value, generation, lock, fence, waiters
+-- KEYS: value, generation, lock (companions lock#f, lock#w)
 -- ARGV: token ('' = do not lock), lock_ttl_ms
 -- Returns {state, envelope or nil, number, generation}:
 --   {1, envelope, 0, gen}        fresh hit
@@ -10,6 +10,7 @@
 -- epoch on the server's clock; 0 never).
 -- A missing generation starts at the server clock, so it never matches an older entry; it
 -- lives until the store that follows extends it to the entry's lifetime.
+local lock, fence_key, waiters = KEYS[3], KEYS[3] .. '#f', KEYS[3] .. '#w'
 local lock_ttl = tonumber(ARGV[2])
 local gen = redis.call('get', KEYS[2])
 if not gen then
@@ -32,12 +33,12 @@ if state == 1 then
 end
 local fence = 0
 if ARGV[1] ~= '' then
-  fence = take_lock(KEYS[3], KEYS[4], ARGV[1], lock_ttl)
+  fence = take_lock(lock, fence_key, ARGV[1], lock_ttl)
   if not fence then
     fence = 0
     if state == 0 then
-      register_waiter(KEYS[5], lock_ttl + WAITER_GRACE_MS)
-      return {-1, false, redis.call('pttl', KEYS[3]), gen}
+      register_waiter(waiters, lock_ttl + WAITER_GRACE_MS)
+      return {-1, false, redis.call('pttl', lock), gen}
     end
   end
 end

@@ -1,7 +1,8 @@
 -- Delete an entry and void a computation of it in flight (its store checks the fence).
--- KEYS: value, fence
+-- KEYS: value, lock (its fence is lock#f)
 -- Returns 1 when an entry was deleted.
-if redis.call('exists', KEYS[2]) == 1 then
-  redis.call('incr', KEYS[2])
+local fence = KEYS[2] .. '#f'
+if redis.call('exists', fence) == 1 then
+  redis.call('incr', fence)
 end
 return redis.call('del', KEYS[1])

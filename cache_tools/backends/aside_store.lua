@@ -1,9 +1,11 @@
 -- Store a cache-aside entry and release its lock, waking every waiter.
--- KEYS: value, generation, lock, fence, waiters, signal
+-- KEYS: value, generation, lock (companions lock#f, lock#w, lock#s)
 -- ARGV: payload, fresh_ms (0 = never stale), ttl_ms (0 = no expiry), generation ('' = current),
 --       token ('' = no lock held), fence
 -- Returns 1 when stored, 0 when skipped because the generation or the entry's fence moved on.
 -- The generation is kept at least as long as the entry, so an entry never outlives it.
+local lock = KEYS[3]
+local fence, waiters, signal = lock .. '#f', lock .. '#w', lock .. '#s'
 local ttl = tonumber(ARGV[3])
 local current = redis.call('get', KEYS[2])
 local gen = ARGV[4]
@@ -19,7 +21,7 @@ if gen == '' then
   gen = current
 end
 local stored = 0
-if current == gen and (ARGV[5] == '' or redis.call('get', KEYS[4]) == ARGV[6]) then
+if current == gen and (ARGV[5] == '' or redis.call('get', fence) == ARGV[6]) then
   local now = now_ms()
   local stale_after = 0
   if ARGV[2] ~= '0' then
@@ -45,7 +47,7 @@ if current == gen and (ARGV[5] == '' or redis.call('get', KEYS[4]) == ARGV[6]) t
   end
   stored = 1
 end
-if ARGV[5] ~= '' and release_lock(KEYS[3], KEYS[6], KEYS[5], ARGV[5], 'all', SIGNAL_TTL_MS) == 1 then
-  retire_fence(KEYS[4])
+if ARGV[5] ~= '' and release_lock(lock, signal, waiters, ARGV[5], 'all', SIGNAL_TTL_MS) == 1 then
+  retire_fence(fence)
 end
 return stored

@@ -213,18 +213,13 @@ class Backend(abc.ABC):
     def _name(self, kind: str, tag: str, rest: str = "") -> str:
         return f"{conf.namespace()}:{kind}:{{{tag}}}{rest}"
 
-    def _companions(self, base: ServerKey) -> LockKeys:
-        def companion(suffix: str) -> ServerKey:
-            return self.server_key(f"{base.name}{suffix}")
+    def companion_key(self, base: ServerKey, suffix: str) -> ServerKey:
+        """The key of a lock's companion (``#f`` fence, ``#s`` signal, ...)."""
+        return self.server_key(f"{base.name}{suffix}")
 
-        return LockKeys(
-            base,
-            companion("#s"),
-            companion("#f"),
-            companion("#w"),
-            companion("#q"),
-            companion("#d"),
-        )
+    def _companions(self, base: ServerKey) -> LockKeys:
+        suffixes = ("#s", "#f", "#w", "#q", "#d")
+        return LockKeys(base, *(self.companion_key(base, suffix) for suffix in suffixes))
 
     def _lock_keys(self, name: str) -> LockKeys:
         """The keys of the lock called ``name`` (already made safe by :func:`keys.safe_key`)."""

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import pickle
-import random
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from .. import conf
+from .._process import jitter
 from ..errors import BackendUnavailable, OutcomeUnknown, StoreRefused, UnserializableValue
 from .base import HIT, MISS, STALE, Backend, EntryKeys, Fetched, LockKeys, ServerKey
 
@@ -30,7 +30,7 @@ _ENVELOPE = "ct1"
 
 def poll_delay(attempt: int) -> float:
     """Seconds before the next try: 5 ms doubling up to 100 ms, jittered by +-50%."""
-    return min(_POLL_LONGEST, _POLL_FIRST * 2.0**attempt) * random.uniform(0.5, 1.5)
+    return min(_POLL_LONGEST, _POLL_FIRST * 2.0**attempt) * jitter.get().uniform(0.5, 1.5)
 
 
 def _clock_us() -> int:

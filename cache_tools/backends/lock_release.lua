@@ -1,21 +1,24 @@
 -- Release a lock held with this token, in one round trip: hand it to the first live waiter in
 -- line (locks), or wake registered waiters (cache-aside entry locks).
--- KEYS: lock, signal, waiters, fence, line, deadlines
+-- KEYS: lock (companions lock#s, lock#w, lock#f, lock#q, lock#d)
 -- ARGV: token, wake ('one' | 'all'), claim_ms
 -- Returns 1 when released, 0 when the lock was not this token's (expired or taken over); a
 -- token that is not the owner also leaves the line (a waiter giving up).
+local lock = KEYS[1]
+local signal, waiters, fence = lock .. '#s', lock .. '#w', lock .. '#f'
+local line, deadlines = lock .. '#q', lock .. '#d'
 local token = ARGV[1]
-if redis.call('get', KEYS[1]) ~= token then
-  if redis.call('lrem', KEYS[5], 0, token) > 0 then
-    redis.call('hdel', KEYS[6], token)
+if redis.call('get', lock) ~= token then
+  if redis.call('lrem', line, 0, token) > 0 then
+    redis.call('hdel', deadlines, token)
   end
   return 0
 end
-if hand_over(KEYS[1], KEYS[4], KEYS[5], KEYS[6], tonumber(ARGV[3])) then
+if hand_over(lock, fence, line, deadlines, tonumber(ARGV[3])) then
   return 1
 end
-local released = release_lock(KEYS[1], KEYS[2], KEYS[3], token, ARGV[2], SIGNAL_TTL_MS)
+local released = release_lock(lock, signal, waiters, token, ARGV[2], SIGNAL_TTL_MS)
 if released == 1 then
-  retire_fence(KEYS[4])
+  retire_fence(fence)
 end
 return released

@@ -17,7 +17,6 @@ import functools
 import hashlib
 import importlib
 import inspect
-import random
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
@@ -28,6 +27,7 @@ from typing import Any, ClassVar, NamedTuple
 import redis
 import redis.exceptions
 
+from .._process import jitter
 from ..drive import Steps, adrive, call, drive
 from ..errors import (
     BackendUnavailable,
@@ -418,6 +418,11 @@ class RedisBackend(Backend):
     def decode(self, payload: bytes) -> Any:
         return self._codec().decode(payload)
 
+    def companion_key(self, base: ServerKey, suffix: str) -> ServerKey:
+        # The lock's server key and the suffix, as the scripts name companions from the one
+        # key they are given (fewer keys to send on every lock and cache-aside round trip).
+        return ServerKey(base + suffix, base.name + suffix)
+
     def tracking_connection(self) -> Any:
         pool = self.client().connection_pool
         # RESP2, where SUBSCRIBE confirmations and messages are plain replies (redis-py's
@@ -475,7 +480,7 @@ class RedisBackend(Backend):
         number = yield call(
             "script",
             "lock_acquire",
-            [keys.lock, keys.fence, keys.line, keys.deadlines],
+            [keys.lock],
             [token, _ms(ttl), int(register_waiter), self._claim_ms()],
         )
         if number > 0:
@@ -486,7 +491,7 @@ class RedisBackend(Backend):
         released = yield call(
             "script",
             "lock_release",
-            [keys.lock, keys.signal, keys.waiters, keys.fence, keys.line, keys.deadlines],
+            [keys.lock],
             [token, "all" if wake_all else "one", self._claim_ms()],
         )
         return bool(released)
@@ -535,7 +540,7 @@ class RedisBackend(Backend):
         state, envelope, number, generation = yield call(
             "script",
             "aside_fetch",
-            [keys.value, keys.generation, lock.lock, lock.fence, lock.waiters],
+            [keys.value, keys.generation, lock.lock],
             [token or "", _ms(lock_ttl)],
         )
         generation = int(generation)
@@ -569,12 +574,11 @@ class RedisBackend(Backend):
             token or "",
             fence or 0,
         ]
-        lock = keys.lock
-        entry_keys = [keys.value, keys.generation, lock.lock, lock.fence, lock.waiters, lock.signal]
+        entry_keys = [keys.value, keys.generation, keys.lock.lock]
         return bool((yield call("script", "aside_store", entry_keys, args)))
 
     def _invalidate(self, keys: EntryKeys) -> Steps[bool]:
-        return bool((yield call("script", "aside_invalidate", [keys.value, keys.lock.fence], [])))
+        return bool((yield call("script", "aside_invalidate", [keys.value, keys.lock.lock], [])))
 
     def _bump_generation(self, generation_key: ServerKey, ttl: float | None = None) -> Steps[int]:
         return int((yield call("script", "generation_bump", [generation_key], [])))
@@ -627,7 +631,7 @@ class RedisBackend(Backend):
                     f"update of {key!r} lost {attempt} races with other writers in {budget:g}s"
                 )
             # Jittered backoff, growing with each lost race, before reading again.
-            yield call("sleep", random.uniform(0, min(0.0005 * 2**attempt, 0.05)))
+            yield call("sleep", jitter.get().uniform(0, min(0.0005 * 2**attempt, 0.05)))
 
     # Clearing ----------------------------------------------------------------------------
 
