@@ -196,7 +196,9 @@ class Tracker:
                 connection.disconnect()
 
 
-_trackers: dict[tuple[int, int], Tracker] = {}
+# Keyed by the adapter itself, not its id(): after a settings change a new adapter may get the
+# id of a collected one, and would find a tracker listening to another server.
+_trackers: dict[tuple[int, Backend], Tracker] = {}
 _guard = threading.Lock()
 
 
@@ -205,7 +207,7 @@ def tracker_for(backend: Backend) -> Tracker | None:
     backend cannot track or local copies are switched off."""
     if not getattr(backend, "tracking", False) or not conf.get("LOCAL_COPIES"):
         return None
-    ident = (os.getpid(), id(backend))
+    ident = (os.getpid(), backend)
     tracker = _trackers.get(ident)
     if tracker is None:
         with _guard:
@@ -224,7 +226,7 @@ def copies_for(
     tracker = tracker_for(backend)
     if tracker is None:
         return None
-    ident = (os.getpid(), id(backend), function_id)
+    ident = (os.getpid(), backend, function_id)
     found = _stores.get(ident)
     if found is None:
         with _guard:
@@ -235,4 +237,4 @@ def copies_for(
     return found
 
 
-_stores: dict[tuple[int, int, str], LocalCopies] = {}
+_stores: dict[tuple[int, Backend, str], LocalCopies] = {}

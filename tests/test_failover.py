@@ -11,6 +11,7 @@ Each test starts a group of its own (the session's groups stay intact for other 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 import time
@@ -18,8 +19,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 from django.conf import settings
-from django.core.cache import close_caches
+from django.core.cache import caches, close_caches
 from django.test import override_settings
 
 from cache_tools import LockLost, LockUnavailable, cache_aside, lock
@@ -45,6 +47,23 @@ class Group:
         self._fail_over(server_key)
 
 
+@contextlib.contextmanager
+def sentinel_group() -> Iterator[RedisSentinel]:
+    """A fresh Sentinel group with both Sentinel aliases on it, checked to write to its
+    primary (not to a pool the client library kept from another group)."""
+    with (
+        RedisSentinel(replicas=1, down_after=1000) as sentinel,
+        override_settings(CACHES={**settings.CACHES, **sentinel_caches(sentinel)}),
+    ):
+        primary = redis.Redis(port=sentinel.primary_port())
+        for alias in ("redis-sentinel", "valkey-sentinel"):
+            before = primary.dbsize()
+            caches[alias].set(f"probe-{alias}", 1)
+            assert primary.dbsize() == before + 1, f"{alias} does not write to this group"
+        primary.close()
+        yield sentinel
+
+
 @pytest.fixture(params=["cluster", "redis-sentinel", "valkey-sentinel"])
 def group(request: pytest.FixtureRequest) -> Iterator[Group]:
     if request.param == "cluster":
@@ -57,10 +76,7 @@ def group(request: pytest.FixtureRequest) -> Iterator[Group]:
 
                 yield Group("failover", kill_primary)
     else:
-        with (
-            RedisSentinel(replicas=1, down_after=1000) as sentinel,
-            override_settings(CACHES={**settings.CACHES, **sentinel_caches(sentinel)}),
-        ):
+        with sentinel_group() as sentinel:
             yield Group(request.param, lambda key: sentinel.fail_over())
 
 
@@ -197,10 +213,7 @@ def counted_copy(alias: str, unique: str, calls: list[int]) -> Any:
 def test_local_copies_follow_a_sentinel_failover(alias: str, unique: str) -> None:
     """Copies kept before a failover are dropped (the new primary may lack the entry), and
     invalidations reach this process from the promoted replica."""
-    with (
-        RedisSentinel(replicas=1, down_after=1000) as sentinel,
-        override_settings(CACHES={**settings.CACHES, **sentinel_caches(sentinel)}),
-    ):
+    with sentinel_group() as sentinel:
         calls: list[int] = []
         counted = counted_copy(alias, unique, calls)
         tracker = tracker_for(get_backend(alias))

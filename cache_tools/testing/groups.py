@@ -11,6 +11,7 @@ for tests that need failover or several primaries (no root, no network beyond lo
 from __future__ import annotations
 
 import random
+import secrets
 import socket
 import subprocess
 import tempfile
@@ -158,11 +159,21 @@ class RedisCluster:
 class RedisSentinel:
     """A primary, ``replicas`` replicas and ``sentinels`` sentinels watching them under
     ``master_name``; ``down_after`` (ms) is how long the primary may be silent before the
-    sentinels fail it over."""
+    sentinels fail it over.
 
-    master_name = "cachetools"
+    Each group gets its own master name (``cachetools-`` and a random suffix): django-redis and
+    django-valkey keep one connection pool per process for each ``LOCATION``, whatever
+    ``SENTINELS`` say, so a second group under the same name would be served the first
+    group's pool and its primary."""
 
-    def __init__(self, replicas: int = 1, sentinels: int = 3, down_after: int = 1000) -> None:
+    def __init__(
+        self,
+        replicas: int = 1,
+        sentinels: int = 3,
+        down_after: int = 1000,
+        master_name: str | None = None,
+    ) -> None:
+        self.master_name = master_name or f"cachetools-{secrets.token_hex(4)}"
         self.primary = RedisServer()
         self.replicas = [
             RedisServer(arguments=["--replicaof", "127.0.0.1", str(self.primary.port)])
