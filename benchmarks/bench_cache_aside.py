@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import statistics
 import time
+import timeit
 import uuid
 
 import redis
@@ -19,7 +20,7 @@ from django.conf import settings
 from django.core.cache import cache
 from dogpile.cache import make_region
 
-from cache_tools import cache_aside
+from cache_tools import cache_aside, signals
 
 FORK = multiprocessing.get_context("fork")
 HERD = 32
@@ -110,6 +111,32 @@ def hits() -> list[tuple[str, ...]]:
     return rows
 
 
+def signal_hooks() -> list[tuple[str, ...]]:
+    """What the hooks of cache_tools.signals cost a hit: nothing but a flag test when no
+    receiver is connected; the dispatch when one listens (here to another function)."""
+
+    def elsewhere(sender, **kwargs):
+        pass
+
+    variants = {"cache_aside hit, no receiver": aside_hit}
+    samples: dict[str, list[float]] = {label: [] for label in (*variants, "with a receiver")}
+    flag = []
+    for _ in range(20):
+        for label, function in variants.items():
+            samples[label].append(per_call(function, 200, 1))
+        signals.cache_hit.connect(elsewhere, sender=memoize_hit)
+        samples["with a receiver"].append(per_call(aside_hit, 200, 1))
+        signals.cache_hit.disconnect(elsewhere, sender=memoize_hit)
+        flag.append(timeit.timeit("signals.listening", globals=globals(), number=100_000) / 1e5)
+    base = statistics.median(samples["cache_aside hit, no receiver"])
+    rows = [
+        (label, f"{statistics.median(v) * 1e6:.1f}", f"{statistics.median(v) / base:.3f}")
+        for label, v in samples.items()
+    ]
+    rows.append(("the flag test alone", f"{statistics.median(flag) * 1e6:.3f}", "-"))
+    return rows
+
+
 def _herd_member(function, tag, barrier, results, finish):
     function(f"warm-up-{uuid.uuid4().hex}") if function is dogpile_herd else cache.get("warm")
     barrier.wait()
@@ -175,6 +202,11 @@ def main() -> None:
         "Hit cost (median of 40 interleaved rounds of 200 calls)",
         hits(),
         ("what", "us/op", "x raw get"),
+    )
+    table(
+        "Signal hooks on the hit path (median of 20 interleaved rounds of 200 calls)",
+        signal_hooks(),
+        ("what", "us/op", "x no receiver"),
     )
     rows = []
     for label, function in (

@@ -38,7 +38,7 @@ from typing import (
 
 from asgiref.sync import async_to_sync, markcoroutinefunction
 
-from . import checks, warmup
+from . import checks, signals, warmup
 from ._options import applied_bare, local_copies, positive_seconds, seconds_or_zero
 from .backends import resolve_alias
 from .backends.base import MISS
@@ -99,6 +99,7 @@ class _Cached(Generic[P, R]):
         self.cache_none = cache_none
         self.unless = unless
         _all_cached_functions.add(self)
+        signals.name_sender(flight.function_id, self)
 
     def __repr__(self) -> str:
         return f"<cached function {self.flight.function_id}>"

@@ -50,7 +50,7 @@ from typing import (
 from asgiref.sync import markcoroutinefunction
 from django.core.exceptions import ImproperlyConfigured
 
-from . import checks
+from . import checks, stats
 from ._options import applied_bare, positive_seconds, seconds_or_zero
 from ._process import PerProcess
 from .backends import get_backend
@@ -179,7 +179,12 @@ class _Watchdog:
                     self._condition.wait(self._wake_at - now)
                     continue
             for held in ready:
-                if held._renew():
+                try:
+                    renew = held._renew()
+                except Exception:  # one lock's failure must not stop every renewal
+                    logger.exception("unexpected failure renewing %s; will retry", held.key)
+                    renew = True
+                if renew:
                     self.watch(held)
             del ready, held
 
@@ -261,9 +266,14 @@ class Lock:
         logger.warning(
             "lock %s expired or was taken over while held (fence %s)", self.key, self.fence
         )
-        self.lost = True
+        self._mark_lost()
         self._forget()
         return False
+
+    def _mark_lost(self) -> None:
+        counted, self.lost = self.lost, True
+        if not counted:
+            stats.lock_event(self._backend, self.name, lost=True)
 
     def _forget(self) -> None:
         self._token = None
@@ -335,6 +345,8 @@ class Lock:
         self._token, self.fence, self.lost = token, int(number), False
         self._pid, self._owner = os.getpid(), owner
         self._acquired_at = time.monotonic()
+        waited = self._acquired_at - started if attempt else None
+        stats.lock_event(self._backend, self.name, waited=waited)
         live = tuple(ref for ref in _held.get() if (h := ref()) is not None and h._token)
         _held.set((*live, weakref.ref(self)))
         logger.debug(
@@ -384,7 +396,7 @@ class Lock:
             release_when_answering(self._backend, self._keys, token, self.timeout)
             return
         if not released or self.lost:
-            self.lost = True
+            self._mark_lost()
             raise LockLost(
                 f"lock {self.key!r} was lost while held (expired or taken over); "
                 "the guarded code may have overlapped with another holder"
@@ -401,7 +413,7 @@ class Lock:
         except (BackendUnavailable, StoreRefused) as exc:
             raise _unavailable(f"cannot extend lock {self.key!r}", exc) from exc.__cause__ or exc
         if not extended:
-            self.lost = True
+            self._mark_lost()
             raise LockLost(f"lock {self.key!r} was lost before it could be extended")
 
     def holder(self) -> str | None:
@@ -431,7 +443,7 @@ class Lock:
         if token != self._token:
             return False  # released while renewing
         if not extended:
-            self.lost = True
+            self._mark_lost()
             logger.warning("lost lock %s while held (fence %s)", self.key, self.fence)
             return False
         return True

@@ -7,27 +7,53 @@ daemon thread at most :data:`FLUSH_DELAY` seconds later, or at process exit. Cou
 be sent during an outage stay buffered until the cache answers again. Reading the statistics
 adds this process's unsent counts to the shared ones; other processes' counts show within
 ``FLUSH_DELAY``.
+
+The flusher also keeps, off the hit path: each function's counts per minute for an hour (the
+dashboard's charts), locks' acquisitions, waits and losses, and the server's registries of the
+functions and locks in use, which dashboards and ``cache_stats`` list. Listeners of
+:mod:`cache_tools.signals` are told of each event as it is counted.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter, deque
 from typing import NamedTuple
 
 from django.core.exceptions import ImproperlyConfigured
 
+from . import signals
 from ._process import PerProcess
 from .backends import get_backend
-from .backends.base import ServerKey
+from .backends.base import Backend, ServerKey
 from .errors import BackendUnavailable
+from .keys import safe_key
 
-__all__ = ["FIELDS", "FLUSH_DELAY", "CacheInfo", "add", "clear", "flush", "read"]
+__all__ = [
+    "FIELDS",
+    "FLUSH_DELAY",
+    "LOCK_FIELDS",
+    "SERIES_MINUTES",
+    "CacheInfo",
+    "LockInfo",
+    "add",
+    "clear",
+    "flush",
+    "lock_event",
+    "read",
+    "read_lock",
+    "read_series",
+]
 
 logger = logging.getLogger("cache_tools.stats")
 
 FLUSH_DELAY = 0.2
+#: Minutes of per-minute counts kept on the server (each minute's counts expire after this).
+SERIES_MINUTES = 60
+_NOTE_EVERY = 300.0  # seconds between notes of the same name in a registry, per process
+_KEEP_NAMES = 10_000  # names a registry keeps (the most recently noted)
 
 
 class CacheInfo(NamedTuple):
@@ -51,6 +77,21 @@ class CacheInfo(NamedTuple):
 #: The counted fields, in :class:`CacheInfo` order.
 FIELDS: tuple[str, ...] = CacheInfo._fields
 
+
+class LockInfo(NamedTuple):
+    """Counts of one lock over every process: ``acquired`` acquisitions, ``waited`` of them
+    after waiting, ``wait_ms`` milliseconds waited in all, ``lost`` locks found expired or
+    taken over while held."""
+
+    acquired: int = 0
+    waited: int = 0
+    wait_ms: int = 0
+    lost: int = 0
+
+
+#: The counted fields of a lock, in :class:`LockInfo` order.
+LOCK_FIELDS: tuple[str, ...] = LockInfo._fields
+
 Target = tuple[str, ServerKey]  # (cache alias, statistics key)
 
 
@@ -61,6 +102,8 @@ class _Buffer:
     def __init__(self) -> None:
         self._events: deque[tuple[str, ServerKey, str, int]] = deque()
         self._counts: dict[Target, Counter[str]] = {}  # drained, not yet sent
+        self._locks: deque[tuple[str, str]] = deque()  # (alias, lock name) taken here
+        self._noted: dict[tuple[str, str, str], float] = {}  # (alias, registry, name) -> when
         self._wake = threading.Event()
         self._idle = False
         self._started = threading.Lock()
@@ -104,14 +147,17 @@ class _Buffer:
             self._drain()
             self._counts.pop((alias, stats_key), None)
 
-    def read(self, alias: str, stats_key: ServerKey) -> CacheInfo:
+    def read(self, alias: str, stats_key: ServerKey, fields: tuple[str, ...]) -> Counter[str]:
         if not get_backend(alias).stores:
-            return CacheInfo()  # DummyCache: nothing is cached, so nothing is counted
+            return Counter()  # DummyCache: nothing is cached, so nothing is counted
         with self._sending:
             self._drain()
             counts = Counter(self._counts.get((alias, stats_key), ()))
-            counts.update(get_backend(alias).read_counts(stats_key, FIELDS))
-        return CacheInfo(*(counts[field] for field in FIELDS))
+            counts.update(get_backend(alias).read_counts(stats_key, fields))
+        return counts
+
+    def note_lock(self, alias: str, name: str) -> None:
+        self._locks.append((alias, name))
 
     def flush(self) -> None:
         with self._sending:
@@ -120,20 +166,59 @@ class _Buffer:
             by_alias: dict[str, dict[ServerKey, Counter[str]]] = {}
             for (alias, stats_key), counter in counts.items():
                 by_alias.setdefault(alias, {})[stats_key] = counter
-            for alias, per_key in by_alias.items():
+            locks: dict[str, set[str]] = {}
+            while self._locks:
+                alias, name = self._locks.popleft()
+                locks.setdefault(alias, set()).add(name)
+            for alias in by_alias.keys() | locks.keys():
+                per_key = by_alias.get(alias, {})
                 try:
-                    get_backend(alias).add_counts(per_key)
+                    backend = get_backend(alias)
+                    if per_key:
+                        backend.add_counts(per_key)
                 except ImproperlyConfigured:
                     logger.debug("dropping statistics for %r, no longer in CACHES", alias)
+                    continue
                 except BackendUnavailable:  # kept for the next flush
                     for stats_key, counter in per_key.items():
                         self._counts.setdefault((alias, stats_key), Counter()).update(counter)
+                    continue
                 except Exception:
                     logger.exception("could not send cache statistics for %r", alias)
+                    continue
+                try:
+                    self._record(backend, per_key, locks.get(alias, set()))
+                except Exception as exc:  # charts and registries only; the counts are sent
+                    logger.debug("could not record the minute or names for %r: %s", alias, exc)
+
+    def _record(
+        self, backend: Backend, per_key: dict[ServerKey, Counter[str]], locks: set[str]
+    ) -> None:
+        """This minute's counts of each function, and the names the registries lack."""
+        now = time.time()
+        minute = int(now // 60)
+        series: dict[ServerKey, Counter[str]] = {}
+        functions: list[str] = []
+        for stats_key, counter in per_key.items():
+            function_id = backend.function_of(stats_key)
+            if function_id is not None:
+                series[backend.minute_key(stats_key, minute)] = counter
+                functions.append(function_id)
+        if series:
+            backend.add_counts(series, ttl=SERIES_MINUTES * 60 + 60)
+        for kind, names in (("functions", functions), ("locks", locks)):
+            due = {
+                name: now
+                for name in names
+                if now - self._noted.get((backend.alias, kind, name), 0.0) > _NOTE_EVERY
+            }
+            if due:
+                backend.note_names(backend.registry_key(kind), due, _KEEP_NAMES)
+                self._noted.update({(backend.alias, kind, name): now for name in due})
 
     def _run(self) -> None:
         while True:
-            if not self._events and not self._counts:
+            if not self._events and not self._counts and not self._locks:
                 self._idle = True
                 if not self._events:  # an add between the test above and the flag
                     self._wake.wait()
@@ -149,11 +234,54 @@ _buffer = PerProcess(_Buffer)
 def add(alias: str, stats_key: ServerKey, field: str, amount: int = 1) -> None:
     """Count ``amount`` on ``field`` of a function's statistics, without a round trip."""
     _buffer.get().add(alias, stats_key, field, amount)
+    if signals.listening:
+        signals.cache_event(alias, get_backend(alias).function_of(stats_key), field)
+
+
+def lock_event(
+    backend: Backend, name: str, *, waited: float | None = None, lost: bool = False
+) -> None:
+    """Count a lock's acquisition (``waited`` seconds, None: taken at once) or its loss."""
+    buffer, alias = _buffer.get(), backend.alias
+    stats_key = backend.lock_stats_key(safe_key(name))
+    if lost:
+        buffer.add(alias, stats_key, "lost")
+    else:
+        buffer.add(alias, stats_key, "acquired")
+        buffer.note_lock(alias, name)
+        if waited is not None:
+            buffer.add(alias, stats_key, "waited")
+            buffer.add(alias, stats_key, "wait_ms", round(waited * 1000))
+    if signals.listening:
+        signals.lock_event(alias, name, waited, lost)
 
 
 def read(alias: str, stats_key: ServerKey) -> CacheInfo:
     """The shared counts plus what this process has not sent yet."""
-    return _buffer.get().read(alias, stats_key)
+    counts = _buffer.get().read(alias, stats_key, FIELDS)
+    return CacheInfo(*(counts[field] for field in FIELDS))
+
+
+def read_lock(alias: str, name: str) -> LockInfo:
+    """A lock's counts over every process (this one's unsent counts included)."""
+    stats_key = get_backend(alias).lock_stats_key(safe_key(name))
+    counts = _buffer.get().read(alias, stats_key, LOCK_FIELDS)
+    return LockInfo(*(counts[field] for field in LOCK_FIELDS))
+
+
+def read_series(
+    alias: str, stats_key: ServerKey, minutes: int = SERIES_MINUTES
+) -> list[tuple[int, CacheInfo]]:
+    """A function's counts in each of the last ``minutes`` minutes, oldest first, as
+    ``(minute, counts)`` (``minute``: Unix time // 60; the current minute is still counting)."""
+    backend = get_backend(alias)
+    now = int(time.time() // 60)
+    wanted = list(range(now - minutes + 1, now + 1))
+    rows = backend.read_counts_many([backend.minute_key(stats_key, m) for m in wanted], FIELDS)
+    return [
+        (minute, CacheInfo(*(row[field] for field in FIELDS)))
+        for minute, row in zip(wanted, rows, strict=True)
+    ]
 
 
 def clear(alias: str, stats_key: ServerKey) -> None:

@@ -31,7 +31,7 @@ from urllib.parse import quote, urlsplit
 from asgiref.sync import markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
-from . import checks
+from . import checks, signals
 from ._options import applied_bare, local_copies, positive_seconds, seconds_or_zero
 from .backends.base import MISS
 from .drive import Steps, adrive, call, drive
@@ -101,6 +101,7 @@ class CachedView(Generic[P]):
         self._key_maker = key_maker
         self._learned: dict[str, tuple[str, ...]] = {}
         _all_cached_views.add(self)
+        signals.name_sender(self.flight.function_id, self)
 
     def __repr__(self) -> str:
         return f"<cached view {self.flight.function_id}>"

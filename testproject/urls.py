@@ -1,9 +1,20 @@
-from django.urls import path
+from django.contrib import admin
+from django.contrib.staticfiles.views import serve
+from django.urls import include, path, re_path
 
+from cache_tools.dashboard import dashboard
 from testproject.demo import views
 
 urlpatterns = [
-    path("", views.dashboard, name="dashboard"),
+    path("", dashboard, {"template_name": "demo/dashboard.html"}, name="demo-dashboard"),
+    path("cache-tools/", include("cache_tools.urls")),
+    path("admin/", admin.site.urls),
+    # The demo serves the admin's CSS itself (a real site lets its web server do it).
+    re_path(r"^static/(?P<path>.*)$", serve, {"insecure": True}),
+    path("demo/login", views.login_demo),
+    path("demo/herd", views.herd),
+    path("demo/slow/<str:key>", views.slow),
+    path("demo/slow-naive/<str:key>", views.slow_naive),
     path("demo/cache", views.cache_set),
     path("demo/cache/<str:key>", views.cache_get),
     path("demo/info", views.info),

@@ -295,3 +295,19 @@ def test_a_released_lock_leaves_its_fence_for_a_second_not_its_ttl(unique):
     entry(1)
     fence = entry.flight.keys(entry.argument_key((1,), {})).lock.fence
     assert raw().pttl(fence) <= 1000
+
+
+def test_one_locks_failing_renewal_does_not_stop_the_others(unique, caplog):
+    """The watchdog renews every lock of the process: a renewal that fails unexpectedly (the
+    key turned into a hash by someone else) must not end the thread."""
+    broken, kept = lock(f"{unique}-broken", timeout=0.3), lock(f"{unique}-kept", timeout=0.3)
+    broken.acquire()
+    raw().delete(broken.key)
+    raw().hset(broken.key, "not", "a lock")
+    with kept:
+        deadline = time.monotonic() + 1.5  # five of kept's TTLs
+        while time.monotonic() < deadline:
+            assert kept.locked() and not kept.lost
+            time.sleep(0.05)
+    raw().delete(broken.key)
+    broken._forget()

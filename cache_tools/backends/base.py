@@ -19,6 +19,10 @@ Key layout (shown without the alias's ``KEY_PREFIX``/``VERSION`` and with the de
     ct:g:{func}             generation of the function (invalidate_all)
     ct:g:{func}:<scope>     generation of a part of it (a view's path), when it has one
     ct:s:{func}             statistics of the function
+    ct:s:{func}:m<minute>   its counts in one minute (expire after an hour: the charts)
+    ct:ls:{name}            statistics of a lock (acquisitions, waits, losses)
+    ct:r:{functions}        the functions and locks processes have used, with when
+    ct:r:{locks}            (dashboards and commands list them from here)
 
 The part in braces is a Redis Cluster hash tag, so each script's keys share a slot. Keys made
 by :mod:`cache_tools.keys` never contain ``{``, ``}`` or ``#``, so these names cannot collide.
@@ -33,7 +37,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
@@ -52,6 +56,7 @@ __all__ = [
     "EntryKeys",
     "Fetched",
     "LockKeys",
+    "LockState",
     "ScanReport",
     "ServerKey",
     "ThreadedTwin",
@@ -125,6 +130,16 @@ class Fetched(NamedTuple):
     #: served as fresh, where the backend can say (for per-process copies).
     payload: bytes | None = None
     until: int = 0
+
+
+class LockState(NamedTuple):
+    """A lock as the server has it now, for dashboards: ``age`` is seconds since it was taken
+    and ``fence`` its fencing number, where the backend can say (None otherwise)."""
+
+    held: bool
+    age: float | None = None
+    fence: int | None = None
+    waiters: int | None = None
 
 
 @dataclass
@@ -247,6 +262,23 @@ class Backend(abc.ABC):
     def stats_key(self, function_id: str) -> ServerKey:
         return self.server_key(self._name("s", function_id))
 
+    def function_of(self, stats_key: ServerKey) -> str | None:
+        """The function whose statistics ``stats_key`` holds (None for a lock's)."""
+        head, name = f"{conf.namespace()}:s:{{", stats_key.name
+        return name[len(head) : -1] if name.startswith(head) and name.endswith("}") else None
+
+    def minute_key(self, stats_key: ServerKey, minute: int) -> ServerKey:
+        """The key of one minute's counts of a function (``minute``: Unix time // 60)."""
+        return self.companion_key(stats_key, f":m{minute}")
+
+    def lock_stats_key(self, name: str) -> ServerKey:
+        """The statistics of the lock called ``name`` (made safe by :func:`keys.safe_key`)."""
+        return self.server_key(self._name("ls", name))
+
+    def registry_key(self, kind: str) -> ServerKey:
+        """Where processes note the ``"functions"`` or ``"locks"`` they use."""
+        return self.server_key(self._name("r", kind))
+
     def generation_key(self, function_id: str, scope: str | None = None) -> ServerKey:
         """The key of a function's generation, or of one ``scope``'s of it."""
         return self._function_keys(function_id, scope)[0]
@@ -292,6 +324,10 @@ class Backend(abc.ABC):
         """Waiters registered on a held lock, where the backend knows (None otherwise)."""
         return None
 
+    def lock_state(self, keys: LockKeys) -> LockState:
+        """Whether the lock is held, since when, its fence and its waiters (dashboards)."""
+        return LockState(self.exists(keys.lock), waiters=self.waiters(keys))
+
     # Cache-aside -------------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -335,12 +371,29 @@ class Backend(abc.ABC):
         guards cannot outlive it, so it may then expire and restart from 0)."""
 
     @abc.abstractmethod
-    def add_counts(self, counts: Mapping[ServerKey, Mapping[str, int]]) -> None:
-        """Add to several statistics at once: ``{stats_key: {field: amount}}``."""
+    def add_counts(
+        self, counts: Mapping[ServerKey, Mapping[str, int]], ttl: float | None = None
+    ) -> None:
+        """Add to several statistics at once: ``{stats_key: {field: amount}}``; with ``ttl``,
+        counts no one adds to for that many seconds expire."""
 
     @abc.abstractmethod
     def read_counts(self, stats_key: ServerKey, fields: tuple[str, ...]) -> dict[str, int]:
         """The counts of ``fields`` (0 where never counted)."""
+
+    def read_counts_many(
+        self, stats_keys: Sequence[ServerKey], fields: tuple[str, ...]
+    ) -> list[dict[str, int]]:
+        """:meth:`read_counts` of several statistics, in one round trip where possible."""
+        return [self.read_counts(stats_key, fields) for stats_key in stats_keys]
+
+    @abc.abstractmethod
+    def note_names(self, registry: ServerKey, names: Mapping[str, float], keep: int) -> None:
+        """Record ``{name: when}`` (Unix time) in a registry, keeping the ``keep`` most recent."""
+
+    @abc.abstractmethod
+    def read_names(self, registry: ServerKey) -> dict[str, float]:
+        """A registry's names and when each was last noted."""
 
     @abc.abstractmethod
     def delete_counts(self, stats_key: ServerKey, fields: tuple[str, ...]) -> None: ...

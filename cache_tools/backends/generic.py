@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import pickle
+import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from .. import conf
@@ -26,6 +27,9 @@ __all__ = ["CacheAPIBackend", "poll_delay"]
 _POLL_FIRST = 0.005
 _POLL_LONGEST = 0.1
 _ENVELOPE = "ct1"
+
+
+_GUARD_ATTEMPTS, _GUARD_TTL = 20, 5  # a registry's lock: ~1.5 s of tries, held at most 5 s
 
 
 def poll_delay(attempt: int) -> float:
@@ -270,17 +274,53 @@ class CacheAPIBackend(Backend):
     def bump_namespace(self) -> int:
         return self.bump_generation(self.namespace_key())
 
-    def add_counts(self, counts: Mapping[ServerKey, Mapping[str, int]]) -> None:
+    def add_counts(
+        self, counts: Mapping[ServerKey, Mapping[str, int]], ttl: float | None = None
+    ) -> None:
         cache = self.cache
         with self._outage():
             for stats_key, fields in counts.items():
                 for field, amount in fields.items():
                     name = f"{stats_key.name}:{field}"
-                    cache.add(name, 0, None)
+                    cache.add(name, 0, ttl)
                     try:
                         cache.incr(name, amount)
                     except ValueError:
-                        cache.add(name, amount, None)
+                        cache.add(name, amount, ttl)
+
+    def read_counts_many(
+        self, stats_keys: Sequence[ServerKey], fields: tuple[str, ...]
+    ) -> list[dict[str, int]]:
+        names = [[f"{stats_key.name}:{field}" for field in fields] for stats_key in stats_keys]
+        with self._outage():
+            found = self.cache.get_many([name for row in names for name in row])
+        return [
+            {field: int(found.get(name) or 0) for field, name in zip(fields, row, strict=True)}
+            for row in names
+        ]
+
+    def note_names(self, registry: ServerKey, names: Mapping[str, float], keep: int) -> None:
+        """A read and a write under a short lock of the registry's own (only the statistics
+        flusher, a background thread, calls this; it may wait a second for the lock)."""
+        guard = self.companion_key(registry, "#g")
+        token = secrets.token_hex(8)
+        with self._outage():
+            for attempt in range(_GUARD_ATTEMPTS):
+                if self.cache.add(guard.name, token, _GUARD_TTL):
+                    break
+                time.sleep(poll_delay(attempt))
+            else:
+                raise BackendUnavailable(f"the registry {registry.name!r} stayed locked")
+            try:
+                known = {**(self.cache.get(registry.name) or {}), **names}
+                newest = sorted(known.items(), key=lambda item: item[1])[-keep:]
+                self.cache.set(registry.name, dict(newest), None)
+            finally:
+                self._delete_if(guard, token)
+
+    def read_names(self, registry: ServerKey) -> dict[str, float]:
+        with self._outage():
+            return dict(self.cache.get(registry.name) or {})
 
     def read_counts(self, stats_key: ServerKey, fields: tuple[str, ...]) -> dict[str, int]:
         names = {field: f"{stats_key.name}:{field}" for field in fields}

@@ -65,7 +65,12 @@ class DummyBackend(CacheAPIBackend):
     def release(self, keys: LockKeys, token: str, wake_all: bool = False) -> bool:
         return False
 
-    def add_counts(self, counts: Mapping[ServerKey, Mapping[str, int]]) -> None:
+    def add_counts(
+        self, counts: Mapping[ServerKey, Mapping[str, int]], ttl: float | None = None
+    ) -> None:
+        pass
+
+    def note_names(self, registry: ServerKey, names: Mapping[str, float], keep: int) -> None:
         pass
 
     def update(

@@ -44,6 +44,7 @@ from .base import (
     EntryKeys,
     Fetched,
     LockKeys,
+    LockState,
     ScanReport,
     ServerKey,
     ThreadedTwin,
@@ -525,6 +526,22 @@ class RedisBackend(Backend):
         # Registrations can outlive waiters that gave up; only a held lock has any.
         return int(registered or 0) + int(in_line) if held else 0
 
+    def lock_state(self, keys: LockKeys) -> LockState:
+        with _translated(self.alias, self.errors):
+            pipe = self.client().pipeline(transaction=False)
+            pipe.exists(keys.lock)
+            pipe.get(keys.fence)
+            pipe.get(keys.waiters)
+            pipe.hlen(keys.deadlines)
+            pipe.time()
+            held, fence, registered, in_line, (seconds, micros) = pipe.execute()
+        if not held:
+            return LockState(False, waiters=0)
+        # A fence is at least the server clock (µs) when it was taken: see _common.lua.
+        age = None if fence is None else max(0.0, seconds + micros / 1e6 - int(fence) / 1e6)
+        fence_number = None if fence is None else int(fence)
+        return LockState(True, age, fence_number, int(registered or 0) + int(in_line))
+
     # Cache-aside -------------------------------------------------------------------------
 
     def read(self, keys: EntryKeys) -> Fetched:
@@ -583,14 +600,45 @@ class RedisBackend(Backend):
     def _bump_generation(self, generation_key: ServerKey, ttl: float | None = None) -> Steps[int]:
         return int((yield call("script", "generation_bump", [generation_key], [])))
 
-    def add_counts(self, counts: Mapping[ServerKey, Mapping[str, int]]) -> None:
+    def add_counts(
+        self, counts: Mapping[ServerKey, Mapping[str, int]], ttl: float | None = None
+    ) -> None:
         """One pipeline of ``HINCRBY`` (only the statistics flusher, a thread, calls this)."""
         with _translated(self.alias, self.errors):
             pipe = self.client().pipeline(transaction=False)
             for stats_key, fields in counts.items():
                 for field, increment in fields.items():
                     pipe.hincrby(stats_key, field, increment)
+                if ttl is not None:
+                    pipe.pexpire(stats_key, int(ttl * 1000))
             pipe.execute()
+
+    def read_counts_many(
+        self, stats_keys: Sequence[ServerKey], fields: tuple[str, ...]
+    ) -> list[dict[str, int]]:
+        with _translated(self.alias, self.errors):
+            pipe = self.client().pipeline(transaction=False)
+            for stats_key in stats_keys:
+                pipe.hmget(stats_key, fields)
+            rows = pipe.execute()
+        return [
+            {field: int(number or 0) for field, number in zip(fields, row, strict=True)}
+            for row in rows
+        ]
+
+    def note_names(self, registry: ServerKey, names: Mapping[str, float], keep: int) -> None:
+        with _translated(self.alias, self.errors):
+            pipe = self.client().pipeline(transaction=False)
+            pipe.zadd(registry, dict(names))
+            pipe.zremrangebyrank(registry, 0, -keep - 1)
+            pipe.execute()
+
+    def read_names(self, registry: ServerKey) -> dict[str, float]:
+        with _translated(self.alias, self.errors):
+            found: Any = self.client().zrange(registry, 0, -1, withscores=True)
+        return {
+            name.decode() if isinstance(name, bytes) else name: float(when) for name, when in found
+        }
 
     def _read_counts(self, stats_key: ServerKey, fields: tuple[str, ...]) -> Steps[dict[str, int]]:
         numbers = yield call("command", "hmget", stats_key, fields)

@@ -1,6 +1,7 @@
 """The demo project's cached and locked functions (one of each feature)."""
 
 import asyncio
+import functools
 import os
 import time
 
@@ -51,3 +52,30 @@ async def shared_report(n):
     await asyncio.sleep(0.2)
     await aupdate(f"demo:shared-computations:{n}", lambda count: (count or 0) + 1, timeout=None)
     return {"n": n, "computed_by": os.getpid()}
+
+
+def computations_of(key):
+    return cache.get(f"demo:slow-computations:{key}", 0)
+
+
+def _slow_computation(key):
+    time.sleep(0.5)  # a slow query
+    update(f"demo:slow-computations:{key}", lambda n: (n or 0) + 1, timeout=600)
+    return {"key": key, "computed_by": os.getpid()}
+
+
+@cache_aside(timeout=300)
+def slow_report(key):
+    """The slow computation, cached with cache_aside: single flight across every worker."""
+    return _slow_computation(key)
+
+
+@functools.lru_cache(maxsize=1024)
+def naive_report(key):
+    """What the seeds warn about: a per-process memo over cache.get/set, with no single
+    flight; each worker's threads compute while the entry is cold."""
+    value = cache.get(f"demo:naive:{key}")
+    if value is None:
+        value = _slow_computation(key)
+        cache.set(f"demo:naive:{key}", value, 300)
+    return value

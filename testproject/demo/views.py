@@ -4,23 +4,24 @@ import asyncio
 import json
 import os
 import time
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 from asgiref.sync import async_to_sync
+from django.contrib.auth import get_user_model, login
 from django.core.cache import cache
 from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from cache_tools import aupdate, cache_view, update
-from cache_tools.aside import cached_functions
-from cache_tools.backends import get_backend
 from cache_tools.keys import safe_key
 
 from . import services
-
-SEEN_LOCKS = "demo:seen-locks"
 
 
 def _user_key(key: str) -> str:
@@ -71,20 +72,8 @@ def raw_get(request, n):
     return JsonResponse({"value": cache.get(f"demo:raw:{n}")})
 
 
-def _seen(lock_name: str) -> None:
-    """Remember lock names used in the last ten minutes, for the dashboard."""
-
-    def add(seen):
-        now = time.time()
-        recent = {name: at for name, at in (seen or {}).items() if at > now - 600}
-        return {**recent, lock_name: now}
-
-    update(SEEN_LOCKS, add, timeout=600)
-
-
 @require_GET
 def thing(request, name):
-    _seen(f"thing:{name}")
     row, fetched = services.fetch_remote_thing(name)
     return JsonResponse({"name": row.name, "result": row.result, "fetched": fetched})
 
@@ -102,7 +91,6 @@ def things_fetches(request):
 
 @require_GET
 def stats(request, part):
-    _seen("api_stats_calculations")
     return JsonResponse(services.api_stats_calculations(request, part))
 
 
@@ -153,36 +141,56 @@ def shared_computations(request, n):
     return JsonResponse({"computations": cache.get(f"demo:shared-computations:{n}", 0)})
 
 
-def _lock_rows():
-    backend = get_backend()
-    rows = []
-    for name in sorted(cache.get(SEEN_LOCKS) or {}):
-        keys = backend.lock_keys(safe_key(name))
-        held = backend.exists(keys.lock)
-        waiters = backend.waiters(keys)
-        rows.append({"name": name, "held": held, "waiters": "?" if waiters is None else waiters})
-    return rows
+HERD = 32
 
 
-def dashboard(request):
-    functions = []
-    for cached in cached_functions():
-        info = cached.cache_info()
-        calls = info.hits + info.misses + info.stale_hits
-        functions.append(
-            {
-                "name": cached.flight.function_id,
-                "info": info,
-                "ratio": (info.hits + info.stale_hits) / calls if calls else 0.0,
-            }
-        )
-    peak = max([1] + [max(f["info"][:4]) for f in functions])
-    for f in functions:
-        f["bars"] = [
-            {"label": label, "value": value, "width": 200 * value / peak, "y": 18 * i}
-            for i, (label, value) in enumerate(
-                zip(("hits", "misses", "stale", "computations"), f["info"][:4], strict=True)
-            )
-        ]
-    context = {"functions": functions, "locks": _lock_rows(), "pid": os.getpid()}
-    return render(request, "demo/dashboard.html", context)
+def login_demo(request):
+    """Demo only (never in a real project): sign in as a staff user to see the dashboard."""
+    user, _ = get_user_model().objects.get_or_create(
+        username="demo", defaults={"is_staff": True, "is_superuser": True}
+    )
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    target = request.GET.get("next", "/")
+    allowed = url_has_allowed_host_and_scheme(target, {request.get_host()})
+    return redirect(target if allowed else "/")
+
+
+@require_GET
+def slow(request, key):
+    """A cold, slow endpoint on cache_aside: one computation however many callers."""
+    return JsonResponse({**services.slow_report(key), "served_by": os.getpid()})
+
+
+@require_GET
+def slow_naive(request, key):
+    """The same with what the seeds warn about: ``lru_cache`` plus ``cache.get``/``set``."""
+    return JsonResponse({**services.naive_report(key), "served_by": os.getpid()})
+
+
+@csrf_exempt  # a demo button; the JSON form is what the integration test posts
+@require_POST
+def herd(request):
+    """Fire 32 concurrent requests at a cold slow endpoint (``naive=1``: the naive one) and
+    report how many computations they caused and which workers served them."""
+    naive = request.POST.get("naive") == "1"
+    key = uuid.uuid4().hex[:12]
+    url = request.build_absolute_uri(f"/demo/{'slow-naive' if naive else 'slow'}/{key}")
+
+    def fetch(_):
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return json.loads(response.read())
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(HERD) as pool:
+        replies = list(pool.map(fetch, range(HERD)))
+    result = {
+        "requests": HERD,
+        "computations": services.computations_of(key),
+        "workers": sorted({reply["served_by"] for reply in replies}),
+        "computed_by": sorted({reply["computed_by"] for reply in replies}),
+        "seconds": round(time.monotonic() - started, 2),
+        "naive": naive,
+    }
+    if request.POST.get("format") == "json":
+        return JsonResponse(result)
+    return render(request, "demo/herd.html", result)

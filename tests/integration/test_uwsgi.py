@@ -1,13 +1,16 @@
 """The scenarios that break with per-worker caches, on a real uWSGI with 4 workers."""
 
 import contextlib
+import http.cookiejar
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -108,13 +111,70 @@ def test_killed_lock_holder_is_replaced(site, unique):
     assert site.request("/demo/info").status == 200  # uWSGI respawned the worker
 
 
-def test_dashboard_lists_functions_and_figures(site):
-    site.request("/demo/compute/1")
+def signed_in(site):
+    """An HTTP client with a staff session on the site (the demo's own sign-in URL)."""
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    with opener.open(site.url + "/demo/login?next=/demo/info", timeout=30) as response:
+        assert response.status == 200
+    return opener
+
+
+def page_of(opener, url):
+    with opener.open(url, timeout=30) as response:
+        return response.read().decode()
+
+
+def computations_column(page):
+    rows = re.findall(r"<tr>.*?</tr>", page.split('id="functions"')[1].split("</table>")[0], re.S)
+    return sum(int(re.findall(r'<td class="number">(\d+)</td>', row)[4]) for row in rows[1:])
+
+
+def chart_total(page, label):
+    svg = re.search(rf'<svg class="ct-chart"[^>]*aria-label="{label}".*?</svg>', page, re.S)
+    return sum(float(value) for value in re.findall(r"<title>([\d.]+)</title>", svg.group(0)))
+
+
+def test_the_dashboard_is_staff_only_and_shows_every_workers_figures(site):
+    for path in ("/", "/cache-tools/stats.json"):  # anonymous: sent to the login page
+        assert b'id="login-form"' in site.request(path).body
+    parallel(site, [f"/demo/compute/{n}" for n in range(20)], workers=8)
     site.request("/demo/stats/x")
-    page = site.request("/").body.decode()
-    assert "<td>testproject.demo.services.compute</td>" in page
-    assert "<svg" in page and "hit ratio" in page
-    assert "<td>api_stats_calculations</td>" in page
+    opener = signed_in(site)
+
+    def complete(page):
+        """Every worker's counts and names arrived (each sends them within a fraction of a
+        second), and the chart of the hour adds up to the table (all were this hour)."""
+        return (
+            "<td>testproject.demo.services.compute</td>" in page
+            and "<td>api_stats_calculations</td>" in page
+            and chart_total(page, "computations per minute") == computations_column(page)
+        )
+
+    deadline = time.monotonic() + 10
+    page = page_of(opener, site.url + "/")
+    while not complete(page):
+        assert time.monotonic() < deadline, page
+        page = page_of(opener, site.url + "/")
+    assert 'href="/demo/compute/7"' in page and 'action="/demo/herd"' in page
+    data = json.loads(page_of(opener, site.url + "/cache-tools/stats.json"))
+    (compute,) = [f for f in data["functions"] if f["function"].endswith("services.compute")]
+    assert compute["computations"] >= 20
+
+
+def test_the_herd_button_shows_one_computation_and_the_naive_version_many(site):
+    def herd(naive):
+        body = f"naive={int(naive)}&format=json".encode()
+        reply = site.request("/demo/herd", body, timeout=120)
+        assert reply.status == 200, reply.body[:500]
+        return reply.json()
+
+    seeds = herd(naive=False)
+    assert (seeds["requests"], seeds["computations"]) == (32, 1)
+    assert len(seeds["workers"]) >= 2  # served by several workers, computed once
+    naive = herd(naive=True)
+    assert naive["requests"] == 32 and naive["computations"] > 1, naive
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -141,13 +201,16 @@ def test_dashboard_renders_in_a_browser_without_console_errors(site, tmp_path):
             "--enable-logging=stderr",
             "--v=0",
             "--dump-dom",
-            site.url + "/",
+            site.url + "/demo/login?next=/",  # signs in, then the dashboard
         ],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert "testproject.demo.services.compute" in result.stdout
+    dom = result.stdout
+    assert "testproject.demo.services.compute" in dom
+    assert chart_total(dom, "computations per minute") >= 1  # the browser drew the bars
+    assert 'id="herd"' in dom
     console_errors = [
         line for line in result.stderr.splitlines() if "CONSOLE" in line and "rror" in line
     ]

@@ -1,0 +1,118 @@
+"""The staff dashboard and its JSON endpoint (mounted with ``cache_tools.urls``).
+
+.. code-block:: python
+
+    # urls.py
+    path("cache-tools/", include("cache_tools.urls")),
+
+Staff only: anonymous users are sent to the login page (the admin's when it is installed),
+signed-in users who are not staff get 403. Responses are never cached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import NoReverseMatch, reverse
+from django.views.decorators.cache import never_cache
+
+from . import monitor, stats
+from .charts import bar_chart
+
+__all__ = ["dashboard", "dashboard_json"]
+
+#: Seconds between the page's refreshes.
+REFRESH = 10
+
+View = Callable[..., HttpResponse]
+
+
+def _login_url() -> str:
+    if apps.is_installed("django.contrib.admin"):
+        try:
+            return reverse("admin:login")
+        except NoReverseMatch:
+            pass
+    return str(settings.LOGIN_URL)
+
+
+def staff_only(view: View) -> View:
+    """Anonymous: the login redirect; signed in without ``is_staff``: 403."""
+
+    @wraps(view)
+    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated:
+            return redirect_to_login(request.get_full_path(), _login_url())
+        if not user.is_staff:
+            raise PermissionDenied("the cache dashboard is for staff")
+        return view(request, *args, **kwargs)
+
+    return checked
+
+
+def _per_minute(rows: list[monitor.FunctionFigures]) -> tuple[list[float | None], list[float]]:
+    """Hit ratio (None where nothing was called) and computations, each minute, all functions."""
+    minutes = len(rows[0].series) if rows else stats.SERIES_MINUTES
+    ratios: list[float | None] = []
+    computations: list[float] = []
+    for index in range(minutes):
+        counts = [row.series[index][1] for row in rows if row.series]
+        calls = sum(c.hits + c.misses + c.stale_hits + c.local_hits for c in counts)
+        misses = sum(c.misses for c in counts)
+        ratios.append((calls - misses) / calls if calls else None)
+        computations.append(sum(c.computations for c in counts))
+    return ratios, computations
+
+
+@never_cache
+@staff_only
+def dashboard(
+    request: HttpRequest, template_name: str = "cache_tools/dashboard.html"
+) -> HttpResponse:
+    """Every cached function and view, the locks, and the last hour per minute."""
+    rows = monitor.functions(series=True)
+    ratios, computations = _per_minute(rows)
+    context: dict[str, Any] = {
+        "functions": [
+            {
+                "figures": row,
+                "ratio": row.hit_ratio,
+                "chart": bar_chart(
+                    [counts.computations for _, counts in row.series],
+                    label="computations per minute",
+                    width=180,
+                    height=24,
+                ),
+            }
+            for row in rows
+        ],
+        "locks": monitor.locks(),
+        "ratio_chart": bar_chart(ratios, label="hit ratio per minute", top=1.0, percent=True),
+        "computations_chart": bar_chart(computations, label="computations per minute"),
+        "refresh": REFRESH,
+        "title": "Cache tools",
+        "json_url": reverse("cache_tools:json"),
+        "base_template": "cache_tools/base.html",
+    }
+    if apps.is_installed("django.contrib.admin"):
+        from django.contrib import admin
+
+        context.update(admin.site.each_context(request))
+        context["base_template"] = "admin/base_site.html"
+    return render(request, template_name, context)
+
+
+@never_cache
+@staff_only
+def dashboard_json(request: HttpRequest) -> JsonResponse:
+    """The dashboard's figures as JSON (see :func:`cache_tools.monitor.snapshot`)."""
+    return JsonResponse(monitor.snapshot(series=True))
