@@ -65,7 +65,8 @@ demo: $(STAMP)
 	$(BIN)/python -m cache_tools.testing run -- sh -c '\
 		$(BIN)/python manage.py migrate --noinput -v 0 && \
 		echo "Serving the test project under uWSGI (4 workers x 2 threads):" && \
-		echo "  http://127.0.0.1:$(PORT)/                   dashboard" && \
+		echo "  http://127.0.0.1:$(PORT)/demo/login         sign in as staff, then the dashboard" && \
+		echo "  http://127.0.0.1:$(PORT)/                   dashboard (staff), herd buttons" && \
 		echo "  http://127.0.0.1:$(PORT)/demo/compute/7     cache_aside (GET /demo/info for its stats)" && \
 		echo "  http://127.0.0.1:$(PORT)/demo/things/name   lock_decorator fetch-then-create" && \
 		echo "  http://127.0.0.1:$(PORT)/demo/stats/part    one calculation at a time" && \
