@@ -141,6 +141,7 @@ def test_the_dashboard_is_staff_only_and_shows_every_workers_figures(site):
         assert b'id="login-form"' in site.request(path).body
     parallel(site, [f"/demo/compute/{n}" for n in range(20)], workers=8)
     site.request("/demo/stats/x")
+    site.request("/demo/report")
     opener = signed_in(site)
 
     def complete(page):
@@ -149,6 +150,7 @@ def test_the_dashboard_is_staff_only_and_shows_every_workers_figures(site):
         return (
             "<td>testproject.demo.services.compute</td>" in page
             and "<td>api_stats_calculations</td>" in page
+            and "<td>testproject.demo.views.report (view)</td>" in page
             and chart_total(page, "computations per minute") == computations_column(page)
         )
 
