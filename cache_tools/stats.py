@@ -35,6 +35,7 @@ __all__ = [
     "FIELDS",
     "FLUSH_DELAY",
     "LOCK_FIELDS",
+    "LOCK_SECONDS",
     "SERIES_MINUTES",
     "CacheInfo",
     "LockInfo",
@@ -52,6 +53,8 @@ logger = logging.getLogger("cache_tools.stats")
 FLUSH_DELAY = 0.2
 #: Minutes of per-minute counts kept on the server (each minute's counts expire after this).
 SERIES_MINUTES = 60
+#: Seconds a lock's counts, and its name in the registry, outlive its last use.
+LOCK_SECONDS = 3600.0
 _NOTE_EVERY = 300.0  # seconds between notes of the same name in a registry, per process
 _KEEP_NAMES = 10_000  # names a registry keeps (the most recently noted)
 
@@ -171,25 +174,39 @@ class _Buffer:
                 alias, name = self._locks.popleft()
                 locks.setdefault(alias, set()).add(name)
             for alias in by_alias.keys() | locks.keys():
-                per_key = by_alias.get(alias, {})
                 try:
                     backend = get_backend(alias)
-                    if per_key:
-                        backend.add_counts(per_key)
                 except ImproperlyConfigured:
                     logger.debug("dropping statistics for %r, no longer in CACHES", alias)
                     continue
-                except BackendUnavailable:  # kept for the next flush
-                    for stats_key, counter in per_key.items():
-                        self._counts.setdefault((alias, stats_key), Counter()).update(counter)
-                    continue
-                except Exception:
-                    logger.exception("could not send cache statistics for %r", alias)
+                per_key = by_alias.get(alias, {})
+                # A function's counts last; a lock's expire an hour after its last count
+                # (lock names can be as many as the objects they guard).
+                lasting = {k: c for k, c in per_key.items() if backend.function_of(k)}
+                expiring = {k: c for k, c in per_key.items() if k not in lasting}
+                sent = True
+                for group, ttl in ((lasting, None), (expiring, LOCK_SECONDS)):
+                    if group and not (sent and self._send(backend, group, ttl)):
+                        sent = False  # kept for the next flush
+                        for stats_key, counter in group.items():
+                            self._counts.setdefault((alias, stats_key), Counter()).update(counter)
+                if not sent:
                     continue
                 try:
                     self._record(backend, per_key, locks.get(alias, set()))
                 except Exception as exc:  # charts and registries only; the counts are sent
                     logger.debug("could not record the minute or names for %r: %s", alias, exc)
+
+    @staticmethod
+    def _send(backend: Backend, counts: dict[ServerKey, Counter[str]], ttl: float | None) -> bool:
+        """False when the server could not be reached (the caller keeps the counts)."""
+        try:
+            backend.add_counts(counts, ttl=ttl)
+        except BackendUnavailable:
+            return False
+        except Exception:
+            logger.exception("could not send cache statistics for %r", backend.alias)
+        return True
 
     def _record(
         self, backend: Backend, per_key: dict[ServerKey, Counter[str]], locks: set[str]
@@ -206,14 +223,18 @@ class _Buffer:
                 functions.append(function_id)
         if series:
             backend.add_counts(series, ttl=SERIES_MINUTES * 60 + 60)
-        for kind, names in (("functions", functions), ("locks", locks)):
+        for kind, names, max_age in (
+            ("functions", functions, None),
+            ("locks", locks, LOCK_SECONDS),
+        ):
             due = {
                 name: now
                 for name in names
                 if now - self._noted.get((backend.alias, kind, name), 0.0) > _NOTE_EVERY
             }
             if due:
-                backend.note_names(backend.registry_key(kind), due, _KEEP_NAMES)
+                registry = backend.registry_key(kind)
+                backend.note_names(registry, due, _KEEP_NAMES, max_age=max_age)
                 self._noted.update({(backend.alias, kind, name): now for name in due})
 
     def _run(self) -> None:

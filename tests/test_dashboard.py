@@ -178,6 +178,26 @@ def test_minute_counts_expire_within_the_hour_they_chart(redis_client, unique):
         assert 0 < redis_client.pttl(key) <= (stats.SERIES_MINUTES + 1) * 60_000
 
 
+def test_lock_counts_expire_an_hour_after_the_lock_was_last_used(redis_client, unique):
+    """Lock names can be as many as the objects they guard: their counts must not pile up."""
+    with lock(f"per-object-{unique}"):
+        pass
+    stats.flush()
+    backend = get_backend()
+    stats_key = backend.lock_stats_key(f"per-object-{unique}")
+    assert redis_client.hget(stats_key, "acquired") == b"1"
+    assert 0 < redis_client.pttl(stats_key) <= stats.LOCK_SECONDS * 1000
+
+
+@pytest.mark.parametrize("alias", ["default", "locmem"])
+def test_registries_forget_names_not_noted_within_max_age(alias, unique):
+    backend = get_backend(alias)
+    registry = backend.registry_key(f"test-{unique}")
+    backend.note_names(registry, {"old": 1000.0, "recent": 4000.0}, keep=10, max_age=3600)
+    backend.note_names(registry, {"new": 5000.0}, keep=10, max_age=3600)
+    assert backend.read_names(registry) == {"recent": 4000.0, "new": 5000.0}
+
+
 @pytest.mark.parametrize("alias", ["default", "locmem"])
 def test_registries_keep_only_the_most_recent_names(alias, unique):
     backend = get_backend(alias)

@@ -20,9 +20,9 @@ Key layout (shown without the alias's ``KEY_PREFIX``/``VERSION`` and with the de
     ct:g:{func}:<scope>     generation of a part of it (a view's path), when it has one
     ct:s:{func}             statistics of the function
     ct:s:{func}:m<minute>   its counts in one minute (expire after an hour: the charts)
-    ct:ls:{name}            statistics of a lock (acquisitions, waits, losses)
+    ct:ls:{name}            statistics of a lock (expire an hour after its last use)
     ct:r:{functions}        the functions and locks processes have used, with when
-    ct:r:{locks}            (dashboards and commands list them from here)
+    ct:r:{locks}            (dashboards and commands list them; locks of the last hour)
 
 The part in braces is a Redis Cluster hash tag, so each script's keys share a slot. Keys made
 by :mod:`cache_tools.keys` never contain ``{``, ``}`` or ``#``, so these names cannot collide.
@@ -388,8 +388,15 @@ class Backend(abc.ABC):
         return [self.read_counts(stats_key, fields) for stats_key in stats_keys]
 
     @abc.abstractmethod
-    def note_names(self, registry: ServerKey, names: Mapping[str, float], keep: int) -> None:
-        """Record ``{name: when}`` (Unix time) in a registry, keeping the ``keep`` most recent."""
+    def note_names(
+        self,
+        registry: ServerKey,
+        names: Mapping[str, float],
+        keep: int,
+        max_age: float | None = None,
+    ) -> None:
+        """Record ``{name: when}`` (Unix time) in a registry, keeping the ``keep`` most recent
+        and, with ``max_age``, only those noted in the last ``max_age`` seconds."""
 
     @abc.abstractmethod
     def read_names(self, registry: ServerKey) -> dict[str, float]:

@@ -11,6 +11,7 @@ computation's result be stored.
 from __future__ import annotations
 
 import contextlib
+import math
 import pickle
 import secrets
 import time
@@ -299,7 +300,13 @@ class CacheAPIBackend(Backend):
             for row in names
         ]
 
-    def note_names(self, registry: ServerKey, names: Mapping[str, float], keep: int) -> None:
+    def note_names(
+        self,
+        registry: ServerKey,
+        names: Mapping[str, float],
+        keep: int,
+        max_age: float | None = None,
+    ) -> None:
         """A read and a write under a short lock of the registry's own (only the statistics
         flusher, a background thread, calls this; it may wait a second for the lock)."""
         guard = self.companion_key(registry, "#g")
@@ -313,8 +320,11 @@ class CacheAPIBackend(Backend):
                 raise BackendUnavailable(f"the registry {registry.name!r} stayed locked")
             try:
                 known = {**(self.cache.get(registry.name) or {}), **names}
-                newest = sorted(known.items(), key=lambda item: item[1])[-keep:]
-                self.cache.set(registry.name, dict(newest), None)
+                oldest = -math.inf if max_age is None else max(names.values()) - max_age
+                newest = sorted(
+                    (item for item in known.items() if item[1] >= oldest), key=lambda item: item[1]
+                )[-keep:]
+                self.cache.set(registry.name, dict(newest), max_age and int(max_age) + 1)
             finally:
                 self._delete_if(guard, token)
 

@@ -70,7 +70,13 @@ class DummyBackend(CacheAPIBackend):
     ) -> None:
         pass
 
-    def note_names(self, registry: ServerKey, names: Mapping[str, float], keep: int) -> None:
+    def note_names(
+        self,
+        registry: ServerKey,
+        names: Mapping[str, float],
+        keep: int,
+        max_age: float | None = None,
+    ) -> None:
         pass
 
     def update(

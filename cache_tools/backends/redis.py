@@ -626,11 +626,20 @@ class RedisBackend(Backend):
             for row in rows
         ]
 
-    def note_names(self, registry: ServerKey, names: Mapping[str, float], keep: int) -> None:
+    def note_names(
+        self,
+        registry: ServerKey,
+        names: Mapping[str, float],
+        keep: int,
+        max_age: float | None = None,
+    ) -> None:
         with _translated(self.alias, self.errors):
             pipe = self.client().pipeline(transaction=False)
             pipe.zadd(registry, dict(names))
             pipe.zremrangebyrank(registry, 0, -keep - 1)
+            if max_age is not None:
+                pipe.zremrangebyscore(registry, "-inf", f"({max(names.values()) - max_age}")
+                pipe.expire(registry, int(max_age) + 1)
             pipe.execute()
 
     def read_names(self, registry: ServerKey) -> dict[str, float]:
