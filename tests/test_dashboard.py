@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
+import socket
 import threading
 import time
 
@@ -133,6 +135,7 @@ def test_held_locks_show_age_fence_and_waiters(admin_client, unique):
         stats.flush()
         row = monitor_row(name)
         assert row.state.held and row.state.fence == held.fence and row.state.waiters == 1
+        assert row.state.holder == f"{socket.gethostname()}:{os.getpid()}"
         assert 0 <= row.state.age <= held.held_for + 0.5
         page = admin_client.get("/cache-tools/").content.decode()
         assert str(held.fence) in row_of(page, name)

@@ -133,13 +133,20 @@ class Fetched(NamedTuple):
 
 
 class LockState(NamedTuple):
-    """A lock as the server has it now, for dashboards: ``age`` is seconds since it was taken
-    and ``fence`` its fencing number, where the backend can say (None otherwise)."""
+    """A lock as the server has it now, for dashboards: ``holder`` is ``host:pid`` of the
+    process holding it, ``age`` seconds since it was taken and ``fence`` its fencing number,
+    where the backend can say (None otherwise)."""
 
     held: bool
+    holder: str | None = None
     age: float | None = None
     fence: int | None = None
     waiters: int | None = None
+
+
+def holder_of(token: str | None) -> str | None:
+    """``host:pid`` of a lock token (``host:pid:random``)."""
+    return None if token is None else token.rsplit(":", 1)[0]
 
 
 @dataclass
@@ -326,7 +333,8 @@ class Backend(abc.ABC):
 
     def lock_state(self, keys: LockKeys) -> LockState:
         """Whether the lock is held, since when, its fence and its waiters (dashboards)."""
-        return LockState(self.exists(keys.lock), waiters=self.waiters(keys))
+        token = self.owner(keys)
+        return LockState(token is not None, holder_of(token), waiters=self.waiters(keys))
 
     # Cache-aside -------------------------------------------------------------------------
 

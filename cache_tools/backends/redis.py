@@ -48,6 +48,7 @@ from .base import (
     ScanReport,
     ServerKey,
     ThreadedTwin,
+    holder_of,
 )
 
 __all__ = [
@@ -529,18 +530,19 @@ class RedisBackend(Backend):
     def lock_state(self, keys: LockKeys) -> LockState:
         with _translated(self.alias, self.errors):
             pipe = self.client().pipeline(transaction=False)
-            pipe.exists(keys.lock)
+            pipe.get(keys.lock)
             pipe.get(keys.fence)
             pipe.get(keys.waiters)
             pipe.hlen(keys.deadlines)
             pipe.time()
-            held, fence, registered, in_line, (seconds, micros) = pipe.execute()
-        if not held:
+            token, fence, registered, in_line, (seconds, micros) = pipe.execute()
+        if token is None:
             return LockState(False, waiters=0)
         # A fence is at least the server clock (µs) when it was taken: see _common.lua.
         age = None if fence is None else max(0.0, seconds + micros / 1e6 - int(fence) / 1e6)
         fence_number = None if fence is None else int(fence)
-        return LockState(True, age, fence_number, int(registered or 0) + int(in_line))
+        waiters = int(registered or 0) + int(in_line)
+        return LockState(True, holder_of(token.decode()), age, fence_number, waiters)
 
     # Cache-aside -------------------------------------------------------------------------
 

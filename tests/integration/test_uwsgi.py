@@ -188,30 +188,40 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def test_dashboard_renders_in_a_browser_without_console_errors(site, tmp_path):
     assert CHROMIUM, "CI must have chromium installed (.ci/run installs it)"
     site.request("/demo/compute/2")
-    result = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path}",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--dump-dom",
-            site.url + "/demo/login?next=/",  # signs in, then the dashboard
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    dom = result.stdout
-    assert "testproject.demo.services.compute" in dom
-    assert chart_total(dom, "computations per minute") >= 1  # the browser drew the bars
+
+    def browse():
+        return subprocess.run(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={tmp_path}",
+                "--enable-logging=stderr",
+                "--v=0",
+                "--dump-dom",
+                site.url + "/demo/login?next=/",  # signs in, then the dashboard
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    # The bars the browser drew add up to the table's computations (all of this hour); a
+    # worker's last counts may be a fraction of a second late, so up to three looks.
+    for _ in range(3):
+        result = browse()
+        dom = result.stdout
+        assert "testproject.demo.services.compute" in dom
+        drawn = chart_total(dom, "computations per minute")
+        if drawn == computations_column(dom):
+            break
+    assert drawn == computations_column(dom) >= 1
     assert 'id="herd"' in dom
     console_errors = [
         line for line in result.stderr.splitlines() if "CONSOLE" in line and "rror" in line
