@@ -7,9 +7,6 @@
 ``cache_tools.E003``
     An alias used by cache_tools has a cache class cache_tools has no adapter for (name one in
     ``CACHE_TOOLS["ADAPTERS"]``).
-``cache_tools.W004``
-    A function keeps local copies (``cache_aside(local=...)``) on an alias that cannot track
-    changes (only Redis can); the copies are not kept.
 ``cache_tools.W001``
     An alias used for locks or single flight is process-local (``LocMemCache``).
 ``cache_tools.W002``
@@ -18,6 +15,9 @@
     ``clear_cache`` cannot tell this alias's keys from theirs.
 ``cache_tools.W003``
     A lock uses an alias that stores nothing (``DummyCache``): it would never exclude anything.
+``cache_tools.W004``
+    A function keeps local copies (``cache_aside(local=...)``) on an alias that cannot track
+    changes (only Redis can); the copies are not kept.
 
 The checks ask each alias's adapter for its capabilities; they never compare ``BACKEND``
 strings.
