@@ -1,10 +1,14 @@
 """cache_tools.testing from the command line, as make bench and make demo use it."""
 
 import os
+import socket
 import subprocess
 import sys
 
+import pytest
 import redis
+
+from cache_tools.testing import RedisServer
 
 
 def run_module(*args, env=None):
@@ -59,3 +63,22 @@ def test_the_sentinel_fixture_names_a_primary_that_takes_writes(redis_sentinel):
     assert primary.set("cttest-sentinel", 1)
     assert sentinel.discover_master(redis_sentinel.master_name)[1] == redis_sentinel.primary_port()
     primary.delete("cttest-sentinel")
+
+
+def test_a_chosen_port_taken_before_start_is_replaced():
+    """Between choosing a free port and binding it, another process may take it (a client's
+    ephemeral port): the server starts on another one instead of failing the test."""
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        server = RedisServer()
+        server.port = taken  # as if someone took the chosen port meanwhile
+        try:
+            server.start()
+            assert server.port != taken and redis.Redis(port=server.port).ping()
+        finally:
+            server.stop()
+        given = RedisServer(port=taken)  # a port the caller named is not replaced
+        with pytest.raises(RuntimeError, match="Address already in use"):
+            given.start()

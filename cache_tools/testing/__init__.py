@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,6 +71,10 @@ def _free_port() -> int:
         return port
 
 
+class _PortTaken(RuntimeError):
+    """redis-server could not bind its port: another process has it."""
+
+
 class RedisServer:
     """A ``redis-server`` process on a free loopback port, in a temporary directory.
 
@@ -87,9 +91,16 @@ class RedisServer:
         *,
         durable: bool = False,
         arguments: Sequence[str] = (),
+        choose_port: Callable[[], int] | None = None,
     ) -> None:
         self.binary = binary or find_redis_server()
-        self.port = port or _free_port()
+        # A port chosen here may be taken before the server binds it: start() then chooses
+        # again.
+        self._choose_port: Callable[[], int] | None = None
+        if port is None:
+            self._choose_port = choose_port or _free_port
+            port = self._choose_port()
+        self.port = port
         self.durable = durable
         self.arguments = list(arguments)
         self.config: str | None = None
@@ -101,10 +112,23 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, wait: float = 10.0) -> RedisServer:
+        """Start and wait until it answers. A port chosen here that another process took in
+        the meantime (a client's ephemeral port, say) is replaced by a fresh one."""
         if self.process is not None:
             raise RuntimeError("this RedisServer is already running")
         if self._dir is None:
             self._dir = tempfile.TemporaryDirectory(prefix="cache-tools-redis-")
+        for _ in range(4):
+            try:
+                return self._start(wait)
+            except _PortTaken:
+                if self._choose_port is None:
+                    raise
+                self.port = self._choose_port()
+        return self._start(wait)
+
+    def _start(self, wait: float) -> RedisServer:
+        assert self._dir is not None
         args = [
             self.binary,
             *([self.config] if self.config else []),  # a configuration file comes first
@@ -119,9 +143,11 @@ class RedisServer:
             *self.arguments,
         ]  # fmt: skip
         self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
         )
         self._wait_until_ready(wait)
+        assert self.process.stdout is not None
+        self.process.stdout.close()  # only start-up errors are read; later output is dropped
         return self
 
     def _wait_until_ready(self, wait: float) -> None:
@@ -131,18 +157,20 @@ class RedisServer:
         try:
             while True:
                 if self.process.poll() is not None:
-                    err = (
-                        self.process.stderr.read().decode(errors="replace")
-                        if self.process.stderr
-                        else ""
-                    )
+                    assert self.process.stdout is not None
+                    output = self.process.stdout.read().decode(errors="replace")
                     self.process = None
-                    raise RuntimeError(f"redis-server exited at start on port {self.port}: {err}")
+                    if "Address already in use" in output:
+                        raise _PortTaken(output)
+                    raise RuntimeError(
+                        f"redis-server exited at start on port {self.port}: {output}"
+                    )
                 try:
-                    if client.ping():
+                    # Ours, not another server that holds the port we could not bind.
+                    if client.info("server")["process_id"] == self.process.pid:
                         return
-                except redis.ConnectionError:
-                    pass
+                except (redis.ConnectionError, redis.TimeoutError):
+                    pass  # not listening yet, or someone else is on the port
                 if time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError(f"redis-server did not answer PING within {wait}s")

@@ -76,7 +76,7 @@ class RedisCluster:
             "--cluster-node-timeout", str(node_timeout),
         ]  # fmt: skip
         self.nodes = [
-            RedisServer(port=_cluster_port(), arguments=arguments)
+            RedisServer(choose_port=_cluster_port, arguments=arguments)
             for _ in range(primaries * (1 + replicas))
         ]
         self.replicas = replicas
@@ -175,10 +175,7 @@ class RedisSentinel:
     ) -> None:
         self.master_name = master_name or f"cachetools-{secrets.token_hex(4)}"
         self.primary = RedisServer()
-        self.replicas = [
-            RedisServer(arguments=["--replicaof", "127.0.0.1", str(self.primary.port)])
-            for _ in range(replicas)
-        ]
+        self.replicas = [RedisServer() for _ in range(replicas)]
         self.sentinel_servers = [RedisServer() for _ in range(sentinels)]
         self.down_after = down_after
         self._dir = tempfile.TemporaryDirectory(prefix="cache-tools-sentinel-")
@@ -189,7 +186,8 @@ class RedisSentinel:
 
     def start(self) -> RedisSentinel:
         self.primary.start()
-        for replica in self.replicas:
+        for replica in self.replicas:  # the primary's port is known once it is listening
+            replica.arguments = ["--replicaof", "127.0.0.1", str(self.primary.port)]
             replica.start()
         for index, sentinel in enumerate(self.sentinel_servers):
             config = Path(self._dir.name) / f"sentinel-{index}.conf"
