@@ -23,9 +23,11 @@ def bar_chart(
     width: int = 600,
     height: int = 80,
     percent: bool = False,
+    compact: bool = False,
 ) -> SafeString:
     """One bar per value, left to right, scaled to ``top`` (default: the largest value);
-    ``None`` and 0 draw no bar. Each bar has a ``<title>`` tooltip with its value."""
+    ``None`` and 0 draw no bar. Each bar has a ``<title>`` tooltip with its value. ``compact``
+    leaves out the label and the scale (a sparkline in a table cell)."""
     peak = top if top is not None else max([v for v in values if v is not None] or [0]) or 1
     slot = width / max(len(values), 1)
     bars: list[str] = []
@@ -41,11 +43,15 @@ def bar_chart(
         )
     peak_label = f"{peak:.0%}" if percent else f"{peak:g}"
     # Numbers are formatted as numbers and every text goes through escape().
+    texts = (
+        ""
+        if compact
+        else f'<text x="0" y="{height + 12}" class="axis">{escape(label)}</text>'
+        f'<text x="0" y="10" class="axis">top: {escape(peak_label)}</text>'
+    )
+    total = height if compact else height + 14
     return mark_safe(
         f'<svg class="ct-chart" role="img" aria-label="{escape(label)}" '
-        f'viewBox="0 0 {width} {height + 14}" width="{width}" height="{height + 14}" '
-        f'xmlns="http://www.w3.org/2000/svg">'
-        f'<text x="0" y="{height + 12}" class="axis">{escape(label)}</text>'
-        f'<text x="{width}" y="10" text-anchor="end" class="axis">{escape(peak_label)}</text>'
-        f"{''.join(bars)}</svg>"
+        f'viewBox="0 0 {width} {total}" width="{width}" height="{total}" '
+        f'xmlns="http://www.w3.org/2000/svg">{texts}{"".join(bars)}</svg>'
     )

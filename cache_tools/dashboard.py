@@ -88,9 +88,10 @@ def dashboard(
                 "ratio": row.hit_ratio,
                 "chart": bar_chart(
                     [counts.computations for _, counts in row.series],
-                    label="computations per minute",
+                    label=f"{row.function}: computations per minute",
                     width=180,
                     height=24,
+                    compact=True,
                 ),
             }
             for row in rows
