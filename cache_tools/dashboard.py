@@ -26,6 +26,7 @@ from django.views.decorators.cache import never_cache
 
 from . import monitor, stats
 from .charts import bar_chart
+from .errors import BackendUnavailable
 
 __all__ = ["dashboard", "dashboard_json"]
 
@@ -61,11 +62,10 @@ def staff_only(view: View) -> View:
 
 def _per_minute(rows: list[monitor.FunctionFigures]) -> tuple[list[float | None], list[float]]:
     """Hit ratio (None where nothing was called) and computations, each minute, all functions."""
-    minutes = len(rows[0].series) if rows else stats.SERIES_MINUTES
     ratios: list[float | None] = []
     computations: list[float] = []
-    for index in range(minutes):
-        counts = [row.series[index][1] for row in rows if row.series]
+    for index in range(stats.SERIES_MINUTES):
+        counts = [row.series[index][1] for row in rows]
         calls = sum(c.hits + c.misses + c.stale_hits + c.local_hits for c in counts)
         misses = sum(c.misses for c in counts)
         ratios.append((calls - misses) / calls if calls else None)
@@ -73,13 +73,24 @@ def _per_minute(rows: list[monitor.FunctionFigures]) -> tuple[list[float | None]
     return ratios, computations
 
 
+def _unavailable(exc: BackendUnavailable) -> HttpResponse:
+    return HttpResponse(
+        f"The cache server could not be read: {exc}", status=503, content_type="text/plain"
+    )
+
+
 @never_cache
 @staff_only
 def dashboard(
     request: HttpRequest, template_name: str = "cache_tools/dashboard.html"
 ) -> HttpResponse:
-    """Every cached function and view, the locks, and the last hour per minute."""
-    rows = monitor.functions(series=True)
+    """Every cached function and view, the locks, and the last hour per minute; 503 naming
+    the alias when a cache server cannot be read (zeros would pass for figures)."""
+    try:
+        rows = monitor.functions(series=True)
+        locks = monitor.locks()
+    except BackendUnavailable as exc:
+        return _unavailable(exc)
     ratios, computations = _per_minute(rows)
     context: dict[str, Any] = {
         "functions": [
@@ -96,7 +107,7 @@ def dashboard(
             }
             for row in rows
         ],
-        "locks": monitor.locks(),
+        "locks": locks,
         "ratio_chart": bar_chart(ratios, label="hit ratio per minute", top=1.0, percent=True),
         "computations_chart": bar_chart(computations, label="computations per minute"),
         "refresh": REFRESH,
@@ -114,6 +125,10 @@ def dashboard(
 
 @never_cache
 @staff_only
-def dashboard_json(request: HttpRequest) -> JsonResponse:
-    """The dashboard's figures as JSON (see :func:`cache_tools.monitor.snapshot`)."""
-    return JsonResponse(monitor.snapshot(series=True))
+def dashboard_json(request: HttpRequest) -> HttpResponse:
+    """The dashboard's figures as JSON (see :func:`cache_tools.monitor.snapshot`); 503 with
+    ``{"error": ...}`` when a cache server cannot be read."""
+    try:
+        return JsonResponse(monitor.snapshot(series=True))
+    except BackendUnavailable as exc:
+        return JsonResponse({"error": str(exc)}, status=503)

@@ -4,7 +4,8 @@ Prometheus collector: every cached function and view, and every lock, over all p
 What is listed comes from the cache servers' registries (each process notes the functions and
 locks it uses, see :mod:`cache_tools.stats`), joined with what this process defines, so a
 function shows even when only other processes (or hosts) call it. Counts come from the server,
-plus this process's unsent ones.
+plus this process's unsent ones. A server that cannot be read raises ``BackendUnavailable``:
+zeros would look like figures.
 
 >>> from cache_tools import monitor
 >>> report = monitor.snapshot()
@@ -14,7 +15,6 @@ plus this process's unsent ones.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,13 +26,10 @@ from . import stats
 from .aside import cached_functions
 from .backends import get_backend
 from .backends.base import Backend, LockState
-from .errors import BackendUnavailable
 from .keys import safe_key
 from .views import cached_views
 
 __all__ = ["FunctionFigures", "LockFigures", "functions", "locks", "snapshot"]
-
-logger = logging.getLogger("cache_tools.monitor")
 
 
 @dataclass
@@ -102,11 +99,7 @@ def _aliases() -> list[tuple[str, Backend]]:
 
 
 def _registered(backend: Backend, kind: str) -> list[str]:
-    try:
-        return sorted(backend.read_names(backend.registry_key(kind)))
-    except BackendUnavailable as exc:
-        logger.warning("cannot list the %s of %r: %s", kind, backend.alias, exc)
-        return []
+    return sorted(backend.read_names(backend.registry_key(kind)))
 
 
 def functions(series: bool = False) -> list[FunctionFigures]:
@@ -128,12 +121,8 @@ def functions(series: bool = False) -> list[FunctionFigures]:
     rows = []
     for (alias, function_id), kind in sorted(found.items()):
         stats_key = get_backend(alias).stats_key(function_id)
-        try:
-            info = stats.read(alias, stats_key)
-            minutes = stats.read_series(alias, stats_key) if series else []
-        except BackendUnavailable as exc:
-            logger.warning("cannot read the statistics of %s: %s", function_id, exc)
-            info, minutes = stats.CacheInfo(), []
+        info = stats.read(alias, stats_key)
+        minutes = stats.read_series(alias, stats_key) if series else []
         rows.append(FunctionFigures(function_id, alias, kind, info, minutes))
     return rows
 
@@ -145,13 +134,8 @@ def locks() -> list[LockFigures]:
         if not backend.locks:
             continue
         for name in _registered(backend, "locks"):
-            try:
-                state = backend.lock_state(backend.lock_keys(safe_key(name)))
-                info = stats.read_lock(alias, name)
-            except BackendUnavailable as exc:
-                logger.warning("cannot read lock %r: %s", name, exc)
-                continue
-            rows.append(LockFigures(name, alias, state, info))
+            state = backend.lock_state(backend.lock_keys(safe_key(name)))
+            rows.append(LockFigures(name, alias, state, stats.read_lock(alias, name)))
     return sorted(rows, key=lambda row: (not row.state.held, row.alias, row.name))
 
 

@@ -182,8 +182,9 @@ class _Buffer:
                 per_key = by_alias.get(alias, {})
                 # A function's counts last; a lock's expire an hour after its last count
                 # (lock names can be as many as the objects they guard).
-                lasting = {k: c for k, c in per_key.items() if backend.function_of(k)}
-                expiring = {k: c for k, c in per_key.items() if k not in lasting}
+                owners = {k: backend.function_of(k) for k in per_key}
+                lasting = {k: c for k, c in per_key.items() if owners[k]}
+                expiring = {k: c for k, c in per_key.items() if not owners[k]}
                 sent = True
                 for group, ttl in ((lasting, None), (expiring, LOCK_SECONDS)):
                     if group and not (sent and self._send(backend, group, ttl)):
@@ -193,7 +194,8 @@ class _Buffer:
                 if not sent:
                     continue
                 try:
-                    self._record(backend, per_key, locks.get(alias, set()))
+                    functions = [f for k in lasting if (f := owners[k])]
+                    self._record(backend, lasting, functions, locks.get(alias, set()))
                 except Exception as exc:  # charts and registries only; the counts are sent
                     logger.debug("could not record the minute or names for %r: %s", alias, exc)
 
@@ -209,18 +211,17 @@ class _Buffer:
         return True
 
     def _record(
-        self, backend: Backend, per_key: dict[ServerKey, Counter[str]], locks: set[str]
+        self,
+        backend: Backend,
+        per_function: dict[ServerKey, Counter[str]],
+        functions: list[str],
+        locks: set[str],
     ) -> None:
-        """This minute's counts of each function, and the names the registries lack."""
+        """This minute's counts of each function (``per_function``: by statistics key;
+        ``functions``: their dotted paths), and the names the registries lack."""
         now = time.time()
         minute = int(now // 60)
-        series: dict[ServerKey, Counter[str]] = {}
-        functions: list[str] = []
-        for stats_key, counter in per_key.items():
-            function_id = backend.function_of(stats_key)
-            if function_id is not None:
-                series[backend.minute_key(stats_key, minute)] = counter
-                functions.append(function_id)
+        series = {backend.minute_key(k, minute): c for k, c in per_function.items()}
         if series:
             backend.add_counts(series, ttl=SERIES_MINUTES * 60 + 60)
         for kind, names, max_age in (

@@ -191,3 +191,24 @@ def sentinel_aliases(redis_sentinel: Any) -> Iterator[None]:
 
     with override_settings(CACHES={**settings.CACHES, **sentinel_caches(redis_sentinel)}):
         yield
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # closed again: nothing listens there
+
+
+@pytest.fixture
+def dead_alias(settings):
+    """An alias whose server refuses connections, beside the working ones."""
+    settings.CACHES = {
+        **settings.CACHES,
+        "dead": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{_closed_port()}/0",
+            "KEY_PREFIX": "dead",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        },
+    }
+    return "dead"

@@ -118,3 +118,8 @@ def test_prometheus_metrics_carry_the_shared_counts(priced, unique):
     assert value("cache_tools_lock_acquisitions", **lock_labels) == 1
     (held,) = [s for s in families["cache_tools_lock_held"].samples if s.labels == lock_labels]
     assert held.value == 0
+
+
+def test_an_unreachable_server_is_a_one_line_error(dead_alias):
+    with pytest.raises(CommandError, match="dead"):
+        run("cache_stats", "--cache", dead_alias)

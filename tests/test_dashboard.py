@@ -336,3 +336,10 @@ def test_processes_noting_at_once_on_memcached_lose_no_name(memcached_url, uniqu
     with override_settings(CACHES=caches):
         backend = get_backend("mc")
         assert set(backend.read_names(backend.registry_key(unique))) == {f"p{i}" for i in range(8)}
+
+
+def test_an_unreachable_server_is_reported_not_shown_as_zeros(admin_client, dead_alias):
+    page = admin_client.get("/cache-tools/")
+    assert page.status_code == 503 and b"dead" in page.content
+    served = admin_client.get("/cache-tools/stats.json")
+    assert served.status_code == 503 and "dead" in json.loads(served.content)["error"]
