@@ -1,7 +1,6 @@
 """cache_tools.testing from the command line, as make bench and make demo use it."""
 
 import os
-import socket
 import subprocess
 import sys
 
@@ -66,19 +65,22 @@ def test_the_sentinel_fixture_names_a_primary_that_takes_writes(redis_sentinel):
 
 
 def test_a_chosen_port_taken_before_start_is_replaced():
-    """Between choosing a free port and binding it, another process may take it (a client's
-    ephemeral port): the server starts on another one instead of failing the test."""
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
-        squatter.listen()
-        taken = squatter.getsockname()[1]
+    """Between choosing a free port and binding it, another process may take it (another
+    test's server, a client's ephemeral port): the server starts on another one instead of
+    failing, and is not fooled by the other server answering on the port."""
+    squatter = RedisServer().start()
+    try:
         server = RedisServer()
-        server.port = taken  # as if someone took the chosen port meanwhile
+        server.port = squatter.port  # as if the squatter took the chosen port meanwhile
         try:
             server.start()
-            assert server.port != taken and redis.Redis(port=server.port).ping()
+            assert server.port != squatter.port
+            pid = redis.Redis(port=server.port).info("server")["process_id"]
+            assert pid == server.process.pid
         finally:
             server.stop()
-        given = RedisServer(port=taken)  # a port the caller named is not replaced
+        given = RedisServer(port=squatter.port)  # a port the caller named is not replaced
         with pytest.raises(RuntimeError, match="Address already in use"):
             given.start()
+    finally:
+        squatter.stop()
