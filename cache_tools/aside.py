@@ -66,6 +66,12 @@ S = TypeVar("S")
 #: Length budget of the arguments part of an entry key, so that whole keys stay memcached-safe.
 ARGUMENT_KEY_LENGTH = 120
 
+#: Argument types whose equality means an equal key (``1 == True == 1.0`` do not give one key,
+#: so bool and float are left out): a call made only of them is looked up in a memo.
+_MEMO_TYPES = frozenset({str, int, bytes, type(None)})
+#: Keys a function remembers by positional arguments (then its memo starts again).
+ARGUMENT_MEMO_SIZE = 1024
+
 _all_cached_functions: weakref.WeakSet[_Cached[..., Any]] = weakref.WeakSet()
 
 
@@ -98,6 +104,8 @@ class _Cached(Generic[P, R]):
         self.key_maker = key_maker
         self.cache_none = cache_none
         self.unless = unless
+        # A callable key_maker may read more than the arguments (the active language, say).
+        self._memo: dict[tuple[Any, ...], str] | None = None if callable(key_maker) else {}
         _all_cached_functions.add(self)
         signals.name_sender(flight.function_id, self)
 
@@ -105,6 +113,24 @@ class _Cached(Generic[P, R]):
         return f"<cached function {self.flight.function_id}>"
 
     def argument_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """The arguments' part of the entry key; remembered for plain positional arguments
+        (the hit path's largest cost after the round trip)."""
+        memo = self._memo
+        if memo is None or kwargs:
+            return self._make_argument_key(args, kwargs)
+        for arg in args:
+            if type(arg) not in _MEMO_TYPES:
+                return self._make_argument_key(args, kwargs)
+        key = memo.get(args)
+        if key is None:
+            key = self._make_argument_key(args, kwargs)
+            if "#" not in key:  # a digest: long arguments, not worth keeping alive
+                if len(memo) >= ARGUMENT_MEMO_SIZE:
+                    memo.clear()
+                memo[args] = key
+        return key
+
+    def _make_argument_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         return make_key(
             self.__wrapped__,
             args,

@@ -11,8 +11,13 @@ prefork and lazy-apps modes and under gunicorn); a copy lasts at most until its 
 turn stale or expire, and each function keeps at most ``local`` copies (least recently used
 dropped first).
 
-A copy read concurrently with an invalidation is never kept: every invalidation bumps an
-epoch, and a copy made from a read that started before the bump is discarded.
+A copy is served only when no invalidation can be pending for this process: the listener is
+up, is not applying one, and its socket holds nothing unread (a ``poll`` with no timeout, on
+every local hit). So a copy is dropped as soon as the server's message reaches this host, not
+when the listener thread next gets the GIL (a thread serving copies in a loop holds it for
+Python's switch interval, 5 ms). A copy read concurrently with an invalidation is neither
+served nor kept: every invalidation bumps an epoch before and after it applies, and reads
+that saw another epoch go to the server.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import threading
 import time
 import weakref
@@ -36,7 +42,6 @@ __all__ = ["LocalCopies", "Tracker", "copies_for", "tracker_for"]
 logger = logging.getLogger("cache_tools.near")
 
 _CHECK_EVERY = 1.0  # seconds between checks of the tracking connection
-_YIELD_EVERY = 0.001  # seconds between chances for the listener to run, on the copy path
 _LONGEST_BACKOFF = 1.0
 
 
@@ -51,19 +56,15 @@ class LocalCopies:
 
     def get(self, key: str) -> tuple[Any, int, str] | None:
         tracker = self.tracker
-        now = time.monotonic()
-        if now >= tracker.yield_at:
-            # A thread serving copies in a loop holds the GIL until Python's switch interval
-            # (5 ms) ends; the listener, woken by an invalidation, would wait that long. Let it
-            # run now, at most once a millisecond (time.sleep(0) releases the GIL).
-            tracker.yield_at = now + _YIELD_EVERY
-            time.sleep(0)
+        epoch = tracker.epoch
         copy = self._copies.get(key)
-        if copy is None or not tracker.healthy:
+        if copy is None:
             return None
         if copy[1] and time.time() * 1000 >= copy[1]:
             self._copies.pop(key, None)  # stale or expired: the server decides what next
             return None
+        if not tracker.current() or tracker.epoch != epoch:
+            return None  # an invalidation may concern it: ask the server
         with contextlib.suppress(KeyError):  # dropped meanwhile: it was valid when read
             self._copies.move_to_end(key)
         return copy
@@ -108,6 +109,9 @@ class Tracker:
     def __init__(self, backend: Any) -> None:
         self.backend = backend
         self.healthy = False
+        #: True from the moment the listener takes bytes off its socket until it has applied
+        #: them (the hit path cannot see them in the socket meanwhile).
+        self.busy = False
         self.epoch = 0
         self.index: dict[str, LocalCopies] = {}  # value key -> the copies holding it
         self.stores: weakref.WeakSet[LocalCopies] = weakref.WeakSet()
@@ -115,9 +119,19 @@ class Tracker:
         self.value_prefix = str(backend.server_key(f"{namespace}:v:"))
         self.generation_prefix = str(backend.server_key(f"{namespace}:g:"))
         self.invalidations = 0
-        self.yield_at = 0.0
+        self._socket = -1  # the listener's file descriptor while healthy
         self._ready = threading.Event()
         threading.Thread(target=self._run, name="cache-tools-near", daemon=True).start()
+
+    def current(self) -> bool:
+        """True when no invalidation can be waiting for this process: listening, not applying
+        one, nothing unread on the socket (a closed or reset socket reads as readable)."""
+        if not self.healthy or self.busy:
+            return False
+        try:  # select, not a poll object: those refuse use by two threads at once
+            return not select.select((self._socket,), (), (), 0)[0]
+        except (OSError, ValueError):  # closed meanwhile (the epoch tells the caller too)
+            return False
 
     def wait_until_ready(self, timeout: float) -> bool:
         """For tests and warm-up: block until the listener is subscribed and tracking."""
@@ -131,6 +145,10 @@ class Tracker:
         if keys is None:  # FLUSHDB / FLUSHALL
             self._flush()
             return
+        self._drop(keys)
+        self.epoch += 1  # a read that began while the copies were being dropped is not served
+
+    def _drop(self, keys: list[bytes]) -> None:
         for raw in keys:
             key = raw.decode()
             if key.startswith(self.generation_prefix):
@@ -145,6 +163,7 @@ class Tracker:
         self.epoch += 1
         for store in list(self.stores):
             store.clear()
+        self.epoch += 1
 
     # The listener ------------------------------------------------------------------------
 
@@ -170,6 +189,8 @@ class Tracker:
             listener_id = listener.read_response()
             listener.send_command("SUBSCRIBE", "__redis__:invalidate")
             listener.read_response()
+            poller = select.poll()
+            poller.register(listener._sock, select.POLLIN)
             tracking.send_command(
                 "CLIENT", "TRACKING", "on", "REDIRECT", listener_id, "BCAST",
                 "PREFIX", self.value_prefix, "PREFIX", self.generation_prefix,
@@ -177,23 +198,37 @@ class Tracker:
             if tracking.read_response() not in (b"OK", "OK"):
                 raise redis.ResponseError("CLIENT TRACKING was refused")
             self._flush()  # whatever this process kept before may have missed invalidations
+            self._socket = listener._sock.fileno()
             self.healthy = True
             self._ready.set()
             logger.debug("local copies of %r tracked", self.backend.alias)
             checked = time.monotonic()
             while True:
-                if listener.can_read(timeout=_CHECK_EVERY / 2):
-                    message = listener.read_response()
-                    if isinstance(message, list) and message[0] in (b"message", "message"):
-                        self._invalidate(message[2])
+                if poller.poll(_CHECK_EVERY * 500):  # milliseconds
+                    self._apply_unread(listener)
                 if time.monotonic() - checked >= _CHECK_EVERY:
                     tracking.send_command("PING")  # the tracking connection is alive too
                     tracking.read_response()
                     checked = time.monotonic()
         finally:
             self.healthy = False
+            self.epoch += 1  # before the descriptor closes and may be reused (see current())
+            self._socket = -1
             for connection in (listener, tracking):
                 connection.disconnect()
+
+    def _apply_unread(self, listener: Any) -> None:
+        """Apply every message on the socket; ``busy`` while any is off it and unapplied."""
+        self.busy = True
+        try:
+            while True:
+                message = listener.read_response()
+                if isinstance(message, list) and message[0] in (b"message", "message"):
+                    self._invalidate(message[2])
+                if not listener.can_read(timeout=0):  # more in redis-py's buffer or socket?
+                    return
+        finally:
+            self.busy = False
 
 
 # Keyed by the adapter itself, not its id(): after a settings change a new adapter may get the
@@ -223,17 +258,20 @@ def copies_for(
     backend: Backend, function_id: str, size: int, keep_objects: bool
 ) -> LocalCopies | None:
     """This process's copies of one function's entries, or None (see :func:`tracker_for`)."""
+    ident = (os.getpid(), backend, function_id)
+    found = _stores.get(ident)  # the hit path: one lookup (settings changes make new adapters)
+    if found is not None:
+        return found
     tracker = tracker_for(backend)
     if tracker is None:
         return None
-    ident = (os.getpid(), backend, function_id)
-    found = _stores.get(ident)
-    if found is None:
-        with _guard:
-            found = _stores.get(ident)
-            if found is None:
-                found = _stores[ident] = LocalCopies(tracker, size, keep_objects)
-                tracker.stores.add(found)
+    with _guard:
+        found = _stores.get(ident)
+        if found is None:
+            for inherited in [k for k in _stores if k[0] != ident[0]]:
+                del _stores[inherited]  # a parent's, through fork
+            found = _stores[ident] = LocalCopies(tracker, size, keep_objects)
+            tracker.stores.add(found)
     return found
 
 

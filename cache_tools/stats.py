@@ -98,12 +98,27 @@ LOCK_FIELDS: tuple[str, ...] = LockInfo._fields
 Target = tuple[str, ServerKey]  # (cache alias, statistics key)
 
 
-class _Buffer:
-    """Counts on their way to the server. ``add`` is one append to a deque (atomic, no lock,
-    so threads on the hit path never contend); the flusher drains it into ``_counts``."""
+class _ThreadCounts:
+    """One thread's counts since it first counted: written by that thread only, read by the
+    flusher, which sends what grew since its last look (so neither ever waits or loses one)."""
+
+    __slots__ = ("counts", "sent", "thread")
 
     def __init__(self) -> None:
-        self._events: deque[tuple[str, ServerKey, str, int]] = deque()
+        self.thread = threading.current_thread()
+        self.counts: dict[tuple[str, ServerKey, str], int] = {}
+        self.sent: dict[tuple[str, ServerKey, str], int] = {}  # what the flusher took
+
+
+class _Buffer:
+    """Counts on their way to the server. ``add`` is a dict update in the calling thread's own
+    counts (no lock, no event queue: a busy hit path gives the flusher no more work than its
+    number of distinct counters); the flusher moves what grew into ``_counts``."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._threads: list[_ThreadCounts] = []
+        self._dirty = False  # counted since the flusher last looked
         self._counts: dict[Target, Counter[str]] = {}  # drained, not yet sent
         self._locks: deque[tuple[str, str]] = deque()  # (alias, lock name) taken here
         self._noted: dict[tuple[str, str, str], float] = {}  # (alias, registry, name) -> when
@@ -117,33 +132,55 @@ class _Buffer:
         self._sending = threading.Lock()
 
     def add(self, alias: str, stats_key: ServerKey, field: str, amount: int = 1) -> None:
-        self._events.append((alias, stats_key, field, amount))
-        if self._thread is None:
-            self._start()
-        elif self._idle:
+        try:
+            counts = self._local.counts
+        except AttributeError:
+            counts = self._register()
+        key = (alias, stats_key, field)
+        counts[key] = counts.get(key, 0) + amount
+        self._dirty = True
+        if self._idle:
             self._wake.set()  # the flusher sleeps while there is nothing to send
 
-    def _start(self) -> None:
+    def _register(self) -> dict[tuple[str, ServerKey, str], int]:
+        mine = _ThreadCounts()
         with self._started:
+            self._threads = [*self._threads, mine]  # a new list: the flusher may be reading
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="cache-tools-stats", daemon=True
                 )
                 self._thread.start()
+        self._local.counts = mine.counts
+        return mine.counts
 
     def _drain(self) -> None:
-        """Move appended events into ``_counts`` (the caller holds ``_sending``)."""
-        events, counts = self._events, self._counts
-        while True:
+        """Move what every thread counted since the last drain into ``_counts`` (the caller
+        holds ``_sending``); forget threads that ended, after their last counts."""
+        self._dirty = False
+        ended = []
+        for mine in self._threads:
             try:
-                alias, stats_key, field, amount = events.popleft()
-            except IndexError:
-                return
-            target = (alias, stats_key)
-            counter = counts.get(target)
-            if counter is None:
-                counter = counts[target] = Counter()
-            counter[field] += amount
+                alive = mine.thread.is_alive()
+            except (AssertionError, RuntimeError):  # a foreign thread's stand-in, stopped
+                alive = False
+            now = mine.counts.copy()  # one C call: atomic against the counting thread
+            sent = mine.sent
+            for key, total in now.items():
+                grown = total - sent.get(key, 0)
+                if grown:
+                    alias, stats_key, field = key
+                    target = (alias, stats_key)
+                    counter = self._counts.get(target)
+                    if counter is None:
+                        counter = self._counts[target] = Counter()
+                    counter[field] += grown
+            mine.sent = now
+            if not alive:
+                ended.append(mine)
+        if ended:
+            with self._started:
+                self._threads = [t for t in self._threads if t not in ended]
 
     def discard(self, alias: str, stats_key: ServerKey) -> None:
         with self._sending:
@@ -240,9 +277,9 @@ class _Buffer:
 
     def _run(self) -> None:
         while True:
-            if not self._events and not self._counts and not self._locks:
+            if not self._dirty and not self._counts and not self._locks:
                 self._idle = True
-                if not self._events:  # an add between the test above and the flag
+                if not self._dirty:  # an add between the test above and the flag
                     self._wake.wait()
                 self._wake.clear()
                 self._idle = False

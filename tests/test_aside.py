@@ -56,6 +56,44 @@ def test_statistics_are_shared_by_all_processes(processes, unique):
     assert counted.cache_info() == CacheInfo(0, 0, 0, 0, 0)
 
 
+def test_counts_of_many_threads_all_arrive_also_of_threads_that_ended(unique):
+    """Each thread counts in its own buffer; the flusher sends what grew. Sixteen threads hit
+    at once (nothing lost to a race), and all have ended before the counts are read."""
+    counted.cache_clear_stats()
+    counted(unique)  # the one miss
+    start = threading.Barrier(16)
+
+    def hit():
+        start.wait()
+        for _ in range(250):
+            counted(unique)
+
+    threads = [threading.Thread(target=hit) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert counted.cache_info() == CacheInfo(hits=4000, misses=1, computations=1)
+
+
+@cache_aside(timeout=60, key_maker="typed:{value}")
+def typed(value):
+    return type(value).__name__
+
+
+def test_equal_arguments_of_different_types_keep_their_own_keys(unique):
+    """Argument keys are remembered by the arguments: 1, True and 1.0 are equal (and hash
+    alike) but must not share a memo entry, nor a str subclass its str."""
+
+    class Name(str):
+        pass
+
+    assert [typed(v) for v in (1, True, 1.0)] == ["int", "bool", "float"]
+    assert [typed(v) for v in (1, True, 1.0)] == ["int", "bool", "float"]  # hits
+    assert typed.cache_key(1) != typed.cache_key(True) != typed.cache_key(1.0)
+    assert typed(unique) == "str" and typed(Name(unique)) == "str"  # one key: escaped alike
+
+
 @pytest.mark.parametrize("falsy", [None, 0, "", [], False, 0.0, {}])
 def test_falsy_results_are_cached_and_hit(falsy, unique):
     calls = []

@@ -225,8 +225,10 @@ def test_local_copies_follow_a_sentinel_failover(alias: str, unique: str) -> Non
         counted = counted_copy(alias, unique, calls)
         tracker = tracker_for(get_backend(alias))
         assert tracker is not None and tracker.wait_until_ready(10)
-        assert counted(1) == counted(1) == counted(1) == 1  # computed, read (copied), copy
-        assert counted.cache_info().local_hits == 1
+        assert counted(1) == 1  # computed
+        deadline = time.monotonic() + 5
+        while counted.cache_info().local_hits == 0:  # our own store's invalidation arrives
+            assert counted(1) == 1 and time.monotonic() < deadline  # read, copied, served
         epoch = tracker.epoch
         sentinel.fail_over()
         assert tracker.wait_until_ready(10)  # listening to the promoted replica

@@ -2,6 +2,7 @@
 by Redis's own invalidations when their entry is stored, refreshed, invalidated, cleared,
 flushed or expires; never served while the invalidation connection is down."""
 
+import threading
 import time
 
 import pytest
@@ -86,6 +87,41 @@ def test_a_change_in_another_process_drops_the_copy(unique, how):
     until(lambda: current(unique) == 7)
     seen = time.monotonic()
     print(f"{how}: new value seen {1000 * (seen - changed_at):.1f} ms after the call returned")
+
+
+@pytest.mark.parametrize("how", ["refresh", "kill"])
+def test_a_copy_is_not_served_while_its_invalidation_waits_unread(unique, tracking, how):
+    """The listener thread may not run for a while (another thread holds the GIL, the OS
+    runs something else); a copy must not be served once the server's message has reached
+    this process's socket, nor once that connection is gone. The listener is held back here
+    until the change is seen, so only the hit path's own check can see it."""
+    assert current(unique) == 0
+    copied(current, unique)
+    go_on, apply_unread = threading.Event(), tracking._apply_unread
+
+    def held_back(listener):
+        go_on.wait(10)
+        apply_unread(listener)
+
+    tracking._apply_unread = held_back
+    try:
+        if how == "refresh":
+            run_processes(1, change_in_another_process, unique, "refresh")
+        else:
+            client = raw()
+            client.set(f"{SOURCE}:{unique}", 7)
+            for connection in client.client_list():
+                if "subscribe" in connection["cmd"] and connection["sub"] == "1":
+                    client.client_kill_filter(_id=connection["id"])
+            # Nothing tells the process the connection died: the server recomputing is ours.
+            client.delete(current.cache_key(unique))
+        until(lambda: not tracking.current(), limit=2)  # the message (or EOF) is on its way
+        assert current(unique) == 7  # read from the server, not the copy
+        assert tracking.healthy  # the listener has not noticed anything yet
+    finally:
+        go_on.set()
+        del tracking._apply_unread
+    until(lambda: tracking.wait_until_ready(0) and current(unique) == 7)
 
 
 def test_clear_cache_and_flush_drop_copies(unique, tracking):

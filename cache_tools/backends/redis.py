@@ -17,6 +17,7 @@ import functools
 import hashlib
 import importlib
 import inspect
+import pickle
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
@@ -100,6 +101,30 @@ class Codec:
         except Exception as exc:
             raise UnserializableValue(f"cannot serialise {type(value).__name__}: {exc}") from exc
         return encoded if isinstance(encoded, bytes) else str(encoded).encode()
+
+
+_PICKLE_DEFAULTS = {
+    ("django_redis.serializers.pickle", "PickleSerializer"),
+    ("django_redis.compressors.identity", "IdentityCompressor"),
+    ("django_valkey.serializers.pickle", "PickleSerializer"),
+    ("django_valkey.compressors.identity", "IdentityCompressor"),
+}
+
+
+def client_codec(inner: Any) -> Codec:
+    """The codec of a django-redis or django-valkey client: its own ``encode``/``decode``, with
+    a shortcut on the default configuration (pickle, no compression). Their ``decode`` first
+    tries ``int(value)``, which raises on every pickle; a pickle of protocol 2 or later starts
+    with 0x80, which no number does, so it goes to ``pickle.loads`` at once (the same result,
+    about 2 us sooner)."""
+    parts = (inner._serializer, inner._compressor)
+    if not all((type(p).__module__, type(p).__name__) in _PICKLE_DEFAULTS for p in parts):
+        return Codec(inner.encode, inner.decode)
+
+    def decode(payload: bytes, loads: Callable[[bytes], Any] = pickle.loads) -> Any:
+        return loads(payload) if payload[:1] == b"\x80" else inner.decode(payload)
+
+    return Codec(inner.encode, decode)
 
 
 class ClientErrors(NamedTuple):
@@ -875,7 +900,7 @@ class DjangoRedisBackend(RedisBackend):
 
     def connect(self) -> tuple[redis.Redis, Codec]:
         inner = self.cache.client  # type: ignore[attr-defined]
-        return inner.get_client(write=True), Codec(inner.encode, inner.decode)
+        return inner.get_client(write=True), client_codec(inner)
 
 
 class BuiltinRedisBackend(RedisBackend):

@@ -16,7 +16,7 @@ import valkey.exceptions
 from django.core.exceptions import ImproperlyConfigured
 from django_valkey.base import BaseValkeyCache
 
-from .redis import ClientErrors, Codec, RedisBackend, _SyncRedis
+from .redis import ClientErrors, Codec, RedisBackend, _SyncRedis, client_codec
 
 __all__ = ["AsyncValkeyBackend", "ClusterValkeyBackend", "ValkeyBackend"]
 
@@ -33,7 +33,7 @@ class ValkeyBackend(RedisBackend):
 
     def connect(self) -> tuple[Any, Codec]:
         inner = self.cache.client  # type: ignore[attr-defined]
-        return inner.get_client(write=True), Codec(inner.encode, inner.decode)
+        return inner.get_client(write=True), client_codec(inner)
 
 
 class AsyncValkeyBackend(ValkeyBackend):
@@ -56,7 +56,7 @@ class AsyncValkeyBackend(ValkeyBackend):
         options.pop("CLIENT_CLASS", None)
         params["OPTIONS"] = options
         sync = DefaultClient(inner._server, params, self.cache)
-        return sync.get_client(write=True), Codec(sync.encode, sync.decode)
+        return sync.get_client(write=True), client_codec(sync)
 
 
 class _ClusterTarget(_SyncRedis):
@@ -95,7 +95,7 @@ class ClusterValkeyBackend(ValkeyBackend):
                 f"must not add '{{' or '}}' to keys (got {probe!r}), or an entry's keys would "
                 "hash to different slots"
             )
-        return inner.get_client(write=True), Codec(inner.encode, inner.decode)
+        return inner.get_client(write=True), client_codec(inner)
 
     def connection_settings(self, client: Any) -> dict[str, Any]:
         return dict(client.get_connection_kwargs())
