@@ -210,3 +210,49 @@ def test_memcached_acquisition_whose_reply_was_lost_is_released_on_resume(memcac
         with lock(unique, timeout=30, cache="mc", blocking_timeout=5):
             waited = time.monotonic() - resumed
     assert waited < 1.5, waited
+
+
+def test_pooled_connections_closed_by_the_server_are_replaced_unnoticed(
+    private_redis, down_alias, unique
+):
+    """The hit read and the lock scripts take connections from the client's pool themselves
+    (cache_tools.backends._wire); connections the server closed (an idle timeout, a restart,
+    CLIENT KILL) are replaced as the client replaces them, not reported as an outage."""
+    import asyncio
+
+    calls = []
+
+    @cache_aside(timeout=60, cache=down_alias, key_maker=lambda x: (unique, x))
+    def compute(x):
+        calls.append(x)
+        return x * 2
+
+    @cache_aside(timeout=60, cache=down_alias, key_maker=lambda x: (unique, "async", x))
+    async def acompute(x):
+        calls.append(-x)
+        return x * 3
+
+    async def use_async():
+        assert await acompute(1) == 3
+        kill_all()
+        assert await acompute(1) == 3  # a hit, on a replaced connection
+        async with lock(unique, cache=down_alias) as handle:
+            assert handle.fence
+
+    admin = redis.Redis.from_url(private_redis.url)
+
+    def kill_all():
+        admin.client_kill_filter(_type="normal", skipme=True)
+
+    assert compute(1) == 2
+    with lock(unique, cache=down_alias):
+        pass
+    compute.cache_clear_stats()
+    kill_all()
+    assert compute(1) == 2  # a hit, on a replaced connection
+    with lock(unique, cache=down_alias) as handle:
+        assert handle.fence
+    info = compute.cache_info()
+    assert (info.hits, info.errors) == (1, 0)
+    asyncio.run(use_async())
+    assert calls == [1, -1]

@@ -88,7 +88,7 @@ class EntryKeys:
     """The keys of one cache-aside entry. The lock's keys are made on first use: a hit needs
     only ``value`` and ``generation``."""
 
-    __slots__ = ("_lock", "_make_lock", "generation", "stats", "value")
+    __slots__ = ("_lock", "_make_lock", "generation", "packed_read", "stats", "value")
 
     def __init__(
         self,
@@ -100,6 +100,8 @@ class EntryKeys:
         self.value, self.generation, self.stats = value, generation, stats
         self._make_lock: Callable[[], LockKeys] | None = make_lock
         self._lock: LockKeys | None = None
+        #: The adapter's hit read of these keys in its wire form, made on first use.
+        self.packed_read: Any = None
 
     @property
     def lock(self) -> LockKeys:

@@ -37,6 +37,7 @@ from ..errors import (
     UnserializableValue,
     UpdateConflict,
 )
+from ._wire import AsyncWire, Wire
 from .base import (
     HIT,
     MISS,
@@ -231,15 +232,19 @@ class _SyncRedis:
 
     def __init__(self, client: Any, alias: str, errors: ClientErrors = REDIS_ERRORS) -> None:
         self.client, self.alias, self.errors = client, alias, errors
+        self.wire = Wire(client, errors.connection)
 
     def _fail(self, exc: Exception) -> Exception:
         return _translation(self.alias, exc, self.errors) or exc
 
     def script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         script = _script(name)
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
             try:
-                return self.client.evalsha(script.sha, len(keys), *keys, *args)
+                return self.wire.call(
+                    command, lambda: self.client.evalsha(script.sha, len(keys), *keys, *args)
+                )
             except self.errors.no_script:
                 return self.client.eval(script.source, len(keys), *keys, *args)
         except self.errors.base as exc:
@@ -290,15 +295,17 @@ class _AsyncRedis:
 
     def __init__(self, client: Any, alias: str, errors: ClientErrors = REDIS_ERRORS) -> None:
         self.client, self.alias, self.errors = client, alias, errors
+        self.wire = AsyncWire(client, errors.connection)
 
     def _fail(self, exc: Exception) -> Exception:
         return _translation(self.alias, exc, self.errors) or exc
 
     async def script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         script = _script(name)
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
             try:
-                return await self.client.evalsha(script.sha, len(keys), *keys, *args)
+                return await self.wire.call(command, lambda: self.client.execute_command(*command))
             except self.errors.no_script:
                 return await self.client.eval(script.source, len(keys), *keys, *args)
         except self.errors.base as exc:
@@ -572,9 +579,9 @@ class RedisBackend(Backend):
     # Cache-aside -------------------------------------------------------------------------
 
     def read(self, keys: EntryKeys) -> Fetched:
-        client, codec, _, _ = self._connected or self._connect()
+        _, codec, _, target = self._connected or self._connect()
         try:
-            pair: Any = client.mget([keys.value, keys.generation])
+            pair: Any = target.wire.read_entry(keys)
         except self.errors.base as exc:
             raise _translation(self.alias, exc, self.errors) or exc from exc
         return _parse_entry(pair[0], pair[1], codec)
@@ -809,7 +816,7 @@ class AsyncRedisBackend:
 
     async def read(self, keys: EntryKeys) -> Fetched:
         try:
-            envelope, generation = await self.client.mget([keys.value, keys.generation])
+            envelope, generation = await self._target.wire.read_entry(keys)
         except self.backend.errors.base as exc:
             raise _translation(self.alias, exc, self.backend.errors) or exc from exc
         return _parse_entry(envelope, generation, self.backend._codec())
