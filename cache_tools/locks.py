@@ -18,6 +18,7 @@ one; ``handle.fence`` increases strictly with every acquisition of a key.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import functools
@@ -90,6 +91,16 @@ _held: contextvars.ContextVar[tuple[weakref.ref[Lock], ...]] = contextvars.Conte
 )
 
 _HOST = socket.gethostname()
+# Tokens: host, pid, a random part drawn once per process (again after a fork) and a counter;
+# unique without a system call per lock.
+_token_parts = PerProcess(
+    lambda: (f"{_HOST}:{os.getpid()}:{secrets.token_hex(6)}", itertools.count())
+)
+
+
+def _new_token() -> str:
+    prefix, counter = _token_parts.get()
+    return f"{prefix}{next(counter):x}"
 
 
 def _held_here() -> list[Lock]:
@@ -106,10 +117,8 @@ def _owner() -> object:
     """Who takes a lock: the running asyncio task, else the thread. A task created inside a
     ``with lock(...)`` block sees the lock as ``current_lock()`` (contexts are copied) but may
     still wait for it like any other task."""
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:  # no running loop in this thread
-        task = None
+    loop = asyncio._get_running_loop()  # None outside a loop (get_running_loop would raise)
+    task = asyncio.current_task(loop) if loop is not None else None
     return task if task is not None else threading.get_ident()
 
 
@@ -142,51 +151,61 @@ _IDLE_TICK = 1.0
 class _Watchdog:
     """One daemon thread per process that renews every held ``auto_renew`` lock on time.
 
-    Watching and unwatching are a dict update; the thread is only woken when a new lock is due
-    before the thread's next planned wake-up, so short uncontended locks cost no thread switch.
-    Handles are held weakly: one that is garbage-collected while held stops being renewed.
+    Taking a lock appends a weak reference to a queue (no lock, no thread switch); releasing
+    it costs nothing here (the watchdog drops handles that no longer hold their lock). The
+    thread wakes at least once a second, and at once only for a lock due before then, so a
+    stream of short locks never wakes it. A handle garbage-collected while held stops being
+    renewed.
     """
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
-        self._due: weakref.WeakKeyDictionary[Lock, float] = weakref.WeakKeyDictionary()
+        self._new: collections.deque[tuple[weakref.ref[Lock], float]] = collections.deque()
         self._wake_at = 0.0
         threading.Thread(target=self._run, name="cache-tools-lock-watchdog", daemon=True).start()
 
     def watch(self, held: Lock) -> None:
         due = time.monotonic() + held.timeout / 3
-        with self._condition:
-            self._due[held] = due
-            if due < self._wake_at:
+        self._new.append((weakref.ref(held), due))
+        if due < self._wake_at:
+            with self._condition:
                 self._wake_at = due
                 self._condition.notify()
 
-    def unwatch(self, held: Lock) -> None:
-        with self._condition:
-            self._due.pop(held, None)
-
     def _run(self) -> None:
+        due: weakref.WeakKeyDictionary[Lock, float] = weakref.WeakKeyDictionary()
         while True:
+            self._renew_due(due)
             with self._condition:
                 now = time.monotonic()
-                ready = [held for held, due in list(self._due.items()) if due <= now]
-                for held in ready:
-                    del self._due[held]
-                if not ready:
-                    # Idle, it still wakes every second, so that a stream of short locks
-                    # does not wake it (and switch threads) once per lock.
-                    self._wake_at = min(self._due.values(), default=now + _IDLE_TICK)
-                    self._condition.wait(self._wake_at - now)
-                    continue
-            for held in ready:
-                try:
-                    renew = held._renew()
-                except Exception:  # one lock's failure must not stop every renewal
-                    logger.exception("unexpected failure renewing %s; will retry", held.key)
-                    renew = True
-                if renew:
-                    self.watch(held)
-            del ready, held
+                self._wake_at = min([*due.values(), now + _IDLE_TICK])
+                if not self._new:  # a lock taken since the drain: go round again at once
+                    self._condition.wait(max(0.0, self._wake_at - now))
+
+    def _renew_due(self, due: weakref.WeakKeyDictionary[Lock, float]) -> None:
+        """Take in new locks, forget released ones, renew those due (strong references to
+        handles live only as long as this call)."""
+        while self._new:
+            ref, when = self._new.popleft()
+            held = ref()
+            if held is not None:
+                due[held] = when  # a handle's latest acquisition wins
+        now = time.monotonic()
+        ready = []
+        for held, when in list(due.items()):
+            if held._token is None:
+                del due[held]  # released, or lost
+            elif when <= now:
+                del due[held]
+                ready.append(held)
+        for held in ready:
+            try:
+                renew = held._renew()
+            except Exception:  # one lock's failure must not stop every renewal
+                logger.exception("unexpected failure renewing %s; will retry", held.key)
+                renew = True
+            if renew:
+                due[held] = time.monotonic() + held.timeout / 3
 
 
 _watchdog = PerProcess(_Watchdog)
@@ -278,8 +297,6 @@ class Lock:
     def _forget(self) -> None:
         self._token = None
         _held.set(tuple(ref for ref in _held.get() if ref() not in (None, self)))
-        if self.auto_renew:
-            _watchdog.get().unwatch(self)
 
     def acquire(self, blocking_timeout: float | None = None) -> bool:
         """Wait up to ``blocking_timeout`` seconds (None: forever, 0: try once); True if taken.
@@ -297,7 +314,7 @@ class Lock:
         blocking_timeout = _validate_blocking_timeout(blocking_timeout)
         if self._pid != os.getpid():
             self._token = None  # taken by the process this one was forked from
-        if (yield from self._still_held()):
+        if self._token is not None and (yield from self._still_held()):
             raise LockError(f"lock {self.key!r} is already held by this handle")
         owner = _owner()
         for other in _held_here():
@@ -307,7 +324,7 @@ class Lock:
                     f"lock {self.key!r} is already held by this thread or task; "
                     "re-entering it would wait for itself"
                 )
-        token = f"{_HOST}:{os.getpid()}:{secrets.token_hex(8)}"
+        token = _new_token()
         started = time.monotonic()
         deadline = None if blocking_timeout is None else started + blocking_timeout
         backend = self._backend

@@ -311,3 +311,29 @@ def test_one_locks_failing_renewal_does_not_stop_the_others(unique, caplog):
             time.sleep(0.05)
     raw().delete(broken.key)
     broken._forget()
+
+
+def test_a_short_lock_is_renewed_from_its_first_third_and_after_reacquiring(unique):
+    """The watchdog sleeps up to a second; a lock due sooner wakes it. A handle released and
+    taken again is watched again."""
+    handle = lock(unique, timeout=0.3)
+    for _ in range(2):
+        with handle:
+            time.sleep(0.9)  # three TTLs
+            assert raw().get(handle.key) is not None and not handle.lost
+
+
+def tokens_in_child(index, barrier):
+    barrier.wait()
+    from cache_tools.locks import _new_token
+
+    return [_new_token() for _ in range(3)]
+
+
+def test_lock_tokens_are_unique_across_forked_processes(processes):
+    from cache_tools.locks import _new_token
+
+    _new_token()  # the parent's random part exists before the fork
+    tokens = [t for batch in processes(4, tokens_in_child) for t in batch]
+    assert len(set(tokens)) == len(tokens) == 12
+    assert len({t.rsplit(":", 1)[1][:12] for t in tokens}) == 4  # one random part each

@@ -43,6 +43,31 @@ def _get_connection_args(pool: Any) -> tuple[str, ...]:
     return ("EVALSHA",) if required else ()
 
 
+def _pack(command: Sequence[Any]) -> bytes | None:
+    """``command`` as the RESP array redis-py's default encoder (UTF-8, strict) would send,
+    in a third of its time; None for a part of another type (redis-py packs it then)."""
+    out = [b"*%d\r\n" % len(command)]
+    for part in command:
+        if isinstance(part, str):
+            data = part.encode()
+        elif isinstance(part, bytes):
+            data = part
+        elif type(part) is int or type(part) is float:  # not bool, which redis-py refuses
+            data = repr(part).encode()
+        else:
+            return None
+        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+def _default_encoding(pool: Any) -> bool:
+    settings = pool.connection_kwargs
+    return bool(
+        settings.get("encoding", "utf-8") == "utf-8"
+        and settings.get("encoding_errors", "strict") == "strict"
+    )
+
+
 def _entry_read(keys: EntryKeys, connection: Any) -> Any:
     if keys.packed_read is None:
         keys.packed_read = connection.pack_command("MGET", keys.value, keys.generation)
@@ -50,12 +75,20 @@ def _entry_read(keys: EntryKeys, connection: Any) -> Any:
 
 
 class _Base:
-    __slots__ = ("_args", "_client", "_fallback_on", "_pool")
+    __slots__ = ("_args", "_client", "_fallback_on", "_own_packing", "_pool")
 
     def __init__(self, client: Any, fallback_on: tuple[type[Exception], ...]) -> None:
         self._client, self._fallback_on = client, fallback_on
-        self._pool = _pool_of(client)
-        self._args = _get_connection_args(self._pool) if self._pool is not None else ()
+        pool = self._pool = _pool_of(client)
+        self._args = _get_connection_args(pool) if pool is not None else ()
+        self._own_packing = pool is not None and _default_encoding(pool)
+
+    def _packer(self, command: Sequence[Any]) -> Callable[[Any], Any]:
+        packed = _pack(command) if self._own_packing else None
+        if packed is not None:
+            chunks = [packed]  # what pack_command returns (the sync send iterates it)
+            return lambda connection: chunks
+        return lambda connection: connection.pack_command(*command)
 
 
 class Wire(_Base):
@@ -65,7 +98,7 @@ class Wire(_Base):
 
     def call(self, command: Sequence[Any], fallback: Callable[[], Any]) -> Any:
         """The reply to ``command``; ``fallback()`` sends it through the client instead."""
-        return self._send(lambda connection: connection.pack_command(*command), fallback)
+        return self._send(self._packer(command), fallback)
 
     def read_entry(self, keys: EntryKeys) -> Any:
         """``[envelope, generation]`` of an entry."""
@@ -95,7 +128,7 @@ class AsyncWire(_Base):
 
     async def call(self, command: Sequence[Any], fallback: Callable[[], Awaitable[Any]]) -> Any:
         """The reply to ``command``; ``fallback()`` sends it through the client instead."""
-        return await self._send(lambda connection: connection.pack_command(*command), fallback)
+        return await self._send(self._packer(command), fallback)
 
     async def read_entry(self, keys: EntryKeys) -> Any:
         """``[envelope, generation]`` of an entry."""

@@ -198,6 +198,7 @@ class Backend(abc.ABC):
         self.alias = alias
         # Key names depend only on settings, and an adapter lives until settings change.
         self.lock_keys = functools.lru_cache(maxsize=4096)(self._lock_keys)
+        self.lock_stats_key = functools.lru_cache(maxsize=4096)(self._lock_stats_key)
         self.entry_keys = functools.lru_cache(maxsize=16384)(self._entry_keys)
         self._function_keys = functools.lru_cache(maxsize=4096)(self._keys_of_function)
         self._prefix: str | None = None
@@ -280,7 +281,7 @@ class Backend(abc.ABC):
         """The key of one minute's counts of a function (``minute``: Unix time // 60)."""
         return self.companion_key(stats_key, f":m{minute}")
 
-    def lock_stats_key(self, name: str) -> ServerKey:
+    def _lock_stats_key(self, name: str) -> ServerKey:
         """The statistics of the lock called ``name`` (made safe by :func:`keys.safe_key`)."""
         return self.server_key(self._name("ls", name))
 
