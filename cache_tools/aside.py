@@ -69,8 +69,10 @@ ARGUMENT_KEY_LENGTH = 120
 #: Argument types whose equality means an equal key (``1 == True == 1.0`` do not give one key,
 #: so bool and float are left out): a call made only of them is looked up in a memo.
 _MEMO_TYPES = frozenset({str, int, bytes, type(None)})
-#: Keys a function remembers by positional arguments (then its memo starts again).
-ARGUMENT_MEMO_SIZE = 1024
+#: Argument keys remembered, over every function (then the memo starts again): as many as
+#: the adapters' entry-key caches hold, so 10 000 hot keys cost what one does.
+ARGUMENT_MEMO_SIZE = 16384
+_argument_keys: dict[tuple[Any, ...], str] = {}  # (function, *arguments) -> argument key
 
 _all_cached_functions: weakref.WeakSet[_Cached[..., Any]] = weakref.WeakSet()
 
@@ -105,7 +107,7 @@ class _Cached(Generic[P, R]):
         self.cache_none = cache_none
         self.unless = unless
         # A callable key_maker may read more than the arguments (the active language, say).
-        self._memo: dict[tuple[Any, ...], str] | None = None if callable(key_maker) else {}
+        self._memoised = not callable(key_maker)
         _all_cached_functions.add(self)
         signals.name_sender(flight.function_id, self)
 
@@ -115,19 +117,19 @@ class _Cached(Generic[P, R]):
     def argument_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """The arguments' part of the entry key; remembered for plain positional arguments
         (the hit path's largest cost after the round trip)."""
-        memo = self._memo
-        if memo is None or kwargs:
+        if not self._memoised or kwargs:
             return self._make_argument_key(args, kwargs)
         for arg in args:
             if type(arg) not in _MEMO_TYPES:
                 return self._make_argument_key(args, kwargs)
-        key = memo.get(args)
+        call = (self, *args)
+        key = _argument_keys.get(call)
         if key is None:
             key = self._make_argument_key(args, kwargs)
             if "#" not in key:  # a digest: long arguments, not worth keeping alive
-                if len(memo) >= ARGUMENT_MEMO_SIZE:
-                    memo.clear()
-                memo[args] = key
+                if len(_argument_keys) >= ARGUMENT_MEMO_SIZE:
+                    _argument_keys.clear()
+                _argument_keys[call] = key
         return key
 
     def _make_argument_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:

@@ -413,6 +413,8 @@ class RedisBackend(Backend):
     def __init__(self, alias: str) -> None:
         super().__init__(alias)
         self._connected: tuple[redis.Redis, Codec, float, _SyncRedis] | None = None
+        # The last loop's twin, checked first (a WeakKeyDictionary lookup makes a weakref).
+        self._last_twin: tuple[weakref.ref[asyncio.AbstractEventLoop], Any] | None = None
         self._twins: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, AsyncRedisBackend | ThreadedTwin
         ] = weakref.WeakKeyDictionary()
@@ -481,6 +483,9 @@ class RedisBackend(Backend):
         ``asyncio.run`` and asgiref do), or worker threads where the client library has no
         async twin of the client's connections (Sentinel-managed, cluster)."""
         loop = asyncio.get_running_loop()
+        last = self._last_twin
+        if last is not None and last[0]() is loop:
+            return last[1]  # type: ignore[no-any-return]
         twin = self._twins.get(loop)
         if twin is None:
             client = self.async_client()
@@ -489,6 +494,7 @@ class RedisBackend(Backend):
             else:
                 twin = self._twins[loop] = AsyncRedisBackend(self, client)
                 twin.close_with(loop)
+        self._last_twin = (weakref.ref(loop), twin)
         return twin
 
     #: The client library's asyncio module and its client class.
