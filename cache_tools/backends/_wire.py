@@ -68,9 +68,11 @@ def _default_encoding(pool: Any) -> bool:
     )
 
 
-def _entry_read(keys: EntryKeys, connection: Any) -> Any:
+def _entry_read(keys: EntryKeys, connection: Any, own_packing: bool) -> Any:
     if keys.packed_read is None:
-        keys.packed_read = connection.pack_command("MGET", keys.value, keys.generation)
+        command = ("MGET", keys.value, keys.generation)
+        packed = _pack(command) if own_packing else None
+        keys.packed_read = [packed] if packed else connection.pack_command(*command)
     return keys.packed_read
 
 
@@ -103,7 +105,7 @@ class Wire(_Base):
     def read_entry(self, keys: EntryKeys) -> Any:
         """``[envelope, generation]`` of an entry."""
         return self._send(
-            lambda connection: _entry_read(keys, connection),
+            lambda connection: _entry_read(keys, connection, self._own_packing),
             lambda: self._client.mget([keys.value, keys.generation]),
         )
 
@@ -137,7 +139,9 @@ class AsyncWire(_Base):
         if pool is not None:
             connection = await pool.get_connection(*self._args)
             try:
-                await connection.send_packed_command(_entry_read(keys, connection))
+                await connection.send_packed_command(
+                    _entry_read(keys, connection, self._own_packing)
+                )
                 return await connection.read_response()
             except self._fallback_on:
                 pass  # the connection closed itself; the client retries as it is told to

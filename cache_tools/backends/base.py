@@ -85,10 +85,11 @@ class LockKeys:
 
 
 class EntryKeys:
-    """The keys of one cache-aside entry. The lock's keys are made on first use: a hit needs
-    only ``value`` and ``generation``."""
+    """The keys of one cache-aside entry. The lock's keys are made on each use and not kept: a
+    hit needs only ``value`` and ``generation``, and entry keys are cached per process (six
+    lock keys would triple the memory of each)."""
 
-    __slots__ = ("_lock", "_make_lock", "generation", "packed_read", "stats", "value")
+    __slots__ = ("_make_lock", "generation", "packed_read", "stats", "value")
 
     def __init__(
         self,
@@ -98,17 +99,13 @@ class EntryKeys:
         make_lock: Callable[[], LockKeys],
     ) -> None:
         self.value, self.generation, self.stats = value, generation, stats
-        self._make_lock: Callable[[], LockKeys] | None = make_lock
-        self._lock: LockKeys | None = None
+        self._make_lock = make_lock
         #: The adapter's hit read of these keys in its wire form, made on first use.
         self.packed_read: Any = None
 
     @property
     def lock(self) -> LockKeys:
-        if self._lock is None:
-            assert self._make_lock is not None
-            self._lock, self._make_lock = self._make_lock(), None
-        return self._lock
+        return self._make_lock()
 
 
 #: The states of a cache-aside read.
