@@ -120,6 +120,7 @@ class Tracker:
         self.generation_prefix = str(backend.server_key(f"{namespace}:g:"))
         self.invalidations = 0
         self._socket = -1  # the listener's file descriptor while healthy
+        self._pollers = threading.local()
         self._ready = threading.Event()
         threading.Thread(target=self._run, name="cache-tools-near", daemon=True).start()
 
@@ -128,10 +129,21 @@ class Tracker:
         one, nothing unread on the socket (a closed or reset socket reads as readable)."""
         if not self.healthy or self.busy:
             return False
-        try:  # select, not a poll object: those refuse use by two threads at once
-            return not select.select((self._socket,), (), (), 0)[0]
+        socket = self._socket
+        try:
+            return not self._poller(socket).poll(0)
         except (OSError, ValueError):  # closed meanwhile (the epoch tells the caller too)
             return False
+
+    def _poller(self, socket: int) -> Any:
+        """This thread's poll object on ``socket``: a poll object refuses two threads at once,
+        and ``select`` refuses descriptors above 1 023, which a busy server reaches."""
+        mine = self._pollers
+        if getattr(mine, "socket", None) != socket:
+            poller = select.poll()
+            poller.register(socket, select.POLLIN)
+            mine.poller, mine.socket = poller, socket
+        return mine.poller
 
     def wait_until_ready(self, timeout: float) -> bool:
         """For tests and warm-up: block until the listener is subscribed and tracking."""

@@ -173,6 +173,31 @@ def test_a_forked_process_starts_without_copies(unique):
     assert value == 4
 
 
+def copies_with_many_files_open(index, barrier, unique):
+    """In a fresh process whose listener's descriptor is above 1 023 (select() refuses those):
+    copies are still made and served."""
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    held = [os.dup(0) for _ in range(1100)]
+    barrier.wait()
+    tracker = tracker_for(get_backend())
+    assert tracker is not None and tracker.wait_until_ready(10)
+    assert tracker._socket > 1023
+    assert current(unique) == 0
+    copied(current, unique)
+    for fd in held:
+        os.close(fd)
+    return tracker._socket
+
+
+def test_copies_are_served_when_the_listener_descriptor_is_high(unique):
+    (descriptor,) = run_processes(1, copies_with_many_files_open, unique)
+    assert descriptor > 1023
+
+
 def test_object_copies_are_shared_bytes_copies_are_not(unique):
     first = as_object(unique)
     copied(as_object, unique)
