@@ -58,3 +58,22 @@ def test_the_decode_shortcut_agrees_with_django_redis(value):
     codec = get_backend().connection()[1]
     assert codec.decode != inner.decode  # the shortcut is in use on this alias
     assert codec.decode(payload) == inner.decode(payload) == value
+
+
+def test_pools_the_wire_must_not_use_are_left_to_the_client():
+    """redis-py's client-side cache (Redis >= 7.4, so not run against a server here) answers
+    reads on its connections by the command last given to send_command; single-connection and
+    cluster clients have no pool of their own. The wire leaves all of them to the client."""
+    import redis
+    from django.conf import settings
+    from redis.cache import CacheConfig
+
+    from cache_tools.backends._wire import _pool_of
+
+    plain = redis.Redis()
+    assert _pool_of(plain) is plain.connection_pool
+    assert _pool_of(redis.Redis(protocol=3, cache_config=CacheConfig())) is None
+    single = redis.Redis.from_url(settings.REDIS_URL, single_connection_client=True)
+    assert _pool_of(single) is None
+    single.close()
+    assert _pool_of(redis.RedisCluster.__new__(redis.RedisCluster)) is None

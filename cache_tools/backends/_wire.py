@@ -10,7 +10,8 @@ detection, Sentinel's choice of primary) all apply. A connection error sends the
 again through the client, with the client's retry policy (one attempt more than that policy
 alone: as for any retried command, a script whose reply was lost may run twice, which every
 script here tolerates). Clients without a pool of their own (cluster and single-connection
-clients) always go through the client.
+clients), and pools with redis-py's client-side cache, always go through the client. These
+commands do not show in redis-py's OpenTelemetry metrics.
 
 >>> wire = Wire(client, (redis.ConnectionError, redis.TimeoutError))
 >>> envelope, generation = wire.read_entry(keys)
@@ -29,10 +30,16 @@ __all__ = ["AsyncWire", "Wire"]
 
 
 def _pool_of(client: Any) -> Any:
-    """The client's pool, when commands may take connections from it directly."""
-    if getattr(client, "connection", None) is not None:  # a single-connection client
+    """The client's pool, when commands may take connections from it directly: not for
+    single-connection or cluster clients (no pool of their own), nor for a pool with
+    redis-py's client-side cache (its connections answer reads from that cache, keyed on the
+    command they were last sent through ``send_command``)."""
+    if getattr(client, "connection", None) is not None:
         return None
-    return getattr(client, "connection_pool", None)  # cluster clients have none
+    pool = getattr(client, "connection_pool", None)
+    if pool is None or getattr(pool, "cache", None) is not None:
+        return None
+    return pool
 
 
 def _get_connection_args(pool: Any) -> tuple[str, ...]:
