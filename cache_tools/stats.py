@@ -98,6 +98,13 @@ LOCK_FIELDS: tuple[str, ...] = LockInfo._fields
 Target = tuple[str, ServerKey]  # (cache alias, statistics key)
 
 
+class _LockName(str):
+    """A lock's name where its statistics key goes in a thread's counts: the flusher makes the
+    key (and notes the name in the registry), off the lock's path."""
+
+    __slots__ = ()
+
+
 class _ThreadCounts:
     """One thread's counts since it first counted: written by that thread only, read by the
     flusher, which sends what grew since its last look (so neither ever waits or loses one)."""
@@ -106,8 +113,8 @@ class _ThreadCounts:
 
     def __init__(self) -> None:
         self.thread = threading.current_thread()
-        self.counts: dict[tuple[str, ServerKey, str], int] = {}
-        self.sent: dict[tuple[str, ServerKey, str], int] = {}  # what the flusher took
+        self.counts: dict[tuple[str, ServerKey | _LockName, str], int] = {}
+        self.sent: dict[tuple[str, ServerKey | _LockName, str], int] = {}  # what the flusher took
 
 
 class _Buffer:
@@ -131,7 +138,9 @@ class _Buffer:
         # there.
         self._sending = threading.Lock()
 
-    def add(self, alias: str, stats_key: ServerKey, field: str, amount: int = 1) -> None:
+    def add(
+        self, alias: str, stats_key: ServerKey | _LockName, field: str, amount: int = 1
+    ) -> None:
         try:
             counts = self._local.counts
         except AttributeError:
@@ -142,7 +151,7 @@ class _Buffer:
         if self._idle:
             self._wake.set()  # the flusher sleeps while there is nothing to send
 
-    def _register(self) -> dict[tuple[str, ServerKey, str], int]:
+    def _register(self) -> dict[tuple[str, ServerKey | _LockName, str], int]:
         mine = _ThreadCounts()
         with self._started:
             self._threads = [*self._threads, mine]  # a new list: the flusher may be reading
@@ -169,7 +178,13 @@ class _Buffer:
             for key, total in now.items():
                 grown = total - sent.get(key, 0)
                 if grown:
-                    alias, stats_key, field = key
+                    alias, counted, field = key
+                    if isinstance(counted, _LockName):
+                        stats_key = self._lock_key(alias, counted, field)
+                        if stats_key is None:
+                            continue
+                    else:
+                        stats_key = counted
                     target = (alias, stats_key)
                     counter = self._counts.get(target)
                     if counter is None:
@@ -196,8 +211,16 @@ class _Buffer:
             counts.update(get_backend(alias).read_counts(stats_key, fields))
         return counts
 
-    def note_lock(self, alias: str, name: str) -> None:
-        self._locks.append((alias, name))
+    def _lock_key(self, alias: str, name: str, field: str) -> ServerKey | None:
+        """The statistics key of lock ``name`` (None once the alias is gone from CACHES); an
+        acquisition also notes the name for the registry of locks."""
+        try:
+            backend = get_backend(alias)
+        except ImproperlyConfigured:
+            return None
+        if field == "acquired":
+            self._locks.append((alias, str(name)))
+        return backend.lock_stats_key(safe_key(name))
 
     def flush(self) -> None:
         with self._sending:
@@ -301,16 +324,14 @@ def lock_event(
     backend: Backend, name: str, *, waited: float | None = None, lost: bool = False
 ) -> None:
     """Count a lock's acquisition (``waited`` seconds, None: taken at once) or its loss."""
-    buffer, alias = _buffer.get(), backend.alias
-    stats_key = backend.lock_stats_key(safe_key(name))
+    buffer, alias, lock = _buffer.get(), backend.alias, _LockName(name)
     if lost:
-        buffer.add(alias, stats_key, "lost")
+        buffer.add(alias, lock, "lost")
     else:
-        buffer.add(alias, stats_key, "acquired")
-        buffer.note_lock(alias, name)
+        buffer.add(alias, lock, "acquired")
         if waited is not None:
-            buffer.add(alias, stats_key, "waited")
-            buffer.add(alias, stats_key, "wait_ms", round(waited * 1000))
+            buffer.add(alias, lock, "waited")
+            buffer.add(alias, lock, "wait_ms", round(waited * 1000))
     if signals.listening:
         signals.lock_event(alias, name, waited, lost)
 
