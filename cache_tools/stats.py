@@ -105,16 +105,40 @@ class _LockName(str):
     __slots__ = ()
 
 
-class _ThreadCounts:
-    """One thread's counts since it first counted: written by that thread only, read by the
-    flusher, which sends what grew since its last look (so neither ever waits or loses one)."""
+Counted = tuple[str, ServerKey | _LockName, str]  # (cache alias, statistics key, field)
 
-    __slots__ = ("counts", "sent", "thread")
+#: Counters a thread keeps before it starts a fresh dict (lock names can be as many as the
+#: objects they guard; the flusher takes a retired dict's last counts and forgets it).
+_THREAD_COUNTERS = 4096
+
+
+class _ThreadCounts:
+    """One thread's counts: written by that thread only, read by the flusher, which sends what
+    grew since its last look (so neither ever waits or loses one). The thread retires a dict
+    that has grown too many counters and starts a fresh one."""
+
+    __slots__ = ("counts", "retired", "seen", "thread")
 
     def __init__(self) -> None:
         self.thread = threading.current_thread()
-        self.counts: dict[tuple[str, ServerKey | _LockName, str], int] = {}
-        self.sent: dict[tuple[str, ServerKey | _LockName, str], int] = {}  # what the flusher took
+        self.counts: dict[Counted, int] = {}
+        self.retired: deque[dict[Counted, int]] = deque()  # no longer written to
+        # What the flusher took of each dict it looked at: (dict, its counts then).
+        self.seen: list[tuple[dict[Counted, int], dict[Counted, int]]] = []
+
+    def retire(self) -> None:
+        """In the owning thread: count in a new dict, then hand the old one to the flusher (in
+        that order: a dict is never current and retired at once)."""
+        done, self.counts = self.counts, {}
+        self.retired.append(done)
+
+    def taken(self, counts: dict[Counted, int]) -> dict[Counted, int]:
+        """In the flusher: what it already took of ``counts`` (forgotten here)."""
+        for index, (looked_at, then) in enumerate(self.seen):
+            if looked_at is counts:
+                del self.seen[index]
+                return then
+        return {}
 
 
 class _Buffer:
@@ -142,16 +166,19 @@ class _Buffer:
         self, alias: str, stats_key: ServerKey | _LockName, field: str, amount: int = 1
     ) -> None:
         try:
-            counts = self._local.counts
+            mine = self._local.mine
         except AttributeError:
-            counts = self._register()
+            mine = self._register()
+        counts = mine.counts
         key = (alias, stats_key, field)
         counts[key] = counts.get(key, 0) + amount
+        if len(counts) > _THREAD_COUNTERS:
+            mine.retire()
         self._dirty = True
         if self._idle:
             self._wake.set()  # the flusher sleeps while there is nothing to send
 
-    def _register(self) -> dict[tuple[str, ServerKey | _LockName, str], int]:
+    def _register(self) -> _ThreadCounts:
         mine = _ThreadCounts()
         with self._started:
             self._threads = [*self._threads, mine]  # a new list: the flusher may be reading
@@ -160,8 +187,8 @@ class _Buffer:
                     target=self._run, name="cache-tools-stats", daemon=True
                 )
                 self._thread.start()
-        self._local.counts = mine.counts
-        return mine.counts
+        self._local.mine = mine
+        return mine
 
     def _drain(self) -> None:
         """Move what every thread counted since the last drain into ``_counts`` (the caller
@@ -173,29 +200,37 @@ class _Buffer:
                 alive = mine.thread.is_alive()
             except (AssertionError, RuntimeError):  # a foreign thread's stand-in, stopped
                 alive = False
-            now = mine.counts.copy()  # one C call: atomic against the counting thread
-            sent = mine.sent
-            for key, total in now.items():
-                grown = total - sent.get(key, 0)
-                if grown:
-                    alias, counted, field = key
-                    if isinstance(counted, _LockName):
-                        stats_key = self._lock_key(alias, counted, field)
-                        if stats_key is None:
-                            continue
-                    else:
-                        stats_key = counted
-                    target = (alias, stats_key)
-                    counter = self._counts.get(target)
-                    if counter is None:
-                        counter = self._counts[target] = Counter()
-                    counter[field] += grown
-            mine.sent = now
+            while mine.retired:  # retired before the current dict was taken: counted first
+                done = mine.retired.popleft()
+                self._take(done, mine.taken(done))
+            current = mine.counts
+            now = current.copy()  # one C call: atomic against the counting thread
+            self._take(now, mine.taken(current))
+            mine.seen.append((current, now))
             if not alive:
                 ended.append(mine)
         if ended:
             with self._started:
                 self._threads = [t for t in self._threads if t not in ended]
+
+    def _take(self, now: dict[Counted, int], before: dict[Counted, int]) -> None:
+        """Add what grew from ``before`` to ``now`` to the counts on their way."""
+        for key, total in now.items():
+            grown = total - before.get(key, 0)
+            if not grown:
+                continue
+            alias, counted, field = key
+            if isinstance(counted, _LockName):
+                stats_key = self._lock_key(alias, counted, field)
+                if stats_key is None:
+                    continue
+            else:
+                stats_key = counted
+            target = (alias, stats_key)
+            counter = self._counts.get(target)
+            if counter is None:
+                counter = self._counts[target] = Counter()
+            counter[field] += grown
 
     def discard(self, alias: str, stats_key: ServerKey) -> None:
         with self._sending:

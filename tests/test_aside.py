@@ -76,6 +76,34 @@ def test_counts_of_many_threads_all_arrive_also_of_threads_that_ended(unique):
     assert counted.cache_info() == CacheInfo(hits=4000, misses=1, computations=1)
 
 
+def test_a_thread_counting_many_locks_keeps_a_bounded_buffer_and_loses_nothing(unique):
+    """Lock names can be as many as the objects they guard: a thread's counts are handed to
+    the flusher in bounded dicts, while the flusher drains concurrently, and every count
+    arrives exactly once."""
+    from cache_tools import stats
+    from cache_tools.backends import get_backend
+
+    backend, names, sizes = get_backend(), [f"{unique}:{n}" for n in range(10_000)], []
+
+    def count():
+        for number, name in enumerate(names):
+            stats.lock_event(backend, name)
+            if number % 7 == 0:
+                stats.lock_event(backend, name, waited=0.002)
+            if number % 500 == 0:
+                stats.flush()  # the flusher at work meanwhile
+                sizes.append(len(stats._buffer.get()._local.mine.counts))
+
+    worker = threading.Thread(target=count)
+    worker.start()
+    worker.join()
+    assert max(sizes) <= stats._THREAD_COUNTERS
+    for number in (0, 1, 4_096, 4_097, 9_996, 9_999):
+        expected = (2, 1, 2) if number % 7 == 0 else (1, 0, 0)
+        info = stats.read_lock(backend.alias, names[number])
+        assert (info.acquired, info.waited, info.wait_ms) == expected, number
+
+
 @cache_aside(timeout=60, key_maker="typed:{value}")
 def typed(value):
     return type(value).__name__
