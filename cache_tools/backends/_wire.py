@@ -140,21 +140,11 @@ class AsyncWire(_Base):
         return await self._send(self._packer(command), fallback)
 
     async def read_entry(self, keys: EntryKeys) -> Any:
-        """``[envelope, generation]`` of an entry (``_send`` inlined: a coroutine less on
-        the hit path)."""
-        pool = self._pool
-        if pool is not None:
-            connection = await pool.get_connection(*self._args)
-            try:
-                await connection.send_packed_command(
-                    _entry_read(keys, connection, self._own_packing)
-                )
-                return await connection.read_response()
-            except self._fallback_on:
-                pass  # the connection closed itself; the client retries as it is told to
-            finally:
-                await pool.release(connection)
-        return await self._client.mget([keys.value, keys.generation])
+        """``[envelope, generation]`` of an entry."""
+        return await self._send(
+            lambda connection: _entry_read(keys, connection, self._own_packing),
+            lambda: self._client.mget([keys.value, keys.generation]),
+        )
 
     async def _send(
         self, pack: Callable[[Any], Any], fallback: Callable[[], Awaitable[Any]]

@@ -305,7 +305,9 @@ class _AsyncRedis:
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
             try:
-                return await self.wire.call(command, lambda: self.client.execute_command(*command))
+                return await self.wire.call(
+                    command, lambda: self.client.evalsha(script.sha, len(keys), *keys, *args)
+                )
             except self.errors.no_script:
                 return await self.client.eval(script.source, len(keys), *keys, *args)
         except self.errors.base as exc:
