@@ -1,4 +1,5 @@
--- Shared by every script: prepended to each before it is sent (Lua scripts cannot import).
+-- Shared by the scripts: what each uses of this file is prepended to it (Lua scripts cannot
+-- import). Definitions are separated by blank lines; a comment starts each.
 
 -- Waiter registrations outlive the lock by this much (two of the longest blocking waits).
 local WAITER_GRACE_MS = 2000
@@ -12,7 +13,12 @@ local SHORTEST_FENCE_MS = 1000
 -- one start per microsecond, and the server clock does not go back).
 local function clock_us()
   local now = redis.call('time')
-  return now[1] .. string.format('%06d', tonumber(now[2]))
+  return tonumber(now[1]) * 1000000 + tonumber(now[2]) -- below 2^53: exact in a Lua number
+end
+
+-- A whole number as a string (a Lua number given to redis.call would be sent as %.14g).
+local function digits(number)
+  return string.format('%d', number)
 end
 
 -- The next fence of a lock: above the last one (while it is remembered) and never below the
@@ -20,21 +26,15 @@ end
 -- older on a replica promoted by a failover, and fences still never go back (as long as
 -- server clocks do not go back and agree within the time a failover takes).
 local function next_fence(fence, ttl_ms)
-  local value = tonumber(redis.call('get', fence) or '0') + 1
-  local now = tonumber(clock_us())
-  if value < now then
-    value = now
-  end
-  redis.call('set', fence, string.format('%d', value), 'PX', math.max(ttl_ms, SHORTEST_FENCE_MS))
+  local value = math.max(tonumber(redis.call('get', fence) or '0') + 1, clock_us())
+  redis.call('set', fence, digits(value), 'PX', math.max(ttl_ms, SHORTEST_FENCE_MS))
   return value
 end
 
 -- After a release, a fence has nothing left to guard but jitter of the server clock (the next
 -- one starts from the clock): it expires soon, not with the released lock's full TTL.
 local function retire_fence(fence)
-  if redis.call('pttl', fence) > SHORTEST_FENCE_MS then
-    redis.call('pexpire', fence, SHORTEST_FENCE_MS)
-  end
+  redis.call('pexpire', fence, SHORTEST_FENCE_MS)
 end
 
 local function now_ms()
@@ -102,11 +102,8 @@ local function hand_over(lock, fence, line, deadlines, claim_ms)
   return true
 end
 
--- Release the lock if token holds it, waking one or all registered waiters; returns 1 or 0.
-local function release_lock(lock, signal, waiters, token, wake, signal_ttl_ms)
-  if redis.call('get', lock) ~= token then
-    return 0
-  end
+-- Free a lock its caller holds (checked already), waking one or all registered waiters.
+local function free_lock(lock, signal, waiters, wake, signal_ttl_ms)
   redis.call('del', lock)
   local waiting = tonumber(redis.call('get', waiters) or '0')
   if waiting > 0 then
@@ -124,5 +121,13 @@ local function release_lock(lock, signal, waiters, token, wake, signal_ttl_ms)
       redis.call('decrby', waiters, count)
     end
   end
+end
+
+-- Release the lock if token holds it, waking one or all registered waiters; returns 1 or 0.
+local function release_lock(lock, signal, waiters, token, wake, signal_ttl_ms)
+  if redis.call('get', lock) ~= token then
+    return 0
+  end
+  free_lock(lock, signal, waiters, wake, signal_ttl_ms)
   return 1
 end

@@ -14,7 +14,7 @@ local lock, fence_key, waiters = KEYS[3], KEYS[3] .. '#f', KEYS[3] .. '#w'
 local lock_ttl = tonumber(ARGV[2])
 local gen = redis.call('get', KEYS[2])
 if not gen then
-  gen = clock_us()
+  gen = digits(clock_us())
   redis.call('set', KEYS[2], gen, 'PX', 2 * lock_ttl + 10000)
 end
 local envelope = redis.call('get', KEYS[1])

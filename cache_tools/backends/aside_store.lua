@@ -11,7 +11,7 @@ local current = redis.call('get', KEYS[2])
 local gen = ARGV[4]
 if gen == '' then
   if not current then
-    current = clock_us()
+    current = digits(clock_us())
     if ttl == 0 then
       redis.call('set', KEYS[2], current)
     else

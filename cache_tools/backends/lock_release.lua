@@ -17,8 +17,6 @@ end
 if hand_over(lock, fence, line, deadlines, tonumber(ARGV[3])) then
   return 1
 end
-local released = release_lock(lock, signal, waiters, token, ARGV[2], SIGNAL_TTL_MS)
-if released == 1 then
-  retire_fence(fence)
-end
-return released
+free_lock(lock, signal, waiters, ARGV[2], SIGNAL_TTL_MS)
+retire_fence(fence)
+return 1

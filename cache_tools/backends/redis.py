@@ -18,6 +18,7 @@ import hashlib
 import importlib
 import inspect
 import pickle
+import re
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
@@ -66,12 +67,32 @@ _HERE = Path(__file__).parent
 _LONGEST_WAIT = 1.0  # seconds; WAITER_GRACE_MS in _common.lua is twice this
 
 
+_DEFINED = re.compile(r"^local (?:function )?(\w+)", re.MULTILINE)
+
+
+def _prelude(body: str) -> str:
+    """The definitions of ``_common.lua`` that ``body`` uses, directly or through each other,
+    in their order there: a script carries (and the server runs) only what it calls."""
+    common = (_HERE / "_common.lua").read_text()
+    parts = [(names, part) for part in common.split("\n\n") if (names := _DEFINED.findall(part))]
+    used: set[int] = set()
+    pending = [body]
+    while pending:
+        text = pending.pop()
+        for index, (names, part) in enumerate(parts):
+            if index not in used and any(re.search(rf"\b{name}\b", text) for name in names):
+                used.add(index)
+                pending.append(part)
+    return "\n\n".join(part for index, (_, part) in enumerate(parts) if index in used)
+
+
 class _Script:
-    """One Lua script with ``_common.lua`` prepended, run by EVALSHA with an EVAL fallback."""
+    """One Lua script with what it uses of ``_common.lua`` prepended, run by EVALSHA with an
+    EVAL fallback."""
 
     def __init__(self, name: str) -> None:
-        common = (_HERE / "_common.lua").read_text()
-        self.source = common + "\n" + (_HERE / f"{name}.lua").read_text()
+        body = (_HERE / f"{name}.lua").read_text()
+        self.source = _prelude(body) + "\n\n" + body
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
 
