@@ -103,9 +103,9 @@ def _new_token() -> str:
     return f"{prefix}{next(counter):x}"
 
 
-def _held_here() -> list[Lock]:
+def _held_here(pid: int | None = None) -> list[Lock]:
     """The handles this thread or task holds, in this process (a forked child holds none)."""
-    pid = os.getpid()
+    pid = os.getpid() if pid is None else pid
     return [
         handle
         for ref in _held.get()
@@ -164,9 +164,10 @@ class _Watchdog:
         self._wake_at = 0.0
         threading.Thread(target=self._run, name="cache-tools-lock-watchdog", daemon=True).start()
 
-    def watch(self, held: Lock) -> None:
+    def watch(self, held: Lock, ref: weakref.ref[Lock]) -> None:
+        """Renew ``held`` (``ref`` refers to it) until it is released."""
         due = time.monotonic() + held.timeout / 3
-        self._new.append((weakref.ref(held), due))
+        self._new.append((ref, due))
         if due < self._wake_at:
             with self._condition:
                 self._wake_at = due
@@ -220,6 +221,24 @@ class Lock:
     The handle's idea of being held is a cache of the server's: before it refuses a second
     acquisition as re-entry, it asks the server whether its token still holds the lock.
     """
+
+    __slots__ = (
+        "__weakref__",
+        "_acquired_at",
+        "_backend",
+        "_keys",
+        "_owner",
+        "_pid",
+        "_token",
+        "alias",
+        "auto_renew",
+        "blocking_timeout",
+        "fence",
+        "key",
+        "lost",
+        "name",
+        "timeout",
+    )
 
     def __init__(
         self,
@@ -296,7 +315,7 @@ class Lock:
 
     def _forget(self) -> None:
         self._token = None
-        _held.set(tuple(ref for ref in _held.get() if ref() not in (None, self)))
+        _held.set(tuple([ref for ref in _held.get() if ref() not in (None, self)]))
 
     def acquire(self, blocking_timeout: float | None = None) -> bool:
         """Wait up to ``blocking_timeout`` seconds (None: forever, 0: try once); True if taken.
@@ -312,12 +331,13 @@ class Lock:
 
     def _acquire(self, blocking_timeout: float | None) -> Steps[bool]:
         blocking_timeout = _validate_blocking_timeout(blocking_timeout)
-        if self._pid != os.getpid():
+        pid = os.getpid()
+        if self._pid != pid:
             self._token = None  # taken by the process this one was forked from
         if self._token is not None and (yield from self._still_held()):
             raise LockError(f"lock {self.key!r} is already held by this handle")
         owner = _owner()
-        for other in _held_here():
+        for other in _held_here(pid):
             same = other.alias == self.alias and other.key == self.key and other._owner == owner
             if same and (yield from other._still_held()):
                 raise LockError(
@@ -360,17 +380,17 @@ class Lock:
         except (BackendUnavailable, StoreRefused) as exc:
             raise _unavailable(f"cannot take lock {self.key!r}", exc) from exc.__cause__ or exc
         self._token, self.fence, self.lost = token, int(number), False
-        self._pid, self._owner = os.getpid(), owner
+        self._pid, self._owner = pid, owner
         self._acquired_at = time.monotonic()
         waited = self._acquired_at - started if attempt else None
         stats.lock_event(self._backend, self.name, waited=waited)
-        live = tuple(ref for ref in _held.get() if (h := ref()) is not None and h._token)
-        _held.set((*live, weakref.ref(self)))
+        ref = weakref.ref(self)
+        _held.set((*[held for held in _held.get() if (h := held()) is not None and h._token], ref))
         logger.debug(
             "took %s (fence %s) after %.3fs", self.key, self.fence, self._acquired_at - started
         )
         if self.auto_renew:
-            _watchdog.get().watch(self)
+            _watchdog.get().watch(self, ref)
         return True
 
     def _leave_line(self, token: str) -> Steps[None]:

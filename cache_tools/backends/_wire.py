@@ -55,12 +55,19 @@ def _pack(command: Sequence[Any]) -> bytes | None:
     in a third of its time; None for a part of another type (redis-py packs it then)."""
     out = [b"*%d\r\n" % len(command)]
     for part in command:
-        if isinstance(part, str):
+        kind = type(part)  # exact types first: the common case, and bool is not an int here
+        if kind is str:
+            data = part.encode()
+        elif kind is int:
+            data = b"%d" % part
+        elif kind is bytes:
+            data = part
+        elif kind is float:
+            data = repr(part).encode()
+        elif isinstance(part, str):
             data = part.encode()
         elif isinstance(part, bytes):
             data = part
-        elif type(part) is int or type(part) is float:  # not bool, which redis-py refuses
-            data = repr(part).encode()
         else:
             return None
         out.append(b"$%d\r\n%b\r\n" % (len(data), data))
