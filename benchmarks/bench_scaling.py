@@ -13,6 +13,7 @@ what thrashing costs.
 from __future__ import annotations
 
 import itertools
+import random
 import statistics
 import uuid
 
@@ -45,11 +46,15 @@ def cycling(calls: list) -> object:
 
 
 def compare(variants: dict[str, object]) -> dict[str, list[float]]:
-    """Seconds per call of each variant in each of ``ROUNDS`` interleaved rounds."""
+    """Seconds per call of each variant in each of ``ROUNDS`` rounds, in a new order each
+    round."""
     samples: dict[str, list[float]] = {label: [] for label in variants}
+    order = list(variants)
+    shuffle = random.Random(16).shuffle
     for _ in range(ROUNDS):
-        for label, function in variants.items():
-            samples[label].append(per_call(function, 300, 1))  # type: ignore[arg-type]
+        shuffle(order)  # no variant always runs after the same other one
+        for label in order:
+            samples[label].append(per_call(variants[label], 300, 1))  # type: ignore[arg-type]
     return samples
 
 
@@ -96,8 +101,12 @@ def spread() -> list[tuple[str, ...]]:
         cache.set(f"bench:{RUN}:spread:{n}", value, 600)
     rows = []
     for label, calls in layouts.items():
-        for call in [lambda: one(0), *calls]:
-            call()  # warm every entry, and this layout's keys in the process's caches
+        # Warm every entry, and this layout's keys in the process's caches: twice, since the
+        # argument-key memo is emptied when full, which the previous layout's calls may make
+        # it do halfway through the first pass (the rest would be computed while measured).
+        for _ in range(2):
+            for call in [lambda: one(0), *calls]:
+                call()
         raw_calls = [lambda n=n: cache.get(f"bench:{RUN}:spread:{n}") for n in range(len(calls))]
         got = compare(
             {

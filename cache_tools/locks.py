@@ -330,14 +330,15 @@ class Lock:
         return await adrive(self._acquire(blocking_timeout), self._backend.asynchronous())
 
     def _acquire(self, blocking_timeout: float | None) -> Steps[bool]:
-        blocking_timeout = _validate_blocking_timeout(blocking_timeout)
+        if blocking_timeout is not None:
+            blocking_timeout = seconds_or_zero(blocking_timeout, "blocking_timeout")
         pid = os.getpid()
         if self._pid != pid:
             self._token = None  # taken by the process this one was forked from
         if self._token is not None and (yield from self._still_held()):
             raise LockError(f"lock {self.key!r} is already held by this handle")
         owner = _owner()
-        for other in _held_here(pid):
+        for other in _held_here(pid) if _held.get() else ():
             same = other.alias == self.alias and other.key == self.key and other._owner == owner
             if same and (yield from other._still_held()):
                 raise LockError(

@@ -15,18 +15,23 @@ commands do not show in redis-py's OpenTelemetry metrics.
 
 >>> wire = Wire(client, (redis.ConnectionError, redis.TimeoutError))
 >>> envelope, generation = wire.read_entry(keys)
->>> wire.call(("EVALSHA", sha, 1, "lock-key", "token"), lambda: client.evalsha(...))
+>>> reply = wire.send(("EVALSHA", sha, 1, "lock-key", "token"))
+>>> if reply is NOT_SENT:
+...     reply = client.evalsha(sha, 1, "lock-key", "token")
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from .base import EntryKeys
 
-__all__ = ["AsyncWire", "Wire"]
+__all__ = ["NOT_SENT", "AsyncWire", "Wire"]
+
+#: What :meth:`Wire.send` returns when the command must go through the client instead.
+NOT_SENT: Any = object()
 
 
 def _pool_of(client: Any) -> Any:
@@ -82,14 +87,6 @@ def _default_encoding(pool: Any) -> bool:
     )
 
 
-def _entry_read(keys: EntryKeys, connection: Any, own_packing: bool) -> Any:
-    if keys.packed_read is None:
-        command = ("MGET", keys.value, keys.generation)
-        packed = _pack(command) if own_packing else None
-        keys.packed_read = [packed] if packed else connection.pack_command(*command)
-    return keys.packed_read
-
-
 class _Base:
     __slots__ = ("_args", "_client", "_fallback_on", "_own_packing", "_pool")
 
@@ -99,12 +96,15 @@ class _Base:
         self._args = _get_connection_args(pool) if pool is not None else ()
         self._own_packing = pool is not None and _default_encoding(pool)
 
-    def _packer(self, command: Sequence[Any]) -> Callable[[Any], Any]:
+    def _chunks(self, command: Sequence[Any]) -> list[bytes] | None:
+        """``command`` packed as the sync send takes it, or None to leave it to redis-py."""
         packed = _pack(command) if self._own_packing else None
-        if packed is not None:
-            chunks = [packed]  # what pack_command returns (the sync send iterates it)
-            return lambda connection: chunks
-        return lambda connection: connection.pack_command(*command)
+        return None if packed is None else [packed]
+
+    def _entry_chunks(self, keys: EntryKeys) -> list[bytes] | None:
+        if keys.packed_read is None:
+            keys.packed_read = self._chunks(("MGET", keys.value, keys.generation))
+        return keys.packed_read  # type: ignore[no-any-return]
 
 
 class Wire(_Base):
@@ -112,29 +112,29 @@ class Wire(_Base):
 
     __slots__ = ()
 
-    def call(self, command: Sequence[Any], fallback: Callable[[], Any]) -> Any:
-        """The reply to ``command``; ``fallback()`` sends it through the client instead."""
-        return self._send(self._packer(command), fallback)
+    def send(self, command: Sequence[Any]) -> Any:
+        """The reply to ``command``, or :data:`NOT_SENT` (then send it through the client)."""
+        return self._send(self._chunks(command), command)
 
     def read_entry(self, keys: EntryKeys) -> Any:
         """``[envelope, generation]`` of an entry."""
-        return self._send(
-            lambda connection: _entry_read(keys, connection, self._own_packing),
-            lambda: self._client.mget([keys.value, keys.generation]),
-        )
+        reply = self._send(self._entry_chunks(keys), ("MGET", keys.value, keys.generation))
+        if reply is NOT_SENT:
+            return self._client.mget([keys.value, keys.generation])
+        return reply
 
-    def _send(self, pack: Callable[[Any], Any], fallback: Callable[[], Any]) -> Any:
+    def _send(self, chunks: list[bytes] | None, command: Sequence[Any]) -> Any:
         pool = self._pool
-        if pool is not None:
-            connection = pool.get_connection(*self._args)
-            try:
-                connection.send_packed_command(pack(connection))
-                return connection.read_response()
-            except self._fallback_on:
-                pass  # the connection closed itself; the client retries as it is told to
-            finally:
-                pool.release(connection)
-        return fallback()
+        if pool is None:
+            return NOT_SENT
+        connection = pool.get_connection(*self._args)
+        try:
+            connection.send_packed_command(chunks or connection.pack_command(*command))
+            return connection.read_response()
+        except self._fallback_on:
+            return NOT_SENT  # the connection closed itself; the client retries as it is told to
+        finally:
+            pool.release(connection)
 
 
 class AsyncWire(_Base):
@@ -142,28 +142,26 @@ class AsyncWire(_Base):
 
     __slots__ = ()
 
-    async def call(self, command: Sequence[Any], fallback: Callable[[], Awaitable[Any]]) -> Any:
-        """The reply to ``command``; ``fallback()`` sends it through the client instead."""
-        return await self._send(self._packer(command), fallback)
+    async def send(self, command: Sequence[Any]) -> Any:
+        """The reply to ``command``, or :data:`NOT_SENT` (then send it through the client)."""
+        return await self._send(self._chunks(command), command)
 
     async def read_entry(self, keys: EntryKeys) -> Any:
         """``[envelope, generation]`` of an entry."""
-        return await self._send(
-            lambda connection: _entry_read(keys, connection, self._own_packing),
-            lambda: self._client.mget([keys.value, keys.generation]),
-        )
+        reply = await self._send(self._entry_chunks(keys), ("MGET", keys.value, keys.generation))
+        if reply is NOT_SENT:
+            return await self._client.mget([keys.value, keys.generation])
+        return reply
 
-    async def _send(
-        self, pack: Callable[[Any], Any], fallback: Callable[[], Awaitable[Any]]
-    ) -> Any:
+    async def _send(self, chunks: list[bytes] | None, command: Sequence[Any]) -> Any:
         pool = self._pool
-        if pool is not None:
-            connection = await pool.get_connection(*self._args)
-            try:
-                await connection.send_packed_command(pack(connection))
-                return await connection.read_response()
-            except self._fallback_on:
-                pass  # the connection closed itself; the client retries as it is told to
-            finally:
-                await pool.release(connection)
-        return await fallback()
+        if pool is None:
+            return NOT_SENT
+        connection = await pool.get_connection(*self._args)
+        try:
+            await connection.send_packed_command(chunks or connection.pack_command(*command))
+            return await connection.read_response()
+        except self._fallback_on:
+            return NOT_SENT  # the connection closed itself; the client retries as it is told to
+        finally:
+            await pool.release(connection)

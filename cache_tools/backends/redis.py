@@ -38,7 +38,7 @@ from ..errors import (
     UnserializableValue,
     UpdateConflict,
 )
-from ._wire import AsyncWire, Wire
+from ._wire import NOT_SENT, AsyncWire, Wire
 from .base import (
     HIT,
     MISS,
@@ -260,12 +260,12 @@ class _SyncRedis:
 
     def script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         script = _script(name)
-        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
             try:
-                return self.wire.call(
-                    command, lambda: self.client.evalsha(script.sha, len(keys), *keys, *args)
-                )
+                reply = self.wire.send(("EVALSHA", script.sha, len(keys), *keys, *args))
+                if reply is NOT_SENT:
+                    reply = self.client.evalsha(script.sha, len(keys), *keys, *args)
+                return reply
             except self.errors.no_script:
                 return self.client.eval(script.source, len(keys), *keys, *args)
         except self.errors.base as exc:
@@ -323,12 +323,12 @@ class _AsyncRedis:
 
     async def script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         script = _script(name)
-        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
             try:
-                return await self.wire.call(
-                    command, lambda: self.client.evalsha(script.sha, len(keys), *keys, *args)
-                )
+                reply = await self.wire.send(("EVALSHA", script.sha, len(keys), *keys, *args))
+                if reply is NOT_SENT:
+                    reply = await self.client.evalsha(script.sha, len(keys), *keys, *args)
+                return reply
             except self.errors.no_script:
                 return await self.client.eval(script.source, len(keys), *keys, *args)
         except self.errors.base as exc:
@@ -535,7 +535,7 @@ class RedisBackend(Backend):
 
     def _claim_ms(self) -> int:
         """How long a waiter's place in line, and a lock handed to it, last unclaimed."""
-        return round((2 * self.max_wait + 0.5) * 1000)
+        return round((2 * (self._connected or self._connect())[2] + 0.5) * 1000)
 
     def _acquire(
         self, keys: LockKeys, token: str, ttl: float, register_waiter: bool, attempt: int = 0
