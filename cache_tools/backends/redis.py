@@ -497,9 +497,6 @@ class RedisBackend(Backend):
         connection.connect()
         return connection
 
-    def _do(self, steps: Steps[Any]) -> Any:
-        return drive(steps, (self._connected or self._connect())[3])
-
     def asynchronous(self) -> AsyncRedisBackend | ThreadedTwin:
         """This adapter's async twin for the running event loop: a native one (one connection
         pool per loop, closed when the loop shuts down its async generators, as
@@ -815,7 +812,7 @@ def _sync_operation(name: str) -> Callable[..., Any]:
     steps = getattr(RedisBackend, f"_{name}")
 
     def operation(self: RedisBackend, *args: Any, **kwargs: Any) -> Any:
-        return self._do(steps(self, *args, **kwargs))
+        return drive(steps(self, *args, **kwargs), (self._connected or self._connect())[3])
 
     operation.__name__ = operation.__qualname__ = name
     operation.__doc__ = getattr(Backend, name).__doc__
