@@ -33,6 +33,7 @@ from collections import OrderedDict
 from typing import Any
 
 import redis
+from django.core.signals import setting_changed
 
 from . import conf
 from .backends.base import Backend
@@ -122,7 +123,16 @@ class Tracker:
         self._socket = -1  # the listener's file descriptor while healthy
         self._pollers = threading.local()
         self._ready = threading.Event()
-        threading.Thread(target=self._run, name="cache-tools-near", daemon=True).start()
+        self._stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="cache-tools-near", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stop listening for good (a settings change replaced the adapter, whose servers may
+        be gone): no copy is served through this tracker any more, and it stops reconnecting."""
+        self._stopped.set()
+        self.healthy = False
+        self.epoch += 1
 
     def current(self) -> bool:
         """True when no invalidation can be waiting for this process: listening, not applying
@@ -181,7 +191,7 @@ class Tracker:
 
     def _run(self) -> None:
         backoff = 0.05
-        while True:
+        while not self._stopped.is_set():
             try:
                 self._listen()
             except Exception as exc:  # any failure: stop serving copies until back
@@ -190,7 +200,7 @@ class Tracker:
             self.healthy = False
             self._ready.clear()
             self._flush()
-            time.sleep(backoff)
+            self._stopped.wait(backoff)
             backoff = min(_LONGEST_BACKOFF, backoff * 2)
 
     def _listen(self) -> None:
@@ -215,7 +225,7 @@ class Tracker:
             self._ready.set()
             logger.debug("local copies of %r tracked", self.backend.alias)
             checked = time.monotonic()
-            while True:
+            while not self._stopped.is_set():
                 if poller.poll(_CHECK_EVERY * 500):  # milliseconds
                     self._apply_unread(listener)
                 if time.monotonic() - checked >= _CHECK_EVERY:
@@ -288,3 +298,18 @@ def copies_for(
 
 
 _stores: dict[tuple[int, Backend, str], LocalCopies] = {}
+
+
+def _stop_trackers(*, setting: str, **kwargs: object) -> None:
+    """A settings change makes new adapters (see :mod:`cache_tools.backends`): stop the
+    listeners of the old ones, which would otherwise keep a thread and two connections each,
+    reconnecting for ever to servers that may be gone, and forget their copies."""
+    if setting in ("CACHES", "CACHE_TOOLS"):
+        with _guard:
+            for tracker in _trackers.values():
+                tracker.stop()
+            _trackers.clear()
+            _stores.clear()
+
+
+setting_changed.connect(_stop_trackers)

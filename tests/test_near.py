@@ -264,3 +264,20 @@ def test_copies_are_bounded(unique):
     from cache_tools.near import copies_for
 
     assert len(copies_for(get_backend(), square.flight.function_id, 5, False)) == 5
+
+
+@pytest.mark.parametrize("location", ["live", "refusing"])
+def test_a_settings_change_stops_the_listeners_of_replaced_adapters(location):
+    """A settings change makes new adapters; the old one's listener stops, whether it was
+    listening or reconnecting to a server that refuses (it would otherwise keep a thread and
+    reconnect for ever), and vouches for no copy."""
+    url = settings.REDIS_URL if location == "live" else "redis://127.0.0.1:1/0"
+    alias = {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": url, "KEY_PREFIX": "near-stop"}
+    with override_settings(CACHES={**settings.CACHES, "replaced": alias}):
+        tracker = tracker_for(get_backend("replaced"))
+        assert tracker is not None
+        if location == "live":
+            assert tracker.wait_until_ready(10)
+    tracker.thread.join(5)
+    assert not tracker.thread.is_alive()
+    assert not tracker.current()
