@@ -105,10 +105,13 @@ def _new_token() -> str:
 
 def _held_here(pid: int | None = None) -> list[Lock]:
     """The handles this thread or task holds, in this process (a forked child holds none)."""
+    held = _held.get()
+    if not held:
+        return []
     pid = os.getpid() if pid is None else pid
     return [
         handle
-        for ref in _held.get()
+        for ref in held
         if (handle := ref()) is not None and handle._token is not None and handle._pid == pid
     ]
 
@@ -330,15 +333,14 @@ class Lock:
         return await adrive(self._acquire(blocking_timeout), self._backend.asynchronous())
 
     def _acquire(self, blocking_timeout: float | None) -> Steps[bool]:
-        if blocking_timeout is not None:
-            blocking_timeout = seconds_or_zero(blocking_timeout, "blocking_timeout")
+        blocking_timeout = _validate_blocking_timeout(blocking_timeout)
         pid = os.getpid()
         if self._pid != pid:
             self._token = None  # taken by the process this one was forked from
         if self._token is not None and (yield from self._still_held()):
             raise LockError(f"lock {self.key!r} is already held by this handle")
         owner = _owner()
-        for other in _held_here(pid) if _held.get() else ():
+        for other in _held_here(pid):
             same = other.alias == self.alias and other.key == self.key and other._owner == owner
             if same and (yield from other._still_held()):
                 raise LockError(

@@ -532,7 +532,7 @@ class RedisBackend(Backend):
 
     def _claim_ms(self) -> int:
         """How long a waiter's place in line, and a lock handed to it, last unclaimed."""
-        return round((2 * (self._connected or self._connect())[2] + 0.5) * 1000)
+        return round((2 * self.max_wait + 0.5) * 1000)
 
     def _acquire(
         self, keys: LockKeys, token: str, ttl: float, register_waiter: bool, attempt: int = 0
