@@ -7,6 +7,7 @@ Figures are medians over several rounds, compared with a baseline measured in th
 from __future__ import annotations
 
 import os
+import random
 import statistics
 import sys
 import time
@@ -34,6 +35,27 @@ def per_call(function: Callable[[], object], calls: int = 2000, rounds: int = 7)
             function()
         samples.append((time.perf_counter() - started) / calls)
     return statistics.median(samples)
+
+
+def interleaved(
+    variants: dict[str, Callable[[], object]], rounds: int, calls: int
+) -> dict[str, list[float]]:
+    """Seconds per call of each variant in each of ``rounds`` short rounds, the variants in a
+    new order each round (no variant always runs after the same other one), so that drift on a
+    shared machine hits all alike."""
+    samples: dict[str, list[float]] = {label: [] for label in variants}
+    order = list(variants)
+    shuffle = random.Random(16).shuffle
+    for _ in range(rounds):
+        shuffle(order)
+        for label in order:
+            samples[label].append(per_call(variants[label], calls, 1))
+    return samples
+
+
+def per_round(samples: dict[str, list[float]], top: str, bottom: str) -> list[float]:
+    """``top / bottom`` in each round of :func:`interleaved` (each pair measured together)."""
+    return [t / b for t, b in zip(samples[top], samples[bottom], strict=True)]
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -14,7 +14,7 @@ import timeit
 import uuid
 
 import redis
-from _common import per_call, percentile, table
+from _common import interleaved, per_call, per_round, percentile, table
 from cache_memoize import cache_memoize
 from django.conf import settings
 from django.core.cache import cache
@@ -99,15 +99,12 @@ def hits() -> list[tuple[str, ...]]:
         "django-cache-memoize hit": memoize_hit,
         "dogpile.cache hit (redis backend)": dogpile_hit,
     }
-    samples: dict[str, list[float]] = {label: [] for label in variants}
-    for _ in range(40):  # short interleaved rounds, so drift on a shared machine hits all alike
-        for label, function in variants.items():
-            samples[label].append(per_call(function, 200, 1))
-    raw = statistics.median(samples["raw cache.get"])
+    samples = interleaved(variants, 40, 200)
     rows = []
     for label in variants:
         seconds = statistics.median(samples[label])
-        rows.append((label, f"{seconds * 1e6:.0f}", f"{seconds / raw:.2f}"))
+        ratio = statistics.median(per_round(samples, label, "raw cache.get"))
+        rows.append((label, f"{seconds * 1e6:.0f}", f"{ratio:.2f}"))
     return rows
 
 
@@ -199,7 +196,7 @@ def stale_window() -> tuple[float, float, float, float, float]:
 
 def main() -> None:
     table(
-        "Hit cost (median of 40 interleaved rounds of 200 calls)",
+        "Hit cost (medians of per-round ratios, 40 interleaved rounds of 200 calls)",
         hits(),
         ("what", "us/op", "x raw get"),
     )

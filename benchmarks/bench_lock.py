@@ -16,7 +16,7 @@ import time
 import uuid
 
 import redis_lock
-from _common import per_call, percentile, table
+from _common import interleaved, per_round, percentile, table
 from django.core.cache import cache
 from django_redis import get_redis_connection
 
@@ -77,21 +77,11 @@ def uncontended() -> list[tuple[str, ...]]:
         "django-redis cache.lock() (redis-py Lock)": theirs_once,
         "python-redis-lock": python_redis_lock_once,
     }
-    samples: dict[str, list[float]] = {label: [] for label in variants}
-    order = list(variants)
-    shuffle = random.Random(16).shuffle
-    for _ in range(UNCONTENDED_ROUNDS):
-        shuffle(order)  # no variant always runs after the same other one
-        for label in order:
-            samples[label].append(per_call(variants[label], calls=300, rounds=1))
-
-    def ratios(label: str, baseline: str) -> list[float]:
-        return [s / b for s, b in zip(samples[label], samples[baseline], strict=True)]
-
+    samples = interleaved(variants, UNCONTENDED_ROUNDS, 300)
     rows = []
     for label, seconds in samples.items():
-        to_get = ratios(label, "raw cache.get")
-        to_redis_py = ratios(label, "django-redis cache.lock() (redis-py Lock)")
+        to_get = per_round(samples, label, "raw cache.get")
+        to_redis_py = per_round(samples, label, "django-redis cache.lock() (redis-py Lock)")
         rows.append(
             (
                 label,

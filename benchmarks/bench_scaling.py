@@ -13,11 +13,10 @@ what thrashing costs.
 from __future__ import annotations
 
 import itertools
-import random
 import statistics
 import uuid
 
-from _common import per_call, table
+from _common import interleaved, per_round, table
 from django.core.cache import cache
 
 from cache_tools import cache_aside
@@ -46,22 +45,12 @@ def cycling(calls: list) -> object:
 
 
 def compare(variants: dict[str, object]) -> dict[str, list[float]]:
-    """Seconds per call of each variant in each of ``ROUNDS`` rounds, in a new order each
-    round."""
-    samples: dict[str, list[float]] = {label: [] for label in variants}
-    order = list(variants)
-    shuffle = random.Random(16).shuffle
-    for _ in range(ROUNDS):
-        shuffle(order)  # no variant always runs after the same other one
-        for label in order:
-            samples[label].append(per_call(variants[label], 300, 1))  # type: ignore[arg-type]
-    return samples
+    return interleaved(variants, ROUNDS, 300)  # type: ignore[arg-type]
 
 
 def ratio(samples: dict[str, list[float]], top: str, bottom: str) -> float:
     """The median over the rounds of ``top / bottom`` measured in the same round."""
-    pairs = zip(samples[top], samples[bottom], strict=True)
-    return statistics.median(t / b for t, b in pairs)
+    return statistics.median(per_round(samples, top, bottom))
 
 
 def value_sizes() -> list[tuple[str, ...]]:
