@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
 
-from cache_tools import Call, cache_aside, warmup
+from cache_tools import Call, cache_aside, stats, warmup
 from cache_tools.backends import get_backend
 
 
@@ -235,3 +235,17 @@ def test_clear_cache_on_memcached_bumps_the_namespace_generation(memcached_url, 
         assert "made every entry written through cache_tools unreachable" in out
         assert entry() == 2
         assert caches["mc"].get(f"{unique}-foreign") == "kept"
+
+
+def test_clear_cache_leaves_no_statistics_of_this_process_behind(ops):
+    """Counts buffered before the command are sent before it deletes, not after it."""
+    _, prefix = ops
+
+    @cache_aside(timeout=60, cache="ops", key_maker="{x}")
+    def counted(x):
+        return x
+
+    counted(1)  # a miss, counted in this process's buffer
+    run("clear_cache", "--cache", "ops")
+    stats.flush()  # what the flusher would send next
+    assert list(raw().scan_iter(match=f"{prefix}:*")) == []

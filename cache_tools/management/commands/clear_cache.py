@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from cache_tools import conf
+from cache_tools import conf, stats
 from cache_tools.backends.base import Backend, ScanReport
 
 from ._common import backend_of, command_errors, import_object
@@ -97,6 +97,10 @@ class Command(BaseCommand):
                 f"unknown cache alias {', '.join(unknown)}; CACHES has {', '.join(settings.CACHES)}"
             )
         backends = [backend_of(alias) for alias in aliases]  # every alias usable, or nothing done
+        if not options["dry_run"]:
+            # This process's unsent counts would otherwise land after the deletion and leave
+            # statistics keys behind (other processes' later counts are new writes).
+            stats.flush()
         if options["pattern"] and not options["flush"]:
             unlisted = [b.alias for b in backends if b.stores and not b.can_list_keys]
             if unlisted:
