@@ -36,6 +36,7 @@ import redis
 from django.core.signals import setting_changed
 
 from . import conf
+from .backends import is_current
 from .backends.base import Backend
 
 __all__ = ["LocalCopies", "Tracker", "copies_for", "tracker_for"]
@@ -133,6 +134,10 @@ class Tracker:
         self._stopped.set()
         self.healthy = False
         self.epoch += 1
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
 
     def current(self) -> bool:
         """True when no invalidation can be waiting for this process: listening, not applying
@@ -270,6 +275,8 @@ def tracker_for(backend: Backend) -> Tracker | None:
         with _guard:
             tracker = _trackers.get(ident)
             if tracker is None:
+                if not is_current(backend):
+                    return None  # replaced by a settings change while this call ran
                 for stale in [k for k in _trackers if k[0] != os.getpid()]:
                     del _trackers[stale]  # a parent's, inherited through fork: not ours
                 tracker = _trackers[ident] = Tracker(backend)
@@ -290,6 +297,8 @@ def copies_for(
     with _guard:
         found = _stores.get(ident)
         if found is None:
+            if tracker.stopped:
+                return None  # stopped by a settings change since tracker_for returned it
             for inherited in [k for k in _stores if k[0] != ident[0]]:
                 del _stores[inherited]  # a parent's, through fork
             found = _stores[ident] = LocalCopies(tracker, size, keep_objects)

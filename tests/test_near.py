@@ -13,7 +13,7 @@ from django.test import override_settings
 
 from cache_tools import cache_aside, cache_view
 from cache_tools.backends import get_backend
-from cache_tools.near import tracker_for
+from cache_tools.near import copies_for, tracker_for
 from cache_tools.testing.contract import run_processes
 
 SOURCE = f"{settings.TEST_PREFIX}:near:source"
@@ -261,8 +261,6 @@ def test_copies_are_bounded(unique):
     for i in range(8):
         square(i)
         copied(square, i)
-    from cache_tools.near import copies_for
-
     assert len(copies_for(get_backend(), square.flight.function_id, 5, False)) == 5
 
 
@@ -281,3 +279,19 @@ def test_a_settings_change_stops_the_listeners_of_replaced_adapters(location):
     tracker.thread.join(5)
     assert not tracker.thread.is_alive()
     assert not tracker.current()
+
+
+def test_an_adapter_replaced_while_a_call_runs_starts_no_listener():
+    """A caller still holding an adapter that a settings change replaced (it was fetched just
+    before) gets no tracker and no copies, rather than a listener nobody would stop."""
+    alias = {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": settings.REDIS_URL,
+        "KEY_PREFIX": "near-replaced",
+    }
+    with override_settings(CACHES={**settings.CACHES, "replaced": alias}):
+        held = get_backend("replaced")
+    threads = set(threading.enumerate())
+    assert tracker_for(held) is None
+    assert copies_for(held, "f", 5, False) is None
+    assert set(threading.enumerate()) == threads

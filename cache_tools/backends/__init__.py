@@ -18,7 +18,7 @@ from django.utils.module_loading import import_string
 from .. import conf
 from .base import Backend
 
-__all__ = ["Backend", "adapter_class", "get_backend", "resolve_alias"]
+__all__ = ["Backend", "adapter_class", "get_backend", "is_current", "resolve_alias"]
 
 _LOCAL = "cache_tools.backends.local"
 _REDIS = "cache_tools.backends.redis"
@@ -105,6 +105,15 @@ def get_backend(alias: str | None = None) -> Backend:
     if backend is None:
         backend = _by_name[alias] = _backend_for(resolve_alias(alias))
     return backend
+
+
+def is_current(backend: Backend) -> bool:
+    """False once a settings change has replaced ``backend`` (or removed its alias): whoever
+    still holds it must not start anything that lives longer than the call."""
+    try:
+        return _backend_for(backend.alias) is backend
+    except (ImproperlyConfigured, KeyError):
+        return False
 
 
 def _forget_adapters(*, setting: str, **kwargs: object) -> None:
