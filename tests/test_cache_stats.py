@@ -80,10 +80,19 @@ def test_bad_arguments_exit_1_without_a_traceback():
     assert result.stderr.startswith("CommandError:") and "nope" in result.stderr
 
 
+# Starts a command the way a terminal does: SIGINT at its default (a shell without job control
+# starts background jobs, and so this test run, with it ignored, which exec would pass on).
+AS_IN_A_TERMINAL = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+
 def test_ctrl_c_ends_watch_quietly(priced):
     environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    command = ["manage.py", "cache_stats", "--watch", "--interval", "60"]
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "cache_stats", "--watch", "--interval", "60"],
+        [sys.executable, "-c", AS_IN_A_TERMINAL, *command],
         cwd=ROOT,
         env=environment,
         stdout=subprocess.PIPE,
