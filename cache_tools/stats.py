@@ -280,30 +280,39 @@ class _Buffer:
                 owners = {k: backend.function_of(k) for k in per_key}
                 lasting = {k: c for k, c in per_key.items() if owners[k]}
                 expiring = {k: c for k, c in per_key.items() if not owners[k]}
-                sent = True
+                sent, restarted = True, set()
                 for group, ttl in ((lasting, None), (expiring, LOCK_SECONDS)):
-                    if group and not (sent and self._send(backend, group, ttl)):
+                    if not group:
+                        continue
+                    started = self._send(backend, group, ttl) if sent else None
+                    if started is None:
                         sent = False  # kept for the next flush
                         for stats_key, counter in group.items():
                             self._counts.setdefault((alias, stats_key), Counter()).update(counter)
+                    else:
+                        restarted |= started
                 if not sent:
                     continue
                 try:
                     functions = [f for k in lasting if (f := owners[k])]
-                    self._record(backend, lasting, functions, locks.get(alias, set()))
+                    self._record(backend, lasting, functions, locks.get(alias, set()), restarted)
                 except Exception as exc:  # charts and registries only; the counts are sent
                     logger.debug("could not record the minute or names for %r: %s", alias, exc)
 
     @staticmethod
-    def _send(backend: Backend, counts: dict[ServerKey, Counter[str]], ttl: float | None) -> bool:
-        """False when the server could not be reached (the caller keeps the counts)."""
+    def _send(
+        backend: Backend, counts: dict[ServerKey, Counter[str]], ttl: float | None
+    ) -> set[ServerKey] | None:
+        """The statistics keys the server started anew (see ``Backend.add_counts``); None
+        when it could not be reached (the caller keeps the counts)."""
         try:
-            backend.add_counts(counts, ttl=ttl)
+            started = backend.add_counts(counts, ttl=ttl)
         except BackendUnavailable:
-            return False
+            return None
         except Exception:
             logger.exception("could not send cache statistics for %r", backend.alias)
-        return True
+            return set()
+        return set(started or ())  # an adapter written before add_counts returned the keys
 
     def _record(
         self,
@@ -311,14 +320,22 @@ class _Buffer:
         per_function: dict[ServerKey, Counter[str]],
         functions: list[str],
         locks: set[str],
+        restarted: set[ServerKey],
     ) -> None:
         """This minute's counts of each function (``per_function``: by statistics key;
-        ``functions``: their dotted paths), and the names the registries lack."""
+        ``functions``: their dotted paths), and the names the registries lack.
+
+        A name is noted again every ``_NOTE_EVERY`` seconds, and at once when the server has
+        started its counts anew (``restarted``): this process's record of having noted it is
+        only a cache of the registry, which the server may have lost with them (``clear_cache``,
+        eviction, a restart)."""
         now = time.time()
         minute = int(now // 60)
         series = {backend.minute_key(k, minute): c for k, c in per_function.items()}
         if series:
             backend.add_counts(series, ttl=SERIES_MINUTES * 60 + 60)
+        forgotten = {f for k in restarted if (f := backend.function_of(k))}
+        forgotten |= {n for n in locks if backend.lock_stats_key(safe_key(n)) in restarted}
         for kind, names, max_age in (
             ("functions", functions, None),
             ("locks", locks, LOCK_SECONDS),
@@ -326,7 +343,8 @@ class _Buffer:
             due = {
                 name: now
                 for name in names
-                if now - self._noted.get((backend.alias, kind, name), 0.0) > _NOTE_EVERY
+                if name in forgotten
+                or now - self._noted.get((backend.alias, kind, name), 0.0) > _NOTE_EVERY
             }
             if due:
                 registry = backend.registry_key(kind)

@@ -18,6 +18,7 @@ from django.test import override_settings
 from cache_tools import LockLost, cache_aside, lock, monitor, signals, stats
 from cache_tools.backends import get_backend
 from cache_tools.charts import bar_chart
+from cache_tools.keys import safe_key
 from cache_tools.testing.contract import run_processes
 from tests.test_refused_writes import memcached_alias
 
@@ -210,16 +211,18 @@ def test_registries_keep_only_the_most_recent_names(alias, unique):
     assert backend.read_names(registry) == {"n3": 1003.0, "n4": 1004.0, "n0": 2000.0}
 
 
-def test_a_forgotten_registry_is_noted_again(redis_client, unique, monkeypatch):
-    """The registry is the server's: when it loses it (eviction, restart), processes note
-    their names again instead of trusting their record of having noted them."""
-    priced = called(unique)
-    backend = get_backend()
-    redis_client.delete(backend.registry_key("functions"))
-    monkeypatch.setattr(stats, "_NOTE_EVERY", 0.0)
-    priced(1)
-    stats.flush()
-    assert priced.flight.function_id in {row.function for row in monitor.functions()}
+def test_a_lock_is_listed_again_at_once_after_clear_cache(redis_client, unique):
+    """Locks are listed from the server's registry only: after a clear (or a restart) the
+    next flush of a process that uses the lock registers it again, though this process
+    registered it moments before."""
+    name = f"listed-{unique}"
+    for _ in range(2):
+        with lock(name):
+            pass
+        stats.flush()
+        assert name in {row.name for row in monitor.locks()}
+        backend = get_backend()
+        redis_client.delete(backend.registry_key("locks"), backend.lock_stats_key(safe_key(name)))
 
 
 # Signals ----------------------------------------------------------------------------------

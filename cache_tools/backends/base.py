@@ -381,9 +381,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def add_counts(
         self, counts: Mapping[ServerKey, Mapping[str, int]], ttl: float | None = None
-    ) -> None:
+    ) -> set[ServerKey]:
         """Add to several statistics at once: ``{stats_key: {field: amount}}``; with ``ttl``,
-        counts no one adds to for that many seconds expire."""
+        counts no one adds to for that many seconds expire. Returns the statistics keys whose
+        every added field started from zero: new to the server, or forgotten by it (cleared,
+        evicted, expired, a restart), so that callers can tell the registries again."""
 
     @abc.abstractmethod
     def read_counts(self, stats_key: ServerKey, fields: tuple[str, ...]) -> dict[str, int]:

@@ -277,17 +277,22 @@ class CacheAPIBackend(Backend):
 
     def add_counts(
         self, counts: Mapping[ServerKey, Mapping[str, int]], ttl: float | None = None
-    ) -> None:
+    ) -> set[ServerKey]:
         cache = self.cache
+        started = set()
         with self._outage():
             for stats_key, fields in counts.items():
+                new = True
                 for field, amount in fields.items():
                     name = f"{stats_key.name}:{field}"
-                    cache.add(name, 0, ttl)
+                    new = cache.add(name, 0, ttl) and new
                     try:
                         cache.incr(name, amount)
                     except ValueError:
                         cache.add(name, amount, ttl)
+                if new:
+                    started.add(stats_key)
+        return started
 
     def read_counts_many(
         self, stats_keys: Sequence[ServerKey], fields: tuple[str, ...]

@@ -67,8 +67,8 @@ class DummyBackend(CacheAPIBackend):
 
     def add_counts(
         self, counts: Mapping[ServerKey, Mapping[str, int]], ttl: float | None = None
-    ) -> None:
-        pass
+    ) -> set[ServerKey]:
+        return set()
 
     def note_names(
         self,

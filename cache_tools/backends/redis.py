@@ -662,16 +662,24 @@ class RedisBackend(Backend):
 
     def add_counts(
         self, counts: Mapping[ServerKey, Mapping[str, int]], ttl: float | None = None
-    ) -> None:
+    ) -> set[ServerKey]:
         """One pipeline of ``HINCRBY`` (only the statistics flusher, a thread, calls this)."""
+        sent: list[tuple[ServerKey, int | None]] = []  # (key, increment; None: the PEXPIRE)
         with _translated(self.alias, self.errors):
             pipe = self.client().pipeline(transaction=False)
             for stats_key, fields in counts.items():
                 for field, increment in fields.items():
                     pipe.hincrby(stats_key, field, increment)
+                    sent.append((stats_key, increment))
                 if ttl is not None:
                     pipe.pexpire(stats_key, int(ttl * 1000))
-            pipe.execute()
+                    sent.append((stats_key, None))
+            replies = pipe.execute()
+        started = set(counts)
+        for (stats_key, added), reply in zip(sent, replies, strict=True):
+            if added is not None and reply != added:
+                started.discard(stats_key)  # the field had a count before this one
+        return started
 
     def read_counts_many(
         self, stats_keys: Sequence[ServerKey], fields: tuple[str, ...]

@@ -32,8 +32,9 @@ from typing import Any
 import pytest
 from django.core.cache import caches, close_caches
 
-from .. import LockError, LockLost, LockTimeout, cache_aside, lock, lock_decorator, update
+from .. import LockError, LockLost, LockTimeout, cache_aside, lock, lock_decorator, stats, update
 from ..backends import get_backend
+from ..keys import safe_key
 from ..locks import Lock
 
 __all__ = ["BackendContract", "run_processes"]
@@ -346,6 +347,34 @@ class BackendContract:
         run_processes(3, worker)
         info = square.cache_info()
         assert info.hits + info.misses == 15 and info.computations == info.misses == 5
+
+    def test_names_the_server_forgot_are_registered_again_at_once(
+        self, contract_alias: str, name: str
+    ) -> None:
+        """A process's record of having registered a function or lock is a cache of the
+        server's registry: when the server loses the counts (``clear_cache``, eviction, a
+        restart), the next flush registers the names again, not minutes later."""
+        backend = get_backend(contract_alias)
+
+        @cache_aside(timeout=60, cache=contract_alias, key_maker=lambda: name)
+        def noted() -> str:
+            return name
+
+        def use_both() -> None:
+            noted()
+            with lock(name, cache=contract_alias):
+                pass
+            stats.flush()
+
+        use_both()
+        registries = [backend.registry_key(kind) for kind in ("functions", "locks")]
+        for registry in registries:
+            backend.delete(registry)
+        backend.delete_counts(backend.stats_key(noted.flight.function_id), stats.FIELDS)
+        backend.delete_counts(backend.lock_stats_key(safe_key(name)), stats.LOCK_FIELDS)
+        use_both()
+        assert noted.flight.function_id in backend.read_names(registries[0])
+        assert name in backend.read_names(registries[1])
 
     # update() ----------------------------------------------------------------------------
 
