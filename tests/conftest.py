@@ -16,6 +16,7 @@ import pytest
 import redis
 from django.conf import settings
 
+from cache_tools.testing import pause_process
 from cache_tools.testing.contract import FORK, run_processes
 
 pytest_plugins = ["cache_tools.testing"]
@@ -69,7 +70,7 @@ class Memcached:
         self.process, self.url = process, f"127.0.0.1:{port}"
 
     def pause(self) -> None:
-        self.process.send_signal(signal.SIGSTOP)
+        pause_process(self.process)
 
     def resume(self) -> None:
         self.process.send_signal(signal.SIGCONT)

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import redis
@@ -84,3 +85,29 @@ def test_a_chosen_port_taken_before_start_is_replaced():
             given.start()
     finally:
         squatter.stop()
+
+
+def thread_states(pid):
+    """The state letter of each thread of ``pid`` (Linux /proc)."""
+    tasks = Path(f"/proc/{pid}/task")
+    return [(task / "stat").read_text().rpartition(")")[2].split()[0] for task in tasks.iterdir()]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
+def test_pause_returns_once_every_thread_of_the_server_has_stopped():
+    """SIGSTOP is taken by one thread, which stops the others: pause() waits for that, so no
+    thread can still answer a request after it returned. Pausing twice does not hang."""
+    with RedisServer() as server:
+        client = redis.Redis.from_url(server.url, socket_timeout=0.2)
+        client.ping()
+        assert len(thread_states(server.process.pid)) > 1  # the background I/O threads
+        for _ in range(200):
+            server.pause()
+            assert set(thread_states(server.process.pid)) <= {"T", "t"}
+            server.pause()
+            server.resume()
+        server.pause()
+        with pytest.raises(redis.TimeoutError):
+            client.ping()
+        server.resume()
+        client.ping()

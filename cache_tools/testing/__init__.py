@@ -32,7 +32,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -42,8 +42,37 @@ if TYPE_CHECKING:
 __all__ = [
     "RedisServer",
     "find_redis_server",
+    "pause_process",
     "shared_redis_url",
 ]
+
+
+def pause_process(process: subprocess.Popen[Any]) -> None:
+    """SIGSTOP a child process and return once every thread of it has stopped.
+
+    A stop signal is taken by one thread, which then stops the others: until then, on a busy
+    machine, another thread can go on answering requests after ``kill`` returned (seen with
+    memcached's workers). The parent hears of the completed stop through ``waitpid``.
+
+    >>> server = subprocess.Popen(["memcached", "-p", "0"])  # doctest: +SKIP
+    >>> pause_process(server)  # every thread stopped: requests now time out  # doctest: +SKIP
+    >>> server.send_signal(signal.SIGCONT)  # doctest: +SKIP
+    """
+    if _stopped(process.pid):
+        return  # paused already: no second stop for waitpid to report
+    process.send_signal(signal.SIGSTOP)
+    if process.returncode is None:
+        pid, status = os.waitpid(process.pid, os.WUNTRACED)
+        if pid and not os.WIFSTOPPED(status):  # it had exited: keep Popen's record right
+            process.returncode = os.waitstatus_to_exitcode(status)
+
+
+def _stopped(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] in ("T", "t")
+    except OSError:
+        return False  # no /proc (not Linux), or the process is gone
 
 
 def find_redis_server() -> str:
@@ -220,8 +249,9 @@ class RedisServer:
             self._dir = None
 
     def pause(self) -> None:
+        """Freeze the server (SIGSTOP); returns once it is stopped."""
         if self.process is not None:
-            self.process.send_signal(signal.SIGSTOP)
+            pause_process(self.process)
 
     def resume(self) -> None:
         if self.process is not None:
