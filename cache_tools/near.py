@@ -137,6 +137,7 @@ class Tracker:
 
     @property
     def stopped(self) -> bool:
+        """True once :meth:`stop` was called: the tracker vouches for no copy again."""
         return self._stopped.is_set()
 
     def current(self) -> bool:

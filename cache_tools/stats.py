@@ -334,8 +334,10 @@ class _Buffer:
         series = {backend.minute_key(k, minute): c for k, c in per_function.items()}
         if series:
             backend.add_counts(series, ttl=SERIES_MINUTES * 60 + 60)
-        forgotten = {f for k in restarted if (f := backend.function_of(k))}
-        forgotten |= {n for n in locks if backend.lock_stats_key(safe_key(n)) in restarted}
+        forgotten: set[str] = set()
+        if restarted:  # rare: spare the lock names' keys otherwise (they can be thousands)
+            forgotten = {f for k in restarted if (f := backend.function_of(k))}
+            forgotten |= {n for n in locks if backend.lock_stats_key(safe_key(n)) in restarted}
         for kind, names, max_age in (
             ("functions", functions, None),
             ("locks", locks, LOCK_SECONDS),
