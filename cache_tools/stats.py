@@ -57,6 +57,7 @@ SERIES_MINUTES = 60
 LOCK_SECONDS = 3600.0
 _NOTE_EVERY = 300.0  # seconds between notes of the same name in a registry, per process
 _KEEP_NAMES = 10_000  # names a registry keeps (the most recently noted)
+_CHECK_EVERY = 10.0  # seconds between checks, per process, that a registry noted in is there
 
 
 class CacheInfo(NamedTuple):
@@ -153,6 +154,7 @@ class _Buffer:
         self._counts: dict[Target, Counter[str]] = {}  # drained, not yet sent
         self._locks: deque[tuple[str, str]] = deque()  # (alias, lock name) taken here
         self._noted: dict[tuple[str, str, str], float] = {}  # (alias, registry, name) -> when
+        self._checked: dict[tuple[str, str], float] = {}  # (alias, registry) -> last check
         self._wake = threading.Event()
         self._idle = False
         self._started = threading.Lock()
@@ -326,9 +328,8 @@ class _Buffer:
         ``functions``: their dotted paths), and the names the registries lack.
 
         A name is noted again every ``_NOTE_EVERY`` seconds, and at once when the server has
-        started its counts anew (``restarted``): this process's record of having noted it is
-        only a cache of the registry, which the server may have lost with them (``clear_cache``,
-        eviction, a restart)."""
+        started its counts anew (``restarted``) or lost the registry alone (eviction): this
+        process's record of having noted it is only a cache of the registry."""
         now = time.time()
         minute = int(now // 60)
         series = {backend.minute_key(k, minute): c for k, c in per_function.items()}
@@ -342,16 +343,35 @@ class _Buffer:
             ("functions", functions, None),
             ("locks", locks, LOCK_SECONDS),
         ):
+            if not names:
+                continue
+            registry = backend.registry_key(kind)
+            lost = self._lost(backend, kind, registry, now)
             due = {
                 name: now
                 for name in names
-                if name in forgotten
+                if lost
+                or name in forgotten
                 or now - self._noted.get((backend.alias, kind, name), 0.0) > _NOTE_EVERY
             }
             if due:
-                registry = backend.registry_key(kind)
                 backend.note_names(registry, due, _KEEP_NAMES, max_age=max_age)
                 self._noted.update({(backend.alias, kind, name): now for name in due})
+                self._checked.setdefault((backend.alias, kind), now)
+
+    def _lost(self, backend: Backend, kind: str, registry: ServerKey, now: float) -> bool:
+        """Whether a registry this process noted names in is gone from the server (eviction
+        can take it alone, the counts surviving), looked at every ``_CHECK_EVERY`` seconds;
+        then this process's record of what it noted there is forgotten."""
+        where = (backend.alias, kind)
+        checked = self._checked.get(where)
+        if checked is None or now - checked < _CHECK_EVERY:
+            return False  # nothing noted yet (all names are due), or looked at lately
+        self._checked[where] = now
+        if backend.has_names(registry):
+            return False
+        self._noted = {noted: when for noted, when in self._noted.items() if noted[:2] != where}
+        return True
 
     def _run(self) -> None:
         while True:

@@ -412,6 +412,11 @@ class Backend(abc.ABC):
     def read_names(self, registry: ServerKey) -> dict[str, float]:
         """A registry's names and when each was last noted."""
 
+    def has_names(self, registry: ServerKey) -> bool:
+        """Whether the server still has ``registry`` (eviction may take it alone; the
+        statistics flusher then notes its names again). Reads it unless overridden."""
+        return bool(self.read_names(registry))
+
     @abc.abstractmethod
     def delete_counts(self, stats_key: ServerKey, fields: tuple[str, ...]) -> None: ...
 

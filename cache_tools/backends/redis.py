@@ -717,6 +717,10 @@ class RedisBackend(Backend):
             name.decode() if isinstance(name, bytes) else name: float(when) for name, when in found
         }
 
+    def has_names(self, registry: ServerKey) -> bool:
+        with _translated(self.alias, self.errors):
+            return bool(self.client().exists(registry))
+
     def _read_counts(self, stats_key: ServerKey, fields: tuple[str, ...]) -> Steps[dict[str, int]]:
         numbers = yield call("command", "hmget", stats_key, fields)
         return {field: int(number or 0) for field, number in zip(fields, numbers, strict=True)}

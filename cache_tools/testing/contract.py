@@ -376,6 +376,35 @@ class BackendContract:
         assert noted.flight.function_id in backend.read_names(registries[0])
         assert name in backend.read_names(registries[1])
 
+    def test_a_registry_lost_alone_is_written_again(
+        self, contract_alias: str, name: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Eviction can take a registry and leave the counts: a process that noted names
+        there looks again (every ``stats._CHECK_EVERY`` seconds, 0 here) and notes them anew
+        instead of trusting its record of having noted them (which lasts five minutes)."""
+        backend = get_backend(contract_alias)
+        monkeypatch.setattr(stats, "_CHECK_EVERY", 0.0)
+
+        @cache_aside(timeout=60, cache=contract_alias, key_maker=lambda: name)
+        def noted() -> str:
+            return name
+
+        def use_both() -> None:
+            noted()
+            with lock(name, cache=contract_alias):
+                pass
+            stats.flush()
+
+        use_both()
+        registries = [backend.registry_key(kind) for kind in ("functions", "locks")]
+        for registry in registries:
+            assert backend.has_names(registry)
+            backend.delete(registry)
+            assert not backend.has_names(registry)
+        use_both()
+        assert noted.flight.function_id in backend.read_names(registries[0])
+        assert name in backend.read_names(registries[1])
+
     # update() ----------------------------------------------------------------------------
 
     def test_update_loses_nothing(self, contract_alias: str, name: str) -> None:
