@@ -20,6 +20,7 @@ It needs pytest and pytest-django, and a fork start method (Linux, macOS with ``
 from __future__ import annotations
 
 import itertools
+import math
 import multiprocessing
 import os
 import signal
@@ -348,42 +349,18 @@ class BackendContract:
         info = square.cache_info()
         assert info.hits + info.misses == 15 and info.computations == info.misses == 5
 
-    def test_names_the_server_forgot_are_registered_again_at_once(
-        self, contract_alias: str, name: str
+    @pytest.mark.parametrize("forgotten", ["counts and registries", "registries alone"])
+    def test_names_the_server_forgot_are_registered_again(
+        self, contract_alias: str, name: str, forgotten: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A process's record of having registered a function or lock is a cache of the
-        server's registry: when the server loses the counts (``clear_cache``, eviction, a
-        restart), the next flush registers the names again, not minutes later."""
+        server's registry. When the server loses the counts too (``clear_cache``, a restart),
+        the next flush sees them start from zero and registers the names again; when eviction
+        takes a registry alone, the next check of it does (every ``stats._CHECK_EVERY``
+        seconds: 0 here, and never in the first case, so that each case tests its own way)."""
         backend = get_backend(contract_alias)
-
-        @cache_aside(timeout=60, cache=contract_alias, key_maker=lambda: name)
-        def noted() -> str:
-            return name
-
-        def use_both() -> None:
-            noted()
-            with lock(name, cache=contract_alias):
-                pass
-            stats.flush()
-
-        use_both()
-        registries = [backend.registry_key(kind) for kind in ("functions", "locks")]
-        for registry in registries:
-            backend.delete(registry)
-        backend.delete_counts(backend.stats_key(noted.flight.function_id), stats.FIELDS)
-        backend.delete_counts(backend.lock_stats_key(safe_key(name)), stats.LOCK_FIELDS)
-        use_both()
-        assert noted.flight.function_id in backend.read_names(registries[0])
-        assert name in backend.read_names(registries[1])
-
-    def test_a_registry_lost_alone_is_written_again(
-        self, contract_alias: str, name: str, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        """Eviction can take a registry and leave the counts: a process that noted names
-        there looks again (every ``stats._CHECK_EVERY`` seconds, 0 here) and notes them anew
-        instead of trusting its record of having noted them (which lasts five minutes)."""
-        backend = get_backend(contract_alias)
-        monkeypatch.setattr(stats, "_CHECK_EVERY", 0.0)
+        alone = forgotten == "registries alone"
+        monkeypatch.setattr(stats, "_CHECK_EVERY", 0.0 if alone else math.inf)
 
         @cache_aside(timeout=60, cache=contract_alias, key_maker=lambda: name)
         def noted() -> str:
@@ -401,6 +378,9 @@ class BackendContract:
             assert backend.has_names(registry)
             backend.delete(registry)
             assert not backend.has_names(registry)
+        if not alone:
+            backend.delete_counts(backend.stats_key(noted.flight.function_id), stats.FIELDS)
+            backend.delete_counts(backend.lock_stats_key(safe_key(name)), stats.LOCK_FIELDS)
         use_both()
         assert noted.flight.function_id in backend.read_names(registries[0])
         assert name in backend.read_names(registries[1])
