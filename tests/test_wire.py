@@ -2,8 +2,10 @@
 cache_tools.backends._wire are byte for byte redis-py's, values decoded without
 django-redis's int() attempt are django-redis's."""
 
+import threading
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -77,3 +79,159 @@ def test_pools_the_wire_must_not_use_are_left_to_the_client():
     assert _pool_of(single) is None
     single.close()
     assert _pool_of(redis.RedisCluster.__new__(redis.RedisCluster)) is None
+
+
+# Connections kept by threads -------------------------------------------------------------
+
+
+def kept_wire(max_connections: int = 100, url: str | None = None) -> tuple[Any, Any]:
+    """A wire on a client of its own (on ``url``, else the suite's server), with a pool of
+    ``max_connections``."""
+    import redis
+    from django.conf import settings
+
+    from cache_tools.backends._wire import Wire
+
+    client = redis.Redis.from_url(url or settings.REDIS_URL, max_connections=max_connections)
+    return Wire(client, (redis.ConnectionError, redis.TimeoutError), (redis.ResponseError,)), client
+
+
+def test_a_thread_keeps_one_connection_and_gives_it_back_when_it_ends():
+    """A thread sends its hot commands on a connection of its own (no pool check per
+    command); when the thread ends, the connection goes back to the pool for the next."""
+    wire, client = kept_wire()
+    client.set("kept:k", "v")
+    replies = []
+
+    def hits():
+        replies.extend(wire.send(("GET", "kept:k")) for _ in range(3))
+
+    for _ in range(30):  # one thread after another: each finds the last one's connection
+        thread = threading.Thread(target=hits)
+        thread.start()
+        thread.join()
+    assert replies == [b"v"] * 90
+    pool = client.connection_pool
+    assert len(pool._in_use_connections) == 0  # every kept connection was given back
+    assert pool._created_connections <= 2  # one reused by all 30 threads (plus client.set's)
+    client.close()
+
+
+def test_threads_keep_at_most_a_quarter_of_the_pool():
+    """The others take a connection per command, as the client does: a small pool is never
+    exhausted by threads that keep theirs."""
+    wire, client = kept_wire(max_connections=8)
+    client.set("kept:k", "v")
+    ready, go = threading.Barrier(7), threading.Event()
+    errors: list[BaseException] = []
+
+    def hits():
+        try:
+            assert wire.send(("GET", "kept:k")) == b"v"
+            ready.wait()
+            go.wait()
+            for _ in range(20):
+                assert wire.send(("GET", "kept:k")) == b"v"
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hits) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    pool = client.connection_pool
+    assert len(pool._in_use_connections) == 2  # kept by two threads; the others gave theirs back
+    go.set()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert pool._created_connections <= 8
+    client.close()
+
+
+def _hits_in_child(wire: Any, count: int, conn: Any) -> None:
+    try:
+        conn.send([wire.send(("GET", f"kept:{n}")) for n in range(count)])
+    except BaseException as exc:  # reported to the parent, which asserts
+        conn.send(repr(exc))
+
+
+def test_a_forked_child_never_shares_the_parents_connection():
+    """A child forked from a thread that kept a connection gets its own: on a shared socket,
+    the two processes' replies would answer each other's commands."""
+    import multiprocessing
+
+    wire, client = kept_wire()
+    for n in range(200):
+        client.set(f"kept:{n}", n)
+    assert wire.send(("GET", "kept:0")) == b"0"  # the parent keeps a connection now
+    context = multiprocessing.get_context("fork")
+    ours, theirs = context.Pipe()
+    child = context.Process(target=_hits_in_child, args=(wire, 200, theirs))
+    child.start()
+    mine = [wire.send(("GET", f"kept:{n}")) for n in range(200)]
+    child.join(30)
+    assert child.exitcode == 0
+    assert ours.recv() == [str(n).encode() for n in range(200)]
+    assert mine == [str(n).encode() for n in range(200)]
+    client.close()
+
+
+def test_a_hit_interrupted_in_its_read_never_answers_the_next_command(private_redis):
+    """A signal that interrupts a thread waiting for a reply leaves that reply on its way:
+    the connection is closed, so the next command gets its own reply, not the late one."""
+    import signal
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(signum, frame):
+        raise Interrupted
+
+    wire, client = kept_wire(url=private_redis.url)
+    client.set("kept:a", "a")
+    client.set("kept:b", "b")
+    assert wire.send(("GET", "kept:a")) == b"a"
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    private_redis.pause()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(Interrupted):
+            wire.send(("GET", "kept:a"))  # sent; the server answers only once resumed
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        private_redis.resume()
+    assert wire.send(("GET", "kept:b")) == b"b"
+    client.close()
+
+
+def test_a_command_interrupted_between_its_send_and_its_read_never_answers_the_next():
+    """The same for an interruption that lands just after the request left (a signal
+    handler's exception, a KeyboardInterrupt), which the client library's own handlers do
+    not see: raised here by a trace function as ``send_packed_command`` returns."""
+    import sys
+
+    class Interrupted(Exception):
+        pass
+
+    def on_return(frame, event, arg):
+        if event == "return":
+            raise Interrupted
+        return on_return
+
+    def trace(frame, event, arg):
+        return on_return if frame.f_code.co_name == "send_packed_command" else None
+
+    wire, client = kept_wire()
+    client.set("kept:a", "a")
+    client.set("kept:b", "b")
+    assert wire.send(("GET", "kept:a")) == b"a"
+    sys.settrace(trace)
+    try:
+        with pytest.raises(Interrupted):
+            wire.send(("GET", "kept:a"))
+    finally:
+        sys.settrace(None)
+    assert wire.send(("GET", "kept:b")) == b"b"
+    client.close()

@@ -1,17 +1,22 @@
 """The hot commands (the cache-aside hit read, the lock and entry scripts), sent on the
-client's own pooled connections without its command dispatch.
+client's own connections without its command dispatch.
 
 redis-py's ``execute_command`` wraps every command in a retry closure, observability timers
-and per-command checks: on the benchmark machine about 20-30 us of a 160 us ``GET``, sync or
-asyncio. These commands are instead packed (the hit read once per entry, kept on its
-:class:`~cache_tools.backends.base.EntryKeys`), then sent and read on a connection taken from
-the client's own pool, so the client's settings (TLS, timeouts, health checks, fork
-detection, Sentinel's choice of primary) all apply. A connection error sends the command
-again through the client, with the client's retry policy (one attempt more than that policy
-alone: as for any retried command, a script whose reply was lost may run twice, which every
-script here tolerates). Clients without a pool of their own (cluster and single-connection
-clients), and pools with redis-py's client-side cache, always go through the client. These
-commands do not show in redis-py's OpenTelemetry metrics.
+and per-command checks, and its pool checks every connection it hands out for unread data
+(three system calls): on the benchmark machine about 25 us and 20 us of a 140 us ``GET``.
+These commands are instead packed (the hit read once per entry, kept on its
+:class:`~cache_tools.backends.base.EntryKeys`), then sent and read on a connection of the
+client's own pool, so the client's settings (TLS, timeouts, health checks) all apply. On
+redis-py's and valkey-py's plain pool (RESP2), each thread keeps the connection it took, up to
+a quarter of the pool's connections: no one else reads from it, so it needs no check; it is
+closed on anything but a whole reply (an interruption between the request and its reply), is
+never used by a forked child (which takes its own), and goes back to the pool when the thread
+ends. A connection error sends the command again through the client, with the client's retry
+policy (one attempt more than that policy alone: as for any retried command, a script whose
+reply was lost may run twice, which every script here tolerates). Clients without a pool of
+their own (cluster and single-connection clients), and pools with redis-py's client-side
+cache, always go through the client; blocking and Sentinel pools lend a connection per
+command. These commands do not show in redis-py's OpenTelemetry metrics.
 
 >>> wire = Wire(client, (redis.ConnectionError, redis.TimeoutError))
 >>> envelope, generation = wire.read_entry(keys)
@@ -22,7 +27,10 @@ commands do not show in redis-py's OpenTelemetry metrics.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import os
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -107,10 +115,81 @@ class _Base:
         return keys.packed_read  # type: ignore[no-any-return]
 
 
+class _Kept:
+    """A connection one thread keeps out of the pool between its hot commands: given back
+    when the thread ends (its thread-local storage is dropped) or the wire is dropped."""
+
+    __slots__ = ("connection", "pool", "room")
+
+    def __init__(self, pool: Any, connection: Any, room: list[None]) -> None:
+        self.pool, self.connection, self.room = pool, connection, room
+
+    def __del__(self) -> None:
+        self.room.append(None)
+        # At interpreter exit the pool may be half torn down; the socket closes anyway.
+        with contextlib.suppress(Exception):
+            self.pool.release(self.connection)  # ignored by the pool of a process forked since
+
+
+#: Most threads of a process that keep a connection of a pool's (the others take one per
+#: command, as the client does).
+KEPT_CONNECTIONS = 256
+
+
+class _Keeper:
+    """Which threads keep a connection of their own: at most a quarter of the pool's (so
+    that the client's other commands always find some) and ``KEPT_CONNECTIONS``.
+    ``list.pop``/``append`` count the room without a lock (which a fork could leave held)."""
+
+    __slots__ = ("_pid", "_room", "local", "pool")
+
+    def __init__(self, pool: Any) -> None:
+        self.pool, self.local = pool, threading.local()
+        self._pid, self._room = os.getpid(), self._empty_room()
+
+    def _empty_room(self) -> list[None]:
+        return [None] * min(self.pool.max_connections // 4, KEPT_CONNECTIONS)
+
+    def take(self, connection: Any) -> bool:
+        """Keep ``connection`` for this thread, if there is room."""
+        pid = os.getpid()
+        if self._pid != pid:  # a forked child, whose pool starts empty
+            self._pid, self._room = pid, self._empty_room()
+        room = self._room
+        try:
+            room.pop()
+        except IndexError:
+            return False
+        self.local.kept = _Kept(self.pool, connection, room)
+        return True
+
+
+def _may_keep(pool: Any) -> bool:
+    """Whether threads may keep connections of this pool: only of redis-py's (or
+    valkey-py's) plain pool (a blocking pool would make others wait for a kept connection,
+    Sentinel's drops connections to a demoted primary when they come back), and only RESP2
+    connections (RESP3 may push messages, such as maintenance notifications, between
+    replies)."""
+    if type(pool).__name__ != "ConnectionPool":
+        return False
+    return str(pool.connection_kwargs.get("protocol") or 2) == "2"
+
+
 class Wire(_Base):
     """Hot commands on a sync client."""
 
-    __slots__ = ()
+    __slots__ = ("_keeper", "_reply_errors")
+
+    def __init__(
+        self,
+        client: Any,
+        fallback_on: tuple[type[Exception], ...],
+        reply_errors: tuple[type[Exception], ...] = (),
+    ) -> None:
+        super().__init__(client, fallback_on)
+        self._reply_errors = reply_errors
+        pool = self._pool
+        self._keeper = _Keeper(pool) if pool is not None and _may_keep(pool) else None
 
     def send(self, command: Sequence[Any]) -> Any:
         """The reply to ``command``, or :data:`NOT_SENT` (then send it through the client)."""
@@ -124,10 +203,20 @@ class Wire(_Base):
         return reply
 
     def _send(self, chunks: list[bytes] | None, command: Sequence[Any]) -> Any:
+        keeper = self._keeper
+        if keeper is not None:
+            kept = getattr(keeper.local, "kept", None)
+            if kept is not None:
+                connection = kept.connection
+                if connection.pid == os.getpid():
+                    return self._exchange(connection, chunks, command)
+                keeper.local.kept = None  # the parent's, in a forked child
         pool = self._pool
         if pool is None:
             return NOT_SENT
         connection = pool.get_connection(*self._args)
+        if keeper is not None and keeper.take(connection):
+            return self._exchange(connection, chunks, command)
         try:
             connection.send_packed_command(chunks or connection.pack_command(*command))
             return connection.read_response()
@@ -135,6 +224,19 @@ class Wire(_Base):
             return NOT_SENT  # the connection closed itself; the client retries as it is told to
         finally:
             pool.release(connection)
+
+    def _exchange(self, connection: Any, chunks: list[bytes] | None, command: Sequence[Any]) -> Any:
+        """A command on this thread's own connection, which no one checks before its next use:
+        anything but a reply (read whole) closes it, lest a late reply answer the next command."""
+        try:
+            connection.send_packed_command(chunks or connection.pack_command(*command))
+            return connection.read_response()
+        except self._fallback_on:
+            return NOT_SENT  # the connection closed itself and reconnects on its next use
+        except BaseException as exc:
+            if not isinstance(exc, self._reply_errors):
+                connection.disconnect()
+            raise
 
 
 class AsyncWire(_Base):

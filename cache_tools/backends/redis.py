@@ -253,7 +253,7 @@ class _SyncRedis:
 
     def __init__(self, client: Any, alias: str, errors: ClientErrors = REDIS_ERRORS) -> None:
         self.client, self.alias, self.errors = client, alias, errors
-        self.wire = Wire(client, errors.connection)
+        self.wire = Wire(client, errors.connection, (errors.response,))
 
     def _fail(self, exc: Exception) -> Exception:
         return _translation(self.alias, exc, self.errors) or exc
