@@ -31,9 +31,11 @@ import contextlib
 import inspect
 import os
 import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
+from .._process import PerProcess
 from .base import EntryKeys
 
 __all__ = ["NOT_SENT", "AsyncWire", "Wire"]
@@ -131,37 +133,25 @@ class _Kept:
             self.pool.release(self.connection)  # ignored by the pool of a process forked since
 
 
-#: Most threads of a process that keep a connection of a pool's (the others take one per
+#: Most threads of a process that keep a connection of one pool (the others take one per
 #: command, as the client does).
 KEPT_CONNECTIONS = 256
 
+# Each pool's room for kept connections, per process (a forked child's pool starts empty):
+# ``list.pop``/``append`` count it without a lock, which a fork could leave held.
+_rooms: PerProcess[weakref.WeakKeyDictionary[Any, list[None]]] = PerProcess(
+    weakref.WeakKeyDictionary
+)
 
-class _Keeper:
-    """Which threads keep a connection of their own: at most a quarter of the pool's (so
-    that the client's other commands always find some) and ``KEPT_CONNECTIONS``.
-    ``list.pop``/``append`` count the room without a lock (which a fork could leave held)."""
 
-    __slots__ = ("_pid", "_room", "local", "pool")
-
-    def __init__(self, pool: Any) -> None:
-        self.pool, self.local = pool, threading.local()
-        self._pid, self._room = os.getpid(), self._empty_room()
-
-    def _empty_room(self) -> list[None]:
-        return [None] * min(self.pool.max_connections // 4, KEPT_CONNECTIONS)
-
-    def take(self, connection: Any) -> bool:
-        """Keep ``connection`` for this thread, if there is room."""
-        pid = os.getpid()
-        if self._pid != pid:  # a forked child, whose pool starts empty
-            self._pid, self._room = pid, self._empty_room()
-        room = self._room
-        try:
-            room.pop()
-        except IndexError:
-            return False
-        self.local.kept = _Kept(self.pool, connection, room)
-        return True
+def _room_of(pool: Any) -> list[None]:
+    """A quarter of the pool's connections (so that the client's other commands always find
+    some), shared by every wire on the pool, and at most ``KEPT_CONNECTIONS``."""
+    rooms = _rooms.get()
+    room = rooms.get(pool)
+    if room is None:  # setdefault: one C call, so two threads cannot both make the room
+        room = rooms.setdefault(pool, [None] * min(pool.max_connections // 4, KEPT_CONNECTIONS))
+    return room
 
 
 def _may_keep(pool: Any) -> bool:
@@ -178,7 +168,7 @@ def _may_keep(pool: Any) -> bool:
 class Wire(_Base):
     """Hot commands on a sync client."""
 
-    __slots__ = ("_keeper", "_reply_errors")
+    __slots__ = ("_kept", "_reply_errors")
 
     def __init__(
         self,
@@ -189,7 +179,8 @@ class Wire(_Base):
         super().__init__(client, fallback_on)
         self._reply_errors = reply_errors
         pool = self._pool
-        self._keeper = _Keeper(pool) if pool is not None and _may_keep(pool) else None
+        #: Each thread's kept connection (None: every command takes one from the pool).
+        self._kept = threading.local() if pool is not None and _may_keep(pool) else None
 
     def send(self, command: Sequence[Any]) -> Any:
         """The reply to ``command``, or :data:`NOT_SENT` (then send it through the client)."""
@@ -203,19 +194,19 @@ class Wire(_Base):
         return reply
 
     def _send(self, chunks: list[bytes] | None, command: Sequence[Any]) -> Any:
-        keeper = self._keeper
-        if keeper is not None:
-            kept = getattr(keeper.local, "kept", None)
+        here = self._kept
+        if here is not None:
+            kept = getattr(here, "kept", None)
             if kept is not None:
                 connection = kept.connection
                 if connection.pid == os.getpid():
                     return self._exchange(connection, chunks, command)
-                keeper.local.kept = None  # the parent's, in a forked child
+                here.kept = None  # the parent's, in a forked child
         pool = self._pool
         if pool is None:
             return NOT_SENT
         connection = pool.get_connection(*self._args)
-        if keeper is not None and keeper.take(connection):
+        if here is not None and self._keep(here, pool, connection):
             return self._exchange(connection, chunks, command)
         try:
             connection.send_packed_command(chunks or connection.pack_command(*command))
@@ -224,6 +215,17 @@ class Wire(_Base):
             return NOT_SENT  # the connection closed itself; the client retries as it is told to
         finally:
             pool.release(connection)
+
+    @staticmethod
+    def _keep(here: threading.local, pool: Any, connection: Any) -> bool:
+        """Keep ``connection`` for this thread, if the pool has room."""
+        room = _room_of(pool)
+        try:
+            room.pop()
+        except IndexError:
+            return False
+        here.kept = _Kept(pool, connection, room)
+        return True
 
     def _exchange(self, connection: Any, chunks: list[bytes] | None, command: Sequence[Any]) -> Any:
         """A command on this thread's own connection, which no one checks before its next use:
