@@ -240,3 +240,19 @@ def test_a_command_interrupted_between_its_send_and_its_read_never_answers_the_n
         sys.settrace(None)
     assert wire.send(("GET", "kept:b")) == b"b"
     client.close()
+
+
+def test_a_kept_connection_survives_its_pool_being_disconnected():
+    """``pool.disconnect()`` (django-redis's ``CLOSE_CONNECTION`` at the end of each request,
+    a settings change) closes the connections a thread keeps too: the next command opens it
+    again, on the same thread, without going through the client."""
+    wire, client = kept_wire()
+    client.set("kept:k", "v")
+    assert wire.send(("GET", "kept:k")) == b"v"
+    pool = client.connection_pool
+    (kept,) = pool._in_use_connections
+    pool.disconnect()
+    assert kept._sock is None
+    assert wire.send(("GET", "kept:k")) == b"v"
+    assert kept._sock is not None and pool._in_use_connections == {kept}
+    client.close()

@@ -166,7 +166,9 @@ def _may_keep(pool: Any) -> bool:
 
 
 class Wire(_Base):
-    """Hot commands on a sync client."""
+    """Hot commands on a sync client. ``fallback_on``: the client's connection errors (the
+    command then goes through the client); ``reply_errors``: its error replies, read whole,
+    which leave a kept connection open (any other exception closes it)."""
 
     __slots__ = ("_kept", "_reply_errors")
 
