@@ -104,6 +104,35 @@ def test_a_thread_counting_many_locks_keeps_a_bounded_buffer_and_loses_nothing(u
         assert (info.acquired, info.waited, info.wait_ms) == expected, number
 
 
+def test_counting_for_a_thousand_functions_the_flusher_sends_a_bounded_rate(unique):
+    """A process counting for 1 000 functions at once gathers each batch for longer (2 s, not
+    0.2 s), so the server gets a bounded rate of ``HINCRBY`` (two per counter a flush: the
+    count and its minute), not 1 000 counters five times a second; and every count arrives."""
+    from cache_tools import stats
+    from cache_tools.backends import get_backend
+
+    backend = get_backend()
+    stats_keys = [backend.stats_key(f"{unique}.function_{n}") for n in range(1000)]
+    server = raw()
+
+    def increments() -> int:
+        return int(server.info("commandstats").get("cmdstat_hincrby", {}).get("calls", 0))
+
+    stats.flush()
+    before, started, rounds = increments(), time.monotonic(), 0
+    while time.monotonic() - started < 1.5:
+        for stats_key in stats_keys:
+            stats.add(backend.alias, stats_key, "hits")
+        rounds += 1
+    elapsed = time.monotonic() - started
+    sent = increments() - before
+    stats.flush()
+    # One flush per 2 s at most (and the first, after 0.2 s); five a second would be 7 or more.
+    assert sent <= 2 * len(stats_keys) * (elapsed / 2.0 + 1), (sent, elapsed)
+    for stats_key in (stats_keys[0], stats_keys[-1]):
+        assert backend.read_counts(stats_key, ("hits",)) == {"hits": rounds}
+
+
 @cache_aside(timeout=60, key_maker="typed:{value}")
 def typed(value):
     return type(value).__name__
