@@ -464,7 +464,8 @@ def clear(alias: str, stats_key: ServerKey) -> None:
 
 
 def flush() -> None:
-    """Send every buffered count now (also done at exit and every ``FLUSH_DELAY`` seconds)."""
+    """Send every buffered count now (also done at exit, and in the background
+    ``FLUSH_DELAY`` seconds after a count, longer after a large batch)."""
     _buffer.get().flush()
 
 
