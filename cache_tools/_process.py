@@ -6,7 +6,9 @@ import os
 import random
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from django.core.cache import caches
 
 T = TypeVar("T")
 
@@ -43,3 +45,33 @@ class PerProcess(Generic[T]):
 # Random delays' source: a generator of each process's own (forked herds would otherwise draw
 # the same "random" backoffs) and not the global one, which belongs to the application.
 jitter: PerProcess[random.Random] = PerProcess(random.Random)
+
+
+def _caches_guard() -> Any:
+    """The lock asgiref's ``Local`` takes around every read of Django's ``caches`` (None in a
+    version without one). Read at each fork: a settings change replaces the ``Local``."""
+    return getattr(caches._connections, "_lock", None)
+
+
+_held_across_fork: list[Any] = []
+
+
+def _hold_caches() -> None:
+    guard = _caches_guard()
+    if guard is not None:
+        guard.acquire()
+        _held_across_fork.append(guard)
+
+
+def _release_caches() -> None:
+    while _held_across_fork:
+        _held_across_fork.pop().release()
+
+
+# Any thread reading ``caches`` (the statistics flusher, a lock's watchdog, a near cache's
+# listener, the application's own) holds that lock for an instant; forked in that instant, the
+# child would wait for it for ever at its first ``caches[alias]``. Forking now waits for the
+# instant to pass, as ``logging`` does for its own locks.
+os.register_at_fork(
+    before=_hold_caches, after_in_parent=_release_caches, after_in_child=_release_caches
+)

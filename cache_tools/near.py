@@ -262,7 +262,15 @@ class Tracker:
 # Keyed by the adapter itself, not its id(): after a settings change a new adapter may get the
 # id of a collected one, and would find a tracker listening to another server.
 _trackers: dict[tuple[int, Backend], Tracker] = {}
-_guard = threading.Lock()
+_guard = threading.Lock()  # held while a tracker's thread starts: a fork can come meanwhile
+
+
+def _renew_guard() -> None:
+    global _guard
+    _guard = threading.Lock()  # the parent's may be held by a thread the child does not have
+
+
+os.register_at_fork(after_in_child=_renew_guard)
 
 
 def tracker_for(backend: Backend) -> Tracker | None:

@@ -19,11 +19,14 @@ It needs pytest and pytest-django, and a fork start method (Linux, macOS with ``
 
 from __future__ import annotations
 
+import faulthandler
 import itertools
 import math
 import multiprocessing
 import os
+import queue
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -49,12 +52,15 @@ def run_processes(
     """Run ``target(index, barrier, *args)`` in ``count`` forked processes at once.
 
     ``barrier`` lets the children start together; returns what each child returned, in index
-    order, and fails if a child raised or timed out.
+    order, and fails if a child raised or did not answer within ``timeout`` seconds. A child
+    that hangs writes every thread's stack to standard error (pytest shows it with the failure)
+    and is killed: none outlives the call.
     """
     barrier = FORK.Barrier(count)
     results = FORK.Queue()
 
     def child(index: int) -> None:
+        faulthandler.dump_traceback_later(timeout, exit=True, file=sys.__stderr__)
         close_caches()  # as Django does after each request: no sockets shared with the parent
         try:
             results.put((index, "ok", target(index, barrier, *args)))
@@ -65,9 +71,28 @@ def run_processes(
     processes = [FORK.Process(target=child, args=(i,)) for i in range(count)]
     for process in processes:
         process.start()
-    collected = [results.get(timeout=timeout) for _ in processes]
-    for process in processes:
-        process.join(timeout)
+    deadline = time.monotonic() + timeout + 10  # the children's own watchdogs go off first
+    collected: list[tuple[int, str, Any]] = []
+    try:
+        while len(collected) < count:
+            try:
+                collected.append(results.get(timeout=0.1))
+                continue
+            except queue.Empty:
+                pass
+            answered = {item[0] for item in collected}
+            silent = [i for i, p in enumerate(processes) if i not in answered]
+            gone = all(processes[i].exitcode is not None for i in silent)
+            if (gone and results.empty()) or time.monotonic() > deadline:
+                codes = {i: processes[i].exitcode for i in silent}
+                raise AssertionError(f"children {silent} did not answer (exit codes {codes})")
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+                process.join()
     errors = [item for item in collected if item[1] == "error"]
     assert not errors, errors
     return [value for _, _, value in sorted(collected, key=lambda item: item[0])]

@@ -1,0 +1,85 @@
+"""A process forked at any moment, by any thread, gets caches it can use: forking never hands a
+child a lock held by a thread the child does not have."""
+
+import faulthandler
+import multiprocessing
+import os
+import sys
+import threading
+
+import pytest
+from django.core.cache import caches
+
+from cache_tools import near
+from cache_tools.backends import get_backend
+from cache_tools.testing.contract import run_processes
+
+
+def wait_for_child(pid: int) -> int:
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_a_fork_while_another_thread_reads_djangos_caches_leaves_the_child_able_to_read_them():
+    # asgiref's Local (Django's ``caches``) takes a lock on every read; a thread that loses
+    # the interpreter inside one (a finalizer closing a socket, say) holds it across the fork.
+    guard = getattr(caches._connections, "_lock", None)
+    if guard is None:
+        pytest.skip("this asgiref's Local takes no lock")
+    held, done = threading.Event(), threading.Event()
+
+    def reader() -> None:
+        with guard:
+            held.set()
+            done.wait(0.5)  # a slow finalizer: the fork must wait for it, not inherit the lock
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:  # the child: answers within 5 s or reports where it waits
+        faulthandler.dump_traceback_later(5, exit=True, file=sys.__stderr__)
+        try:
+            caches["default"].set("fork-probe", 1, 5)
+            os._exit(0 if caches["default"].get("fork-probe") == 1 else 2)
+        finally:
+            os._exit(3)
+    done.set()
+    thread.join()
+    assert wait_for_child(pid) == 0
+
+
+def test_a_fork_while_another_thread_starts_a_near_cache_listener_leaves_the_child_copies():
+    held, done = threading.Event(), threading.Event()
+
+    def starting() -> None:
+        with near._guard:  # as while a listener thread starts
+            held.set()
+            done.wait()
+
+    thread = threading.Thread(target=starting)
+    thread.start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:
+        faulthandler.dump_traceback_later(5, exit=True, file=sys.__stderr__)
+        try:
+            copies = near.copies_for(get_backend(), "tests.fork", 8, keep_objects=False)
+            os._exit(0 if copies is not None else 2)
+        finally:
+            os._exit(3)
+    done.set()
+    thread.join()
+    assert wait_for_child(pid) == 0
+
+
+def test_a_child_that_hangs_fails_the_run_with_its_stack_and_is_killed(capfd):
+    def target(index: int, barrier) -> int:
+        if index == 1:
+            threading.Event().wait()  # hangs
+        return index
+
+    with pytest.raises(AssertionError, match=r"children \[1\] did not answer"):
+        run_processes(2, target, timeout=1)
+    assert multiprocessing.active_children() == []
+    assert "in target" in capfd.readouterr().err  # the hung child's stack
