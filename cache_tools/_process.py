@@ -50,7 +50,7 @@ jitter: PerProcess[random.Random] = PerProcess(random.Random)
 def _caches_guard() -> Any:
     """The lock asgiref's ``Local`` takes around every read of Django's ``caches`` (None in a
     version without one). Read at each fork: a settings change replaces the ``Local``."""
-    return getattr(caches._connections, "_lock", None)
+    return getattr(getattr(caches, "_connections", None), "_lock", None)
 
 
 _held_across_fork: list[Any] = []

@@ -26,7 +26,6 @@ import multiprocessing
 import os
 import queue
 import signal
-import sys
 import threading
 import time
 import uuid
@@ -60,7 +59,7 @@ def run_processes(
     results = FORK.Queue()
 
     def child(index: int) -> None:
-        faulthandler.dump_traceback_later(timeout, exit=True, file=sys.__stderr__)
+        faulthandler.dump_traceback_later(timeout, exit=True, file=2)  # standard error
         close_caches()  # as Django does after each request: no sockets shared with the parent
         try:
             results.put((index, "ok", target(index, barrier, *args)))
