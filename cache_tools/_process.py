@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 from django.core.cache import caches
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 
 class PerProcess(Generic[T]):
@@ -47,31 +50,51 @@ class PerProcess(Generic[T]):
 jitter: PerProcess[random.Random] = PerProcess(random.Random)
 
 
-def _caches_guard() -> Any:
-    """The lock asgiref's ``Local`` takes around every read of Django's ``caches`` (None in a
-    version without one). Read at each fork: a settings change replaces the ``Local``."""
-    return getattr(getattr(caches, "_connections", None), "_lock", None)
+def hold_across_fork(locks: Callable[[], Iterable[Any]]) -> None:
+    """Make every fork from Python wait until the locks ``locks()`` names are free, and hold
+    them through it: the child never inherits one held by a thread it does not have (it
+    would wait for it for ever), as ``logging`` does for its own locks.
+
+    ``locks`` is called at each fork and names only locks this process made or reset (one
+    inherited from a parent may be held for ever: it is waited for ``_FORK_WAIT`` seconds,
+    then the fork goes ahead without it).
+
+    >>> hold_across_fork(lambda: [registry_lock])
+    """
+    _fork_guards.append(locks)
 
 
+_fork_guards: list[Callable[[], Iterable[Any]]] = []
 _held_across_fork: list[Any] = []
+_FORK_WAIT = 2.0
 
 
-def _hold_caches() -> None:
-    guard = _caches_guard()
-    if guard is not None:
-        guard.acquire()
-        _held_across_fork.append(guard)
+def _hold() -> None:
+    for guards in _fork_guards:
+        for lock in guards():
+            if lock.acquire(timeout=_FORK_WAIT):
+                _held_across_fork.append(lock)
+            else:
+                logger.warning("forking while %r is held: the child may wait for it", lock)
 
 
-def _release_caches() -> None:
+def _release() -> None:
     while _held_across_fork:
         _held_across_fork.pop().release()
 
 
-# Any thread reading ``caches`` (the statistics flusher, a lock's watchdog, a near cache's
-# listener, the application's own) holds that lock for an instant; forked in that instant, the
-# child would wait for it for ever at its first ``caches[alias]``. Forking now waits for the
-# instant to pass, as ``logging`` does for its own locks.
-os.register_at_fork(
-    before=_hold_caches, after_in_parent=_release_caches, after_in_child=_release_caches
-)
+os.register_at_fork(before=_hold, after_in_parent=_release, after_in_child=_release)
+
+
+def _caches_guard() -> list[Any]:
+    """The lock asgiref's ``Local`` takes around every read of Django's ``caches`` (none in a
+    version without one); read at each fork, as a settings change replaces the ``Local``.
+
+    Any thread reading ``caches`` (the statistics flusher, a lock's watchdog, the
+    application's own) holds it for an instant, and a finalizer run in that instant can let
+    another thread fork."""
+    guard = getattr(getattr(caches, "_connections", None), "_lock", None)
+    return [] if guard is None else [guard]
+
+
+hold_across_fork(_caches_guard)

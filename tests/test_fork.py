@@ -10,7 +10,7 @@ import threading
 import pytest
 from django.core.cache import caches
 
-from cache_tools import near
+from cache_tools import _process, near
 from cache_tools.backends import get_backend
 from cache_tools.testing.contract import run_processes
 
@@ -49,6 +49,34 @@ def test_a_fork_while_another_thread_reads_djangos_caches_leaves_the_child_able_
     assert wait_for_child(pid) == 0
 
 
+@pytest.mark.parametrize("alias", ["default", "django", "valkey"])
+def test_a_fork_while_another_thread_holds_the_pools_lock_leaves_the_child_able_to_send(alias):
+    # redis-py 8's pool, reset in the child at its first command, takes the lock it inherited.
+    client = get_backend(alias).client()
+    client.ping()
+    pool = client.connection_pool
+    held, done = threading.Event(), threading.Event()
+
+    def releasing() -> None:
+        with pool._lock:  # as while another thread hands a connection back
+            held.set()
+            done.wait(0.5)
+
+    thread = threading.Thread(target=releasing)
+    thread.start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:
+        faulthandler.dump_traceback_later(5, exit=True, file=sys.__stderr__)
+        try:
+            os._exit(0 if client.ping() else 2)
+        finally:
+            os._exit(3)
+    done.set()
+    thread.join()
+    assert wait_for_child(pid) == 0
+
+
 def test_a_fork_while_another_thread_starts_a_near_cache_listener_leaves_the_child_copies():
     held, done = threading.Event(), threading.Event()
 
@@ -71,6 +99,29 @@ def test_a_fork_while_another_thread_starts_a_near_cache_listener_leaves_the_chi
     done.set()
     thread.join()
     assert wait_for_child(pid) == 0
+
+
+def test_a_lock_held_too_long_delays_a_fork_but_never_stops_it(monkeypatch, caplog):
+    stuck, done = threading.Lock(), threading.Event()
+    monkeypatch.setattr(_process, "_fork_guards", [*_process._fork_guards, lambda: [stuck]])
+    monkeypatch.setattr(_process, "_FORK_WAIT", 0.2)
+    held = threading.Event()
+
+    def holding() -> None:
+        with stuck:  # a thread stuck while holding a lock the fork would wait for
+            held.set()
+            done.wait()
+
+    thread = threading.Thread(target=holding)
+    thread.start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    done.set()
+    thread.join()
+    assert wait_for_child(pid) == 0
+    assert "forking while" in caplog.text
 
 
 def test_a_child_that_hangs_fails_the_run_with_its_stack_and_is_killed(capfd):

@@ -17,6 +17,7 @@ import functools
 import hashlib
 import importlib
 import inspect
+import os
 import pickle
 import re
 import time
@@ -29,7 +30,7 @@ from typing import Any, ClassVar, NamedTuple
 import redis
 import redis.exceptions
 
-from .._process import jitter
+from .._process import hold_across_fork, jitter
 from ..drive import Steps, adrive, call, drive
 from ..errors import (
     BackendUnavailable,
@@ -65,6 +66,25 @@ __all__ = [
 
 _HERE = Path(__file__).parent
 _LONGEST_WAIT = 1.0  # seconds; WAITER_GRACE_MS in _common.lua is twice this
+
+# The pools the adapters' clients send on, shared by every thread of the process. redis-py 8's
+# ``ConnectionPool.reset()``, which a forked child runs at its first command, takes the lock
+# the child inherited: held at the fork by another thread (the statistics flusher releasing a
+# connection, say), it is never released there. Their locks are held through each fork.
+_pools: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _pool_locks() -> list[Any]:
+    """The locks of the pools this process has used since it started or was forked."""
+    here = os.getpid()
+    return [
+        lock
+        for pool in list(_pools)
+        if getattr(pool, "pid", None) == here and (lock := getattr(pool, "_lock", None)) is not None
+    ]
+
+
+hold_across_fork(_pool_locks)
 
 
 _DEFINED = re.compile(r"^local (?:function )?(\w+)", re.MULTILINE)
@@ -455,6 +475,9 @@ class RedisBackend(Backend):
 
     def _connect(self) -> tuple[redis.Redis, Codec, float, _SyncRedis]:
         client, codec = self.connect()
+        pool = getattr(client, "connection_pool", None)
+        if pool is not None:
+            _pools.add(pool)
         socket_timeout = self.connection_settings(client).get("socket_timeout")
         longest = min(_LONGEST_WAIT, socket_timeout / 2) if socket_timeout else _LONGEST_WAIT
         self._connected = (client, codec, longest, self.target(client))
