@@ -65,22 +65,24 @@ def hold_across_fork(locks: Callable[[], Iterable[Any]]) -> None:
 
 
 _fork_guards: list[Callable[[], Iterable[Any]]] = []
-_held_across_fork: list[Any] = []
+_held_across_fork = threading.local()  # per forking thread: two may fork at once
 _FORK_WAIT = 2.0
 
 
 def _hold() -> None:
+    held = _held_across_fork.locks = []
     for guards in _fork_guards:
         for lock in guards():
             if lock.acquire(timeout=_FORK_WAIT):
-                _held_across_fork.append(lock)
+                held.append(lock)
             else:
                 logger.warning("forking while %r is held: the child may wait for it", lock)
 
 
 def _release() -> None:
-    while _held_across_fork:
-        _held_across_fork.pop().release()
+    held = getattr(_held_across_fork, "locks", [])
+    while held:
+        held.pop().release()
 
 
 os.register_at_fork(before=_hold, after_in_parent=_release, after_in_child=_release)

@@ -124,6 +124,26 @@ def test_a_lock_held_too_long_delays_a_fork_but_never_stops_it(monkeypatch, capl
     assert "forking while" in caplog.text
 
 
+def test_threads_forking_at_once_each_hold_and_release_their_own_locks():
+    def fork_often(failures: list[int]) -> None:
+        for _ in range(20):
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0 if caches["default"] is not None else 2)
+            failures.append(wait_for_child(pid))
+
+    results: list[int] = []
+    threads = [threading.Thread(target=fork_often, args=(results,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [0] * 80
+    guard = caches._connections._lock  # free again: not left held by a mixed-up release
+    assert guard.acquire(timeout=1)
+    guard.release()
+
+
 def test_a_child_that_hangs_fails_the_run_with_its_stack_and_is_killed(capfd):
     def target(index: int, barrier) -> int:
         if index == 1:
