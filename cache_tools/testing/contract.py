@@ -46,21 +46,28 @@ FORK = multiprocessing.get_context("fork")
 
 
 def run_processes(
-    count: int, target: Callable[..., Any], *args: Any, timeout: float = 60
+    count: int,
+    target: Callable[..., Any],
+    *args: Any,
+    timeout: float = 60,
+    fresh_caches: bool = True,
 ) -> list[Any]:
     """Run ``target(index, barrier, *args)`` in ``count`` forked processes at once.
 
     ``barrier`` lets the children start together; returns what each child returned, in index
     order, and fails if a child raised or did not answer within ``timeout`` seconds. A child
     that hangs writes every thread's stack to standard error (pytest shows it with the failure)
-    and is killed: none outlives the call.
+    and is killed: none outlives the call. Each child first closes Django's caches, as Django
+    does after each request; with ``fresh_caches=False`` it uses those it inherited, as a
+    child of ``multiprocessing`` or Celery's prefork pool does.
     """
     barrier = FORK.Barrier(count)
     results = FORK.Queue()
 
     def child(index: int) -> None:
         faulthandler.dump_traceback_later(timeout, exit=True, file=2)  # standard error
-        close_caches()  # as Django does after each request: no sockets shared with the parent
+        if fresh_caches:
+            close_caches()
         try:
             results.put((index, "ok", target(index, barrier, *args)))
         except BaseException as exc:
@@ -372,6 +379,43 @@ class BackendContract:
         run_processes(3, worker)
         info = square.cache_info()
         assert info.hits + info.misses == 15 and info.computations == info.misses == 5
+
+    def test_forked_children_and_their_parent_never_share_a_connection(
+        self, contract_alias: str, name: str
+    ) -> None:
+        """Children using the caches they inherited (no ``close_caches``) while their parent
+        keeps calling: on a shared socket, one process would read another's replies."""
+
+        @cache_aside(timeout=60, cache=contract_alias, key_maker=lambda i: (name, i))
+        def echo(i: int) -> int:
+            return i
+
+        def calls(start: int) -> list[int]:
+            return [echo(start + i) for i in range(200)]
+
+        assert calls(0) == list(range(200))  # the parent connects, and keeps what it keeps
+        stop = threading.Event()
+        rounds: list[bool] = []  # the parent's: each right or not
+
+        def parent() -> None:
+            while not stop.is_set():
+                rounds.append(calls(0) == list(range(200)))
+
+        thread = threading.Thread(target=parent)
+        thread.start()
+        try:
+
+            def worker(index: int, barrier: Any) -> list[int]:
+                barrier.wait()
+                return calls(0) + calls(1000 * (index + 1))
+
+            results = run_processes(3, worker, fresh_caches=False)
+        finally:
+            stop.set()
+            thread.join()
+        expected = [list(range(200)) + list(range(1000 * i, 1000 * i + 200)) for i in (1, 2, 3)]
+        assert results == expected
+        assert rounds and all(rounds)
 
     @pytest.mark.parametrize("forgotten", ["counts and registries", "registries alone"])
     def test_names_the_server_forgot_are_registered_again(
