@@ -37,7 +37,12 @@ from . import conf
 from .backends import adapter_class
 from .backends.base import Backend
 
-__all__ = ["check_settings", "record_use", "warn_if_process_local_under_uwsgi"]
+__all__ = [
+    "check_settings",
+    "record_use",
+    "warn_if_process_local_under_uwsgi",
+    "warn_if_uwsgi_forks_without_hooks",
+]
 
 # (alias or None for the default, what uses it, whether it is a lock, whether it keeps local
 # copies), filled by decorators.
@@ -68,6 +73,37 @@ def warn_if_process_local_under_uwsgi() -> None:
             alias,
             os.getpid(),
         )
+
+
+def _uwsgi_flag(options: dict[str, Any], name: str) -> bool:
+    """An on/off option as uWSGI reads it: given bare (True) or with a value that is not
+    ``false``, ``off``, ``no`` or ``0``; the last one counts when repeated."""
+    value = options.get(name, False)
+    if isinstance(value, list):
+        value = value[-1] if value else False
+    if isinstance(value, bytes):
+        return value.strip().lower() not in (b"false", b"off", b"no", b"0")
+    return bool(value)
+
+
+def warn_if_uwsgi_forks_without_hooks() -> None:
+    """At start-up under uWSGI, log once if it loads the application in the master and forks
+    its workers without running Python's fork hooks: a worker could then inherit a lock held
+    by one of the master's threads and wait for it for ever (see :doc:`deployment`)."""
+    try:
+        import uwsgi
+    except ImportError:
+        return
+    options = uwsgi.opt
+    if any(_uwsgi_flag(options, name) for name in ("lazy-apps", "lazy")):
+        return  # each worker loads the application after the fork
+    if _uwsgi_flag(options, "py-call-uwsgi-fork-hooks"):
+        return
+    logging.getLogger("cache_tools").warning(
+        "cache_tools: uWSGI loads the application in its master and forks workers without "
+        "Python's fork hooks, so a worker can inherit a lock held by one of the master's "
+        "threads and wait for it for ever; set py-call-uwsgi-fork-hooks = true (or lazy-apps)"
+    )
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:

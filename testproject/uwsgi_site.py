@@ -67,6 +67,7 @@ def start_site(
     redis_url: str,
     ini: str = "testproject/uwsgi.ini",
     extra_env: dict[str, str] | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> Site:
     """uWSGI serving the project with 4 workers; ``mode`` is "preforked", "lazy-apps", or
     "uwsgi-cache" (preforked, with uWSGI's own cache as the default cache alias)."""
@@ -89,6 +90,7 @@ def start_site(
         command = [str(UWSGI), "--ini", "testproject/uwsgi-cache.ini"]
     if mode == "lazy-apps":
         command.append("--lazy-apps")
+    command += extra_args
     with log.open("wb") as out:
         process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True

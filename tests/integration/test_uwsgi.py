@@ -245,3 +245,26 @@ def test_process_local_cache_is_warned_about_in_every_worker(tmp_path):
         line for line in site.log.read_text().splitlines() if "is process-local; each uWSGI" in line
     ]
     assert len({line.split("(pid ")[1].split(")")[0] for line in warnings}) == 4, warnings
+
+
+FORK_WARNING = "forks workers without Python's fork hooks"
+
+
+def test_the_project_runs_python_fork_hooks_and_is_not_warned(site):
+    assert site.request("/demo/info").status == 200
+    assert FORK_WARNING not in site.log.read_text()
+
+
+def test_preforking_without_python_fork_hooks_is_warned_about_once(tmp_path):
+    site = start_site(
+        tmp_path,
+        "preforked",
+        f"{settings.TEST_PREFIX}-nohooks",
+        settings.REDIS_URL,
+        extra_args=("--set", "py-call-uwsgi-fork-hooks=false"),
+    )
+    try:
+        assert site.request("/demo/info").status == 200
+    finally:
+        stop_site(site)
+    assert site.log.read_text().count(FORK_WARNING) == 1  # the master loads the application
