@@ -39,6 +39,7 @@ from .backends.base import Backend
 
 __all__ = [
     "check_settings",
+    "forks_without_hooks",
     "record_use",
     "warn_if_process_local_under_uwsgi",
     "warn_if_uwsgi_forks_without_hooks",
@@ -86,24 +87,42 @@ def _uwsgi_flag(options: dict[str, Any], name: str) -> bool:
     return bool(value)
 
 
+def _uwsgi_number(options: dict[str, Any], name: str) -> int:
+    value = options.get(name, 0)
+    if isinstance(value, list):
+        value = value[-1] if value else 0
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def forks_without_hooks(options: dict[str, Any]) -> bool:
+    """Whether uWSGI, with these options (``uwsgi.opt``), loads the application and then forks
+    workers from it without running Python's fork hooks."""
+    if any(_uwsgi_flag(options, name) for name in ("lazy-apps", "lazy")):
+        return False  # each worker loads the application after the fork
+    if _uwsgi_flag(options, "py-call-uwsgi-fork-hooks"):
+        return False
+    workers = max(_uwsgi_number(options, name) for name in ("processes", "workers"))
+    return _uwsgi_flag(options, "master") or workers > 1  # else nothing forks
+
+
 def warn_if_uwsgi_forks_without_hooks() -> None:
-    """At start-up under uWSGI, log once if it loads the application in the master and forks
-    its workers without running Python's fork hooks: a worker could then inherit a lock held
-    by one of the master's threads and wait for it for ever (see :doc:`deployment`)."""
+    """At start-up under uWSGI, log once if it loads the application and forks its workers
+    without running Python's fork hooks: a worker could then inherit a lock held by one of
+    the master's threads and wait for it for ever (see :doc:`deployment`)."""
     try:
         import uwsgi
     except ImportError:
         return
-    options = uwsgi.opt
-    if any(_uwsgi_flag(options, name) for name in ("lazy-apps", "lazy")):
-        return  # each worker loads the application after the fork
-    if _uwsgi_flag(options, "py-call-uwsgi-fork-hooks"):
-        return
-    logging.getLogger("cache_tools").warning(
-        "cache_tools: uWSGI loads the application in its master and forks workers without "
-        "Python's fork hooks, so a worker can inherit a lock held by one of the master's "
-        "threads and wait for it for ever; set py-call-uwsgi-fork-hooks = true (or lazy-apps)"
-    )
+    if forks_without_hooks(uwsgi.opt):
+        logging.getLogger("cache_tools").warning(
+            "cache_tools: uWSGI loads the application in its master and forks workers without "
+            "Python's fork hooks, so a worker can inherit a lock held by one of the master's "
+            "threads and wait for it for ever; set py-call-uwsgi-fork-hooks = true (or "
+            "lazy-apps)"
+        )
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:

@@ -88,3 +88,23 @@ def test_lock_on_dummy_cache_is_w003():
 
     (warning,) = messages("cache_tools.W003")
     assert "never_excludes" in warning.msg
+
+
+@pytest.mark.parametrize(
+    ("options", "warned"),
+    [
+        # as uwsgi.opt gives them: bytes from an ini file, True for a bare flag
+        ({"master": b"true", "processes": b"4"}, True),
+        ({"master": True, "processes": b"4", "py-call-uwsgi-fork-hooks": b"true"}, False),
+        ({"master": True, "processes": b"4", "py-call-uwsgi-fork-hooks": b"false"}, True),
+        ({"master": True, "processes": b"4", "py-call-uwsgi-fork-hooks": b"Off"}, True),
+        ({"master": True, "processes": b"4", "lazy-apps": True}, False),
+        ({"master": True, "processes": b"4", "lazy-apps": b"false"}, True),
+        ({"master": True, "lazy": b"1"}, False),
+        ({"master": b"no", "processes": b"1"}, False),  # one process, nothing forks
+        ({"workers": b"2"}, True),  # no master: the first worker forks the others
+        ({"master": True, "lazy-apps": [b"true", b"false"]}, True),  # the last one counts
+    ],
+)
+def test_uwsgi_forking_without_python_fork_hooks_is_recognised(options, warned):
+    assert checks.forks_without_hooks(options) is warned
