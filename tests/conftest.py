@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import signal
@@ -37,6 +38,16 @@ def redis_client() -> Iterator[redis.Redis]:
         for start in range(0, len(batch), 1000):
             client.unlink(*batch[start : start + 1000])
     client.close()
+
+
+@pytest.fixture(autouse=True)
+def no_child_outlives_its_test() -> Iterator[None]:
+    """Kill forked children a test left running (a hung one fails its own test): at exit,
+    multiprocessing would wait for them for ever, and one hang would stop the whole run."""
+    yield
+    for child in multiprocessing.active_children():
+        child.kill()
+        child.join()
 
 
 @pytest.fixture
