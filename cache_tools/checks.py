@@ -76,24 +76,28 @@ def warn_if_process_local_under_uwsgi() -> None:
         )
 
 
-def _uwsgi_flag(options: dict[str, Any], name: str) -> bool:
-    """An on/off option as uWSGI reads it: given bare (True) or with a value that is not
-    ``false``, ``off``, ``no`` or ``0``; the last one counts when repeated."""
-    value = options.get(name, False)
+def _uwsgi_option(options: dict[str, Any], name: str) -> Any:
+    """An option's value in ``uwsgi.opt``: bytes, True for a bare flag, the last one when
+    repeated, None when absent."""
+    value = options.get(name)
     if isinstance(value, list):
-        value = value[-1] if value else False
+        return value[-1] if value else None
+    return value
+
+
+def _uwsgi_flag(options: dict[str, Any], name: str) -> bool:
+    """An on/off option as uWSGI reads it: on when given bare or with a value other than
+    ``false``, ``off``, ``no`` or ``0``."""
+    value = _uwsgi_option(options, name)
     if isinstance(value, bytes):
         return value.strip().lower() not in (b"false", b"off", b"no", b"0")
     return bool(value)
 
 
 def _uwsgi_number(options: dict[str, Any], name: str) -> int:
-    value = options.get(name, 0)
-    if isinstance(value, list):
-        value = value[-1] if value else 0
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        return int(_uwsgi_option(options, name) or 0)
+    except ValueError:
         return 0
 
 

@@ -104,6 +104,7 @@ def test_lock_on_dummy_cache_is_w003():
         ({"master": b"no", "processes": b"1"}, False),  # one process, nothing forks
         ({"workers": b"2"}, True),  # no master: the first worker forks the others
         ({"master": True, "lazy-apps": [b"true", b"false"]}, True),  # the last one counts
+        ({"master": True, "py-call-uwsgi-fork-hooks": b""}, False),  # "name =" in an ini: on
     ],
 )
 def test_uwsgi_forking_without_python_fork_hooks_is_recognised(options, warned):

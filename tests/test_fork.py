@@ -20,107 +20,68 @@ def wait_for_child(pid: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
+def fork_while_held(lock, in_child, hold_for: float | None = None) -> int:
+    """Fork while another thread holds ``lock`` (at most ``hold_for`` seconds, else until the
+    fork has returned); the child's exit code: 0 when ``in_child()`` returned true, 1 when it
+    did not return within 5 s (its stack goes to standard error)."""
+    held, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            held.set()
+            done.wait(hold_for)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:
+        faulthandler.dump_traceback_later(5, exit=True, file=sys.__stderr__)
+        try:
+            os._exit(0 if in_child() else 2)
+        finally:
+            os._exit(3)
+    done.set()
+    thread.join()
+    return wait_for_child(pid)
+
+
 def test_a_fork_while_another_thread_reads_djangos_caches_leaves_the_child_able_to_read_them():
     # asgiref's Local (Django's ``caches``) takes a lock on every read; a thread that loses
     # the interpreter inside one (a finalizer closing a socket, say) holds it across the fork.
     guard = getattr(caches._connections, "_lock", None)
     if guard is None:
         pytest.skip("this asgiref's Local takes no lock")
-    held, done = threading.Event(), threading.Event()
 
-    def reader() -> None:
-        with guard:
-            held.set()
-            done.wait(0.5)  # a slow finalizer: the fork must wait for it, not inherit the lock
+    def read_and_write() -> bool:
+        caches["default"].set("fork-probe", 1, 5)
+        return caches["default"].get("fork-probe") == 1
 
-    thread = threading.Thread(target=reader)
-    thread.start()
-    held.wait()
-    pid = os.fork()
-    if pid == 0:  # the child: answers within 5 s or reports where it waits
-        faulthandler.dump_traceback_later(5, exit=True, file=sys.__stderr__)
-        try:
-            caches["default"].set("fork-probe", 1, 5)
-            os._exit(0 if caches["default"].get("fork-probe") == 1 else 2)
-        finally:
-            os._exit(3)
-    done.set()
-    thread.join()
-    assert wait_for_child(pid) == 0
+    # a slow finalizer: the fork must wait for it, not inherit the lock
+    assert fork_while_held(guard, read_and_write, hold_for=0.5) == 0
 
 
 @pytest.mark.parametrize("alias", ["default", "django", "valkey"])
 def test_a_fork_while_another_thread_holds_the_pools_lock_leaves_the_child_able_to_send(alias):
-    # redis-py 8's pool, reset in the child at its first command, takes the lock it inherited.
+    # redis-py 8's pool, reset in the child at its first command, takes the lock it inherited;
+    # another thread holds it while it hands a connection back.
     client = get_backend(alias).client()
     client.ping()
-    pool = client.connection_pool
-    held, done = threading.Event(), threading.Event()
-
-    def releasing() -> None:
-        with pool._lock:  # as while another thread hands a connection back
-            held.set()
-            done.wait(0.5)
-
-    thread = threading.Thread(target=releasing)
-    thread.start()
-    held.wait()
-    pid = os.fork()
-    if pid == 0:
-        faulthandler.dump_traceback_later(5, exit=True, file=sys.__stderr__)
-        try:
-            os._exit(0 if client.ping() else 2)
-        finally:
-            os._exit(3)
-    done.set()
-    thread.join()
-    assert wait_for_child(pid) == 0
+    assert fork_while_held(client.connection_pool._lock, client.ping, hold_for=0.5) == 0
 
 
 def test_a_fork_while_another_thread_starts_a_near_cache_listener_leaves_the_child_copies():
-    held, done = threading.Event(), threading.Event()
+    def copies() -> bool:
+        return near.copies_for(get_backend(), "tests.fork", 8, keep_objects=False) is not None
 
-    def starting() -> None:
-        with near._guard:  # as while a listener thread starts
-            held.set()
-            done.wait()
-
-    thread = threading.Thread(target=starting)
-    thread.start()
-    held.wait()
-    pid = os.fork()
-    if pid == 0:
-        faulthandler.dump_traceback_later(5, exit=True, file=sys.__stderr__)
-        try:
-            copies = near.copies_for(get_backend(), "tests.fork", 8, keep_objects=False)
-            os._exit(0 if copies is not None else 2)
-        finally:
-            os._exit(3)
-    done.set()
-    thread.join()
-    assert wait_for_child(pid) == 0
+    assert fork_while_held(near._guard, copies) == 0  # as while a listener thread starts
 
 
 def test_a_lock_held_too_long_delays_a_fork_but_never_stops_it(monkeypatch, caplog):
-    stuck, done = threading.Lock(), threading.Event()
+    stuck = threading.Lock()  # held by a stuck thread: the fork would wait for it
     monkeypatch.setattr(_process, "_fork_guards", [*_process._fork_guards, lambda: [stuck]])
     monkeypatch.setattr(_process, "_FORK_WAIT", 0.2)
-    held = threading.Event()
-
-    def holding() -> None:
-        with stuck:  # a thread stuck while holding a lock the fork would wait for
-            held.set()
-            done.wait()
-
-    thread = threading.Thread(target=holding)
-    thread.start()
-    held.wait()
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0)
-    done.set()
-    thread.join()
-    assert wait_for_child(pid) == 0
+    assert fork_while_held(stuck, lambda: True) == 0
     assert "forking while" in caplog.text
 
 
