@@ -138,17 +138,15 @@ def spread() -> list[tuple[str, ...]]:
             },
             SPREAD_ROUNDS,
         )
-        hits, hot_hits, mgets_, hot_mgets = (
-            got[v] for v in ("hit", "hit 1 key", "mget", "mget 1 key")
-        )
-        rounds = list(zip(hits, hot_hits, mgets_, hot_mgets, strict=True))
+        variants = ("hit", "hit 1 key", "mget", "mget 1 key")
+        rounds = list(zip(*(got[v] for v in variants), strict=True))
         # The hot hit plus what the spread adds to the MGET alone: the best a hit can do.
         floor = [(hot + mget - hot_mget) / hot for _, hot, mget, hot_mget in rounds]
         beyond = [((hit - hot) - (mget - hot_mget)) * 1e6 for hit, hot, mget, hot_mget in rounds]
         rows.append(
             (
                 label,
-                f"{statistics.median(hits) * 1e6:.0f}",
+                f"{statistics.median(got['hit']) * 1e6:.0f}",
                 f"{ratio(got, 'hit', 'raw'):.2f}",
                 f"{ratio(got, 'hit', 'hit 1 key'):.3f}",
                 f"{statistics.median(floor):.3f}",
