@@ -7,6 +7,7 @@ class CacheToolsConfig(AppConfig):
     verbose_name = "Cache tools"
 
     def ready(self) -> None:
+        from .backends import prepare_all
         from .checks import (
             check_settings,
             warn_if_process_local_under_uwsgi,
@@ -16,3 +17,6 @@ class CacheToolsConfig(AppConfig):
         checks.register(check_settings, "caches")
         warn_if_process_local_under_uwsgi()
         warn_if_uwsgi_forks_without_hooks()
+        # Imports, in the thread that loads Django, what a first cache call would import: a
+        # process that forks while another thread imports hands its child half a module.
+        prepare_all()

@@ -9,6 +9,7 @@ MyRedis(django_redis.cache.RedisCache)``) gets its parent's adapter; ``CACHE_TOO
 from __future__ import annotations
 
 import functools
+import logging
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -18,7 +19,9 @@ from django.utils.module_loading import import_string
 from .. import conf
 from .base import Backend
 
-__all__ = ["Backend", "adapter_class", "get_backend", "is_current", "resolve_alias"]
+__all__ = ["Backend", "adapter_class", "get_backend", "is_current", "prepare_all", "resolve_alias"]
+
+logger = logging.getLogger("cache_tools.backends")
 
 _LOCAL = "cache_tools.backends.local"
 _REDIS = "cache_tools.backends.redis"
@@ -105,6 +108,16 @@ def get_backend(alias: str | None = None) -> Backend:
     if backend is None:
         backend = _by_name[alias] = _backend_for(resolve_alias(alias))
     return backend
+
+
+def prepare_all() -> None:
+    """:meth:`Backend.prepare` every alias in ``CACHES``, in the calling thread (start-up). An
+    alias that cannot be set up is left to fail where it is used, as it would without this."""
+    for alias in settings.CACHES:
+        try:
+            get_backend(alias).prepare()
+        except Exception as exc:  # any error is the first use's to report, as before
+            logger.debug("could not prepare cache alias %r at start-up: %s", alias, exc)
 
 
 def is_current(backend: Backend) -> bool:

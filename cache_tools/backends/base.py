@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import codecs
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -207,6 +208,20 @@ class Backend(abc.ABC):
     def cache(self) -> BaseCache:
         # Looked up on every use: Django's caches are per thread, and never cached across fork.
         return caches[self.alias]
+
+    def prepare(self) -> None:
+        """Import, in the calling thread, what the alias's first command would import, without
+        connecting: called for every alias at start-up (``AppConfig.ready``). A process that
+        forks (uWSGI, gunicorn ``--preload``) while another of its threads makes its first
+        cache call would otherwise give the child a module imported halfway, for good.
+
+        The default makes the alias's Django cache object and looks up the codec Python's
+        socket module imports at a first connection; override to make the client too.
+
+        >>> get_backend("default").prepare()
+        """
+        caches[self.alias]  # made, and its class's module imported, on first access
+        codecs.lookup("idna")
 
     # Keys --------------------------------------------------------------------------------
 

@@ -468,6 +468,16 @@ class RedisBackend(Backend):
         share between threads (redis-py's clients are, and their pools notice a fork)."""
         raise NotImplementedError
 
+    def cache_client(self) -> Any:
+        """The Django cache's own client object (``cache.client`` of django-redis and
+        django-valkey), which :meth:`connect` asks for a redis-py client; made without
+        connecting."""
+        return self.cache.client  # type: ignore[attr-defined]
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.cache_client()
+
     def connection(self) -> tuple[redis.Redis, Codec]:
         """The alias's client and codec, made once by :meth:`connect`."""
         connected = self._connected or self._connect()
@@ -967,14 +977,17 @@ class DjangoRedisBackend(RedisBackend):
     offer ``get_client``)."""
 
     def connect(self) -> tuple[redis.Redis, Codec]:
-        inner = self.cache.client  # type: ignore[attr-defined]
+        inner = self.cache_client()
         return inner.get_client(write=True), client_codec(inner)
 
 
 class BuiltinRedisBackend(RedisBackend):
     """Django's own ``django.core.cache.backends.redis.RedisCache``."""
 
+    def cache_client(self) -> Any:
+        return self.cache._cache  # type: ignore[attr-defined]
+
     def connect(self) -> tuple[redis.Redis, Codec]:
-        inner = self.cache._cache  # type: ignore[attr-defined]
+        inner = self.cache_client()
         serializer = inner._serializer
         return inner.get_client(write=True), Codec(serializer.dumps, serializer.loads)

@@ -15,6 +15,7 @@ from typing import Any
 import valkey.exceptions
 from django.core.exceptions import ImproperlyConfigured
 from django_valkey.base import BaseValkeyCache
+from django_valkey.client.default import DefaultClient
 
 from .redis import ClientErrors, Codec, RedisBackend, _SyncRedis, client_codec
 
@@ -32,7 +33,7 @@ class ValkeyBackend(RedisBackend):
     plain_make_keys = (BaseValkeyCache.make_key,)
 
     def connect(self) -> tuple[Any, Codec]:
-        inner = self.cache.client  # type: ignore[attr-defined]
+        inner = self.cache_client()
         return inner.get_client(write=True), client_codec(inner)
 
 
@@ -42,9 +43,7 @@ class AsyncValkeyBackend(ValkeyBackend):
     and the async ones a ``valkey.asyncio`` client per event loop, like every Redis adapter."""
 
     def connect(self) -> tuple[Any, Codec]:
-        from django_valkey.client.default import DefaultClient
-
-        inner = self.cache.client  # type: ignore[attr-defined]
+        inner = self.cache_client()
         params = dict(inner._params)
         options = dict(params.get("OPTIONS") or {})
         if options.get("CONNECTION_FACTORY") or "Sentinel" in type(inner).__name__:
@@ -87,7 +86,7 @@ class ClusterValkeyBackend(ValkeyBackend):
     tracking = False
 
     def connect(self) -> tuple[Any, Codec]:
-        inner = self.cache.client  # type: ignore[attr-defined]
+        inner = self.cache_client()
         probe = self.server_key(self._name("v", "probe"))
         if not probe.endswith(":{probe}") or "{" in probe[: -len("{probe}")]:
             raise ImproperlyConfigured(

@@ -19,13 +19,18 @@ It needs pytest and pytest-django, and a fork start method (Linux, macOS with ``
 
 from __future__ import annotations
 
+import base64
 import faulthandler
 import itertools
+import json
 import math
 import multiprocessing
 import os
+import pickle
 import queue
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -33,6 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.cache import caches, close_caches
 
 from .. import LockError, LockLost, LockTimeout, cache_aside, lock, lock_decorator, stats, update
@@ -43,6 +49,35 @@ from ..locks import Lock
 __all__ = ["BackendContract", "run_processes"]
 
 FORK = multiprocessing.get_context("fork")
+
+# Run by test_start_up_imports_what_a_first_call_needs_and_connects_nowhere in a fresh
+# interpreter: settings from argv, then Django's start-up, then first calls. Sockets' connect
+# is wrapped to record where it goes (it still connects).
+_FIRST_CALLS = """
+import base64, json, pickle, socket, sys
+connected = []
+_connect = socket.socket.connect
+def connect(self, address):
+    connected.append(repr(address))
+    return _connect(self, address)
+socket.socket.connect = connect
+import django
+from django.conf import settings
+settings.configure(INSTALLED_APPS=["cache_tools"], **pickle.loads(base64.b64decode(sys.argv[1])))
+django.setup()
+at_start = list(connected)
+from django.core.cache import cache
+from cache_tools import cache_aside, lock, stats
+before = set(sys.modules)
+@cache_aside(timeout=60, key_maker="start-up:{n}")
+def first(n):
+    return n
+first(1), first(1)
+with lock("start-up", timeout=5):
+    cache.set("start-up", 1, 5)
+stats.flush()
+print(json.dumps([at_start, sorted(set(sys.modules) - before), connected]))
+"""
 
 
 def run_processes(
@@ -452,6 +487,32 @@ class BackendContract:
         use_both()
         assert noted.flight.function_id in backend.read_names(registries[0])
         assert name in backend.read_names(registries[1])
+
+    # Start-up ----------------------------------------------------------------------------
+
+    def test_start_up_imports_what_a_first_call_needs_and_connects_nowhere(
+        self, contract_alias: str
+    ) -> None:
+        """In a fresh interpreter with this alias alone: ``django.setup()`` opens no
+        connection, and the first hit, miss, lock and statistics flush import no module (a
+        process forking while another thread imported one would give its child half of it:
+        :meth:`Backend.prepare`)."""
+        configured = {
+            "CACHES": {"default": settings.CACHES[contract_alias]},
+            "CACHE_TOOLS": {**getattr(settings, "CACHE_TOOLS", {}), "CACHE": "default"},
+        }
+        child = subprocess.run(
+            [sys.executable, "-c", _FIRST_CALLS, base64.b64encode(pickle.dumps(configured))],
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert child.returncode == 0, child.stderr[-3000:]
+        connected_at_start, imported, connected_after = json.loads(child.stdout)
+        assert connected_at_start == [], "django.setup() connected"
+        assert imported == [], "the first calls imported modules"
+        assert connected_after, "no connection seen at all: the check did not observe sockets"
 
     # update() ----------------------------------------------------------------------------
 
