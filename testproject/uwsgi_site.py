@@ -1,5 +1,5 @@
-"""Start and stop the test project under a real uWSGI or a real ASGI server (uvicorn), for the
-integration tests and benchmarks."""
+"""Start and stop the test project under a real uWSGI, gunicorn or ASGI server (uvicorn), for
+the integration tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -60,6 +60,44 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _environment(
+    tmp: Path, prefix: str, redis_url: str, extra_env: dict[str, str] | None, migrate: bool
+) -> dict[str, str]:
+    """The server's environment (its own demo database in ``tmp``), migrated if asked."""
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "DEMO_DB": str(tmp / "demo.sqlite3"),
+        "CACHE_KEY_PREFIX": prefix,
+        "DJANGO_SETTINGS_MODULE": "testproject.settings",
+        **(extra_env or {}),
+    }
+    if migrate:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True
+        )
+    return env
+
+
+def _launch(
+    command: list[str],
+    env: dict[str, str],
+    log: Path,
+    port: int,
+    prefix: str,
+    mode: str,
+    workers: int,
+) -> Site:
+    """Start ``command`` (its output in ``log``) and wait until ``workers`` workers answer."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    site = Site(f"http://127.0.0.1:{port}", prefix, process, log, mode)
+    _wait_for_workers(site, workers)
+    return site
+
+
 def start_site(
     tmp: Path,
     mode: str,
@@ -72,32 +110,32 @@ def start_site(
     """uWSGI serving the project with 4 workers; ``mode`` is "preforked", "lazy-apps", or
     "uwsgi-cache" (preforked, with uWSGI's own cache as the default cache alias)."""
     port = _free_port()
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "REDIS_URL": redis_url,
-        "DEMO_DB": str(tmp / "demo.sqlite3"),
-        "CACHE_KEY_PREFIX": prefix,
-        "DJANGO_SETTINGS_MODULE": "testproject.settings",
-        **(extra_env or {}),
-    }
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True
-    )
-    log = tmp / "uwsgi.log"
+    env = _environment(tmp, prefix, redis_url, {"PORT": str(port), **(extra_env or {})}, True)
     command = [str(UWSGI), "--ini", ini]
     if mode == "uwsgi-cache":
         command = [str(UWSGI), "--ini", "testproject/uwsgi-cache.ini"]
     if mode == "lazy-apps":
         command.append("--lazy-apps")
     command += extra_args
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    site = Site(f"http://127.0.0.1:{port}", prefix, process, log, mode)
-    _wait_for_workers(site, WORKERS)
-    return site
+    return _launch(command, env, tmp / "uwsgi.log", port, prefix, mode, WORKERS)
+
+
+def start_gunicorn_site(
+    tmp: Path, prefix: str, redis_url: str, config: Path | None = None, workers: int = WORKERS
+) -> Site:
+    """gunicorn serving the project as deployment.rst runs it: ``workers`` processes of 2
+    threads, the application loaded in the master before the fork (``--preload``). ``config``:
+    a gunicorn settings file for its server hooks."""
+    port = _free_port()
+    env = _environment(tmp, prefix, redis_url, None, True)
+    command = [
+        sys.executable, "-m", "gunicorn", "testproject.wsgi:application",
+        "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", "2",
+        "--timeout", "30", "--graceful-timeout", "5", "--preload",
+    ]  # fmt: skip
+    if config is not None:
+        command += ["--config", str(config)]
+    return _launch(command, env, tmp / "gunicorn.log", port, prefix, "gunicorn", workers)
 
 
 def start_asgi_site(
@@ -105,30 +143,13 @@ def start_asgi_site(
 ) -> Site:
     """uvicorn serving the project with ``workers`` processes (one event loop each)."""
     port = _free_port()
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "DEMO_DB": str(tmp / "demo.sqlite3"),
-        "CACHE_KEY_PREFIX": prefix,
-        "DJANGO_SETTINGS_MODULE": "testproject.settings",
-    }
-    if migrate:
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True
-        )
-    log = tmp / "uvicorn.log"
+    env = _environment(tmp, prefix, redis_url, None, migrate)
     command = [
         sys.executable, "-m", "uvicorn", "testproject.asgi:application",
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
         "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    site = Site(f"http://127.0.0.1:{port}", prefix, process, log, "asgi")
-    _wait_for_workers(site, workers)
-    return site
+    return _launch(command, env, tmp / "uvicorn.log", port, prefix, "asgi", workers)
 
 
 def _wait_for_workers(site: Site, count: int) -> None:
@@ -146,7 +167,7 @@ def _wait_for_workers(site: Site, count: int) -> None:
             if site.process.poll() is not None or time.monotonic() > deadline:
                 stop_site(site)
                 raise RuntimeError(
-                    f"uWSGI did not start {count} workers:\n{site.log.read_text()[-3000:]}"
+                    f"the server did not start {count} workers:\n{site.log.read_text()[-3000:]}"
                 )
             if len(seen) < count:
                 time.sleep(0.05)
