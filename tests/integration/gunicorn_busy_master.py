@@ -25,7 +25,7 @@ def when_ready(server):
 
     from cache_tools import cache_aside, lock
 
-    @cache_aside(timeout=60, key_maker="gunicorn-master:{n}")
+    @cache_aside(timeout=3600, key_maker="gunicorn-master:{n}")  # no recomputation mid-test
     def in_master(n):
         return n
 
