@@ -10,7 +10,7 @@ from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
 
 from cache_tools import CacheInfo, LockError, cache_aside, lock, lock_decorator, update
-from cache_tools.backends import get_backend
+from cache_tools.backends import get_backend, prepare_all
 from cache_tools.testing.contract import run_processes
 
 
@@ -131,3 +131,14 @@ def test_forked_processes_back_off_by_different_amounts():
     drawn = run_processes(4, _backoffs)
     assert len({tuple(d) for d in drawn}) == 4
     assert random.getstate() == state
+
+
+def test_start_up_leaves_an_alias_it_cannot_set_up_to_fail_where_it_is_used(settings, caplog):
+    """``prepare_all`` (run by ``AppConfig.ready``) imports what each alias needs; an alias it
+    cannot set up does not stop the process from starting, and its first use says why."""
+    settings.CACHES = {**settings.CACHES, "broken": {"BACKEND": "no_such_package.Cache"}}
+    with caplog.at_level("DEBUG", logger="cache_tools.backends"):
+        prepare_all()
+    assert "could not prepare cache alias 'broken'" in caplog.text
+    with pytest.raises(ImproperlyConfigured, match="cannot import its BACKEND"):
+        get_backend("broken")
