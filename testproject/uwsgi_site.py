@@ -94,7 +94,11 @@ def _launch(
             command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     site = Site(f"http://127.0.0.1:{port}", prefix, process, log, mode)
-    _wait_for_workers(site, workers)
+    try:
+        wait_for_workers(site, workers)
+    except RuntimeError:
+        stop_site(site)
+        raise
     return site
 
 
@@ -152,25 +156,27 @@ def start_asgi_site(
     return _launch(command, env, tmp / "uvicorn.log", port, prefix, "asgi", workers)
 
 
-def _wait_for_workers(site: Site, count: int) -> None:
-    """Until ``count`` different workers have answered (with lazy-apps each loads the app
-    after its fork, and only loaded workers take requests)."""
+def wait_for_workers(site: Site, count: int, exclude: frozenset[int] = frozenset()) -> set[int]:
+    """The pids of ``count`` different workers, none in ``exclude``, once each has answered a
+    request that reads the cache (with lazy-apps each loads the app after its fork, and only
+    loaded workers take requests; a respawned worker announces itself only by answering).
+    Raises RuntimeError, with the server's log, after 30 s or if the server exits."""
     deadline = time.monotonic() + 30
     seen: set[int] = set()
     with ThreadPoolExecutor(2 * count) as pool:
         while len(seen) < count:
             try:
                 replies = list(pool.map(lambda _: site.request("/demo/info", timeout=2), range(8)))
-                seen.update(r.pid for r in replies if r.status == 200)
-            except OSError:
+                seen.update(r.pid for r in replies if r.status == 200 and r.pid not in exclude)
+            except OSError:  # a connection a killed worker had accepted
                 pass
             if site.process.poll() is not None or time.monotonic() > deadline:
-                stop_site(site)
                 raise RuntimeError(
-                    f"the server did not start {count} workers:\n{site.log.read_text()[-3000:]}"
+                    f"only {len(seen)} of {count} workers answered:\n{site.log.read_text()[-3000:]}"
                 )
             if len(seen) < count:
                 time.sleep(0.05)
+    return seen
 
 
 def stop_site(site: Site) -> None:

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.conf import settings
 
-from testproject.uwsgi_site import WORKERS, start_site, stop_site
+from testproject.uwsgi_site import WORKERS, start_site, stop_site, wait_for_workers
 
 
 def parallel(site, paths, workers=16):
@@ -271,34 +271,17 @@ def test_preforking_without_python_fork_hooks_is_warned_about_once(tmp_path):
     assert site.log.read_text().count(FORK_WARNING) == 1  # the master loads the application
 
 
-def answering_workers(site, count, exclude, timeout=30):
-    """The pids of ``count`` workers not in ``exclude`` that answered a cached computation
-    correctly (polled: a respawned worker announces itself only by answering)."""
-    deadline = time.monotonic() + timeout
-    seen = set()
-    while len(seen) < count:
-        assert time.monotonic() < deadline, f"only {len(seen)} new workers answered"
-        for _ in range(8):
-            try:
-                reply = site.request("/demo/compute/3", timeout=5)
-            except OSError:  # a connection a killed worker had accepted
-                continue
-            if reply.status == 200 and reply.pid not in exclude:
-                assert reply.json() == {"n": 3, "square": 9}
-                seen.add(reply.pid)
-        time.sleep(0.05)
-    return seen
-
-
 def test_every_worker_killed_is_replaced_by_one_that_answers(site, redis_client):
     """The master forks a new worker for each one SIGKILLed. gunicorn's test master does it
     while one of its threads is inside cache calls (``gunicorn_busy_master.py``): a worker
     that inherited a lock held by that thread would hang at its first cache call."""
     beat = f"{site.prefix}:1:gunicorn-master-beat"
     beat_before = int(redis_client.get(beat) or 0)
-    workers = answering_workers(site, WORKERS, exclude=set())
+    workers = wait_for_workers(site, WORKERS)
     for pid in workers:
         os.kill(pid, signal.SIGKILL)
-    answering_workers(site, WORKERS, exclude=workers)
+    wait_for_workers(site, WORKERS, exclude=frozenset(workers))
+    replies = parallel(site, ["/demo/compute/3"] * 16)
+    assert [r.json() for r in replies] == [{"n": 3, "square": 9}] * 16
     if site.mode == "gunicorn":  # its master used the cache throughout
         assert int(redis_client.get(beat)) > beat_before > 0
