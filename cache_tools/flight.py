@@ -35,7 +35,7 @@ from .errors import BackendUnavailable, StoreRefused
 from .near import LocalCopies, copies_for
 from .orphans import release_when_answering
 
-__all__ = ["NOT_STORED", "UNCACHED", "Flight", "Timeout"]
+__all__ = ["NOT_STORED", "UNCACHED", "AlsoStore", "Flight", "Timeout"]
 
 logger = logging.getLogger("cache_tools.aside")
 
@@ -47,6 +47,23 @@ NOT_STORED: Any = object()
 _NO_COPY: Any = object()
 #: The state of a result computed but not cached because the cache was down or refused it.
 UNCACHED = "uncached"
+
+
+@dataclass(frozen=True)
+class AlsoStore:
+    """What a computation returns to store a second entry with its own: ``value`` under
+    ``argument_key`` (in ``scope``) of the same function, by the same rule as its own entry
+    (nothing is stored if an invalidation came since the computation began). ``own`` is what
+    to store under the computation's own key.
+
+    >>> return response, AlsoStore(own=pointer, argument_key=varied_key, scope=path, value=page)
+    """
+
+    own: Any
+    argument_key: str
+    scope: str | None
+    value: Any
+
 
 Compute = Callable[[], tuple[T, Any]]
 AsyncCompute = Callable[[], Awaitable[tuple[T, Any]]]
@@ -327,33 +344,19 @@ class Flight(Generic[T]):
     def refresh(
         self, argument_key: str, compute: Compute[T], scope: str | None = None
     ) -> tuple[str, T]:
-        """Compute now and store unconditionally (no single flight); ``(state, result)``."""
+        """Compute anew and store, whatever the entry holds; ``(state, result)``. A computation
+        of the entry in flight is waited for first (its result may predate this call), and an
+        invalidation while this one computes voids its store, as for every other."""
         backend = self.backend
         keys = self.keys(argument_key, backend, scope)
-        return drive(self._compute_and_store(backend, keys, None, None), backend, compute)
+        return drive(self._recompute(backend, keys), backend, compute)
 
     async def arefresh(
         self, argument_key: str, compute: AsyncCompute[T], scope: str | None = None
     ) -> tuple[str, T]:
         backend = self.backend
         keys = self.keys(argument_key, backend, scope)
-        steps = self._compute_and_store(backend, keys, None, None)
-        return await adrive(steps, backend.asynchronous(), compute)
-
-    def put(self, argument_key: str, result: T, to_store: Any, scope: str | None = None) -> None:
-        """Store ``to_store`` (the stored form of ``result``) without taking the entry's lock."""
-        backend = self.backend
-        keys = self.keys(argument_key, backend, scope)
-        drive(self._store(backend, keys, result, to_store, None, None), backend)
-
-    async def aput(
-        self, argument_key: str, result: T, to_store: Any, scope: str | None = None
-    ) -> None:
-        backend = self.backend
-        keys = self.keys(argument_key, backend, scope)
-        await adrive(
-            self._store(backend, keys, result, to_store, None, None), backend.asynchronous()
-        )
+        return await adrive(self._recompute(backend, keys), backend.asynchronous(), compute)
 
     # The steps, written once -------------------------------------------------------------
 
@@ -373,9 +376,24 @@ class Flight(Generic[T]):
             return STALE, fetched.value, (fetched.generation, None)
         # A miss (or, without single flight, a stale entry): read again on the server, taking
         # the entry's lock if it is free, or learning how long to wait.
+        return (yield from self._take_or_wait(backend, keys, token))
+
+    def _recompute(self, backend: Backend, keys: EntryKeys) -> Steps[tuple[str, T]]:
+        """``refresh()``: take the entry's lock even on a fresh hit (after a computation in
+        flight), then compute and store, so that an invalidation meanwhile voids the store."""
+        state, result, _ = yield from self._take_or_wait(
+            backend, keys, secrets.token_hex(16), recompute=True
+        )
+        return state, result
+
+    def _take_or_wait(
+        self, backend: Backend, keys: EntryKeys, token: str | None, recompute: bool = False
+    ) -> Steps[tuple[str, Any, Refresh | None]]:
+        """Take the entry's lock and compute, or wait for the caller who holds it; without
+        ``recompute``, what that caller stored meanwhile is served instead."""
         while True:
             try:
-                found: Fetched = yield call("fetch", keys, token, self.lock_timeout)
+                found: Fetched = yield call("fetch", keys, token, self.lock_timeout, recompute)
             except BackendUnavailable as exc:
                 self._maybe_orphaned(backend, keys, token, exc)
                 result = yield from self._without_cache(backend, keys, exc)
@@ -385,7 +403,7 @@ class Flight(Generic[T]):
                 stats.add(backend.alias, keys.stats, "computations")
                 result, _ = yield COMPUTE
                 return UNCACHED, result, None
-            if found.state == HIT or (found.state == STALE and token):
+            if not recompute and (found.state == HIT or (found.state == STALE and token)):
                 field = "hits" if found.state == HIT else "stale_hits"
                 stats.add(backend.alias, keys.stats, field)
                 refresh = None
@@ -393,7 +411,8 @@ class Flight(Generic[T]):
                     refresh = (found.generation, (token, found.fence))
                 return found.state, found.value, refresh
             if found.wait is None:
-                stats.add(backend.alias, keys.stats, "misses")
+                if not recompute:
+                    stats.add(backend.alias, keys.stats, "misses")
                 state, result = yield from self._compute_and_store(backend, keys, token, found)
                 return state, result, None
             try:
@@ -417,7 +436,7 @@ class Flight(Generic[T]):
             release_when_answering(backend, keys.lock, token, self.lock_timeout)
 
     def _compute_and_store(
-        self, backend: Backend, keys: EntryKeys, token: str | None, fetched: Fetched | None
+        self, backend: Backend, keys: EntryKeys, token: str | None, fetched: Fetched
     ) -> Steps[tuple[str, T]]:
         stats.add(backend.alias, keys.stats, "computations")
         try:
@@ -439,32 +458,39 @@ class Flight(Generic[T]):
         result: T,
         to_store: Any,
         token: str | None,
-        fetched: Fetched | None,
+        fetched: Fetched,
     ) -> Steps[str]:
-        """Store, releasing the entry's lock. Returns ``"stored"`` when done (written, or
-        skipped because the entry was invalidated meanwhile), ``"kept out"`` (a zero timeout)
-        or ``"failed"`` (refused or unreachable); in both the lock is still the caller's."""
+        """Store, releasing the entry's lock; nothing is written if the function's generation
+        moved on from the one ``fetched`` saw or, with a ``token``, if the entry was invalidated
+        since its lock was taken. Returns ``"stored"`` when done (written, or skipped),
+        ``"kept out"`` (a zero timeout) or ``"failed"`` (refused or unreachable); in both the
+        lock is still the caller's."""
         timeout = self.timeout(result) if callable(self.timeout) else self.timeout
         if timeout is not None and timeout <= 0:
             return "kept out"
-        try:
-            yield call(
-                "store",
-                keys,
-                to_store,
-                timeout=timeout,
-                stale=self.stale,
-                generation=fetched.generation if fetched else None,
-                token=token,
-                fence=fetched.fence if fetched else None,
-            )
-        except StoreRefused as exc:
-            _warnings.refused(backend, keys, self.function_id, exc)
-            return "failed"
-        except BackendUnavailable as exc:
-            _warnings.outage(backend, keys, exc)
-            return "failed"
-        self._forget(backend, keys)
+        writes = [(keys, to_store, token)]
+        if isinstance(to_store, AlsoStore):
+            other = self.keys(to_store.argument_key, backend, to_store.scope)
+            writes = [(other, to_store.value, None), (keys, to_store.own, token)]
+        for entry, value, holder in writes:
+            try:
+                yield call(
+                    "store",
+                    entry,
+                    value,
+                    timeout=timeout,
+                    stale=self.stale,
+                    generation=fetched.generation,
+                    token=holder,
+                    fence=fetched.fence if holder else None,
+                )
+            except StoreRefused as exc:
+                _warnings.refused(backend, entry, self.function_id, exc)
+                return "failed"
+            except BackendUnavailable as exc:
+                _warnings.outage(backend, entry, exc)
+                return "failed"
+            self._forget(backend, entry)
         return "stored"
 
     def _forget(self, backend: Backend, keys: EntryKeys) -> None:

@@ -14,9 +14,9 @@ A response is stored only if all of these hold:
 
 A stored response is served only to requests that agree on every header its ``Vary`` names.
 Headers that middleware adds to ``Vary`` after the view returns are taken into account here:
-``Cookie`` when the view read the session (``request.user`` included) or embedded an existing
-CSRF token, and the active language and time zone are part of every key, as in Django's
-``cache_page``.
+``Cookie`` when the view read the session (``request.user`` included), read a cookie, or
+embedded an existing CSRF token, and the active language and time zone are part of every key,
+as in Django's ``cache_page``. Flash messages are :mod:`cache_tools.views`' concern.
 """
 
 from __future__ import annotations
@@ -32,14 +32,15 @@ from django.utils.timezone import get_current_timezone_name
 from django.utils.translation import get_language
 
 from .keys import normalise
+from .request_state import AUTHENTICATION_KEYS, Reads
 
 __all__ = [
     "Frozen",
     "bypasses",
     "freeze",
     "freshness",
-    "header_values",
     "request_parts",
+    "request_values",
     "storable",
     "thaw",
     "varied_headers",
@@ -83,23 +84,40 @@ def freshness(response: HttpResponseBase) -> float | None:
 
 
 def varied_headers(
-    response: HttpResponseBase, request: HttpRequest, user_in_key: bool
+    response: HttpResponseBase,
+    request: HttpRequest,
+    user_in_key: bool,
+    reads: Reads,
+    session_read_before: bool = False,
 ) -> tuple[str, ...] | None:
-    """The request headers (lower case, sorted) the response varies on; None for ``Vary: *``.
+    """What the response varies on (sorted): the request headers its ``Vary`` names (lower
+    case), and the request state the page read that middleware would only account for after
+    this decorator has run (see :mod:`cache_tools.request_state`): ``cookie:<name>`` for a
+    cookie, ``session:<key>`` for a session key (``session:*``: the whole session), ``cookie``
+    (the whole header) for an embedded CSRF token or a session read before the view (by
+    middleware: what it read is unknown). With ``user_in_key`` (``vary_on_user``), the session
+    keys read for authentication are covered by the user's key. None for ``Vary: *``.
 
-    ``Cookie`` is added, and to the response's own ``Vary`` too, when the view read the session
-    or embedded an existing CSRF token: middleware would add it after this decorator has run.
-    With ``user_in_key`` (``vary_on_user``) the session read is covered by the user's key.
+    The response's own ``Vary`` gains ``Cookie`` for any of these, for caches downstream.
     """
     names = {n.strip().lower() for n in _LIST.split(response.get("Vary", "")) if n.strip()}
     if "*" in names:
         return None
-    session = getattr(request, "session", None)
-    session_read = session is not None and getattr(session, "accessed", False) and not user_in_key
-    if session_read or request.META.get("CSRF_COOKIE_NEEDS_UPDATE"):
-        names.add("cookie")
+    state = set()
+    if "*" in reads.cookies:
+        state.add("cookie")
+    else:
+        state |= {f"cookie:{name}" for name in reads.cookies}
+    if session_read_before or request.META.get("CSRF_COOKIE_NEEDS_UPDATE"):
+        state.add("cookie")
+    elif reads.session_keys is None:
+        state.add("session:*")
+    else:
+        covered = AUTHENTICATION_KEYS if user_in_key else frozenset()
+        state |= {f"session:{key}" for key in reads.session_keys - covered}
+    if state:
         patch_vary_headers(response, ("Cookie",))
-    return tuple(sorted(names))
+    return tuple(sorted(names | state))
 
 
 def storable(response: HttpResponseBase, had_csrf_cookie: bool, request: HttpRequest) -> bool:
@@ -143,6 +161,31 @@ def thaw(frozen: Frozen) -> HttpResponse:
     return response
 
 
-def header_values(request: HttpRequest, names: tuple[str, ...]) -> list[str]:
-    """The request's values of ``names``; an absent header differs from an empty one."""
-    return [normalise(request.headers.get(name), name) for name in names]
+_ABSENT = "a"
+
+
+def request_values(request: HttpRequest, names: tuple[str, ...]) -> list[str]:
+    """The request's values of what a response varies on (see :func:`varied_headers`): its
+    headers (an absent one differs from an empty one), cookies and session keys. Raises
+    ``TypeError`` for a session value that cannot be part of a key."""
+    values = []
+    for name in names:
+        kind, _, key = name.partition(":")
+        if not key:  # a header: header names have no ":"
+            values.append(normalise(request.headers.get(name), name))
+        elif kind == "cookie":
+            values.append(normalise(request.COOKIES.get(key), name))
+        else:
+            values.append(_session_value(request, key))
+    return values
+
+
+def _session_value(request: HttpRequest, key: str) -> str:
+    session = getattr(request, "session", None)
+    if session is None:
+        return _ABSENT
+    if key == "*":
+        return normalise(dict(session.items()), "session")
+    if key not in session:
+        return _ABSENT
+    return "p" + normalise(session[key], f"session:{key}")

@@ -379,5 +379,28 @@ def raw_key(
 
 
 def function_id(func: Callable[..., Any]) -> str:
-    """The dotted path of ``func``, made safe and at most 60 characters."""
-    return safe_key(_dotted(func), 60)
+    """The dotted path of ``func``, made safe and at most 60 characters. A class-based view
+    (``ProductView.as_view(**options)``) is named after its class and the options it was given:
+    every ``as_view()`` function has the same dotted path.
+
+    >>> function_id(area)
+    'cache_tools.keys.area'
+    >>> function_id(ProductView.as_view())
+    'shop.views.ProductView'
+    """
+    view_class = getattr(func, "view_class", None)
+    if not isinstance(view_class, type):
+        return safe_key(_dotted(func), 60)
+    name = _dotted(view_class)
+    options = getattr(func, "view_initkwargs", None)
+    if options:
+        name += ":" + ",".join(f"{k}={_option(v, k)}" for k, v in sorted(options.items()))
+    return safe_key(name, 60)
+
+
+def _option(value: Any, name: str) -> str:
+    """A view option's text in a name: normalised, or its type when it cannot be."""
+    try:
+        return normalise(value, name)
+    except TypeError:
+        return f"?{_dotted(type(value))}"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import weakref
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, overload
@@ -31,18 +32,17 @@ from urllib.parse import quote, urlsplit
 from asgiref.sync import markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
-from . import checks, signals
+from . import checks, request_state, signals
 from ._options import applied_bare, local_copies, positive_seconds, seconds_or_zero
 from .backends.base import MISS
 from .drive import Steps, adrive, call, drive
-from .flight import UNCACHED, Flight
+from .flight import NOT_STORED, UNCACHED, AlsoStore, Flight
 from .http_rules import (
-    Frozen,
     bypasses,
     freeze,
     freshness,
-    header_values,
     request_parts,
+    request_values,
     storable,
     thaw,
     varied_headers,
@@ -62,9 +62,14 @@ REQUEST_KEY_LENGTH = 120
 LEARNED_PATHS = 1024
 _MAX_HOPS = 3
 
-# What an entry holds: a frozen response, a pointer to the headers the path varies on, or a
-# marker for a response that must not be stored (so later requests skip single flight).
+# What an entry holds: a frozen response (and whether the page shows flash messages), a pointer
+# to the headers the path varies on, or a marker for a response that must not be stored (so
+# later requests skip single flight).
 _RESPONSE, _VARIES, _UNCACHEABLE = "r", "v", "u"
+# A header name (RFC 9110 token).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
+#: ``X-Cache`` of a response that went past the cache (neither served from it nor stored).
+BYPASS = "bypass"
 
 _all_cached_views: weakref.WeakSet[CachedView[...]] = weakref.WeakSet()
 
@@ -124,9 +129,9 @@ class CachedView(Generic[P]):
             user = getattr(request, "user", None)
             pk = user.pk if user is not None and user.is_authenticated else None
             parts.append(normalise(pk, "user"))
-        parts += header_values(request, self._vary_on_headers)
+        parts += request_values(request, self._vary_on_headers)
         parts.append(normalise(varies, "vary"))
-        parts += header_values(request, varies)
+        parts += request_values(request, varies)
         return safe_key(":".join(parts), REQUEST_KEY_LENGTH)
 
     def _learn(self, path: str, varies: tuple[str, ...]) -> None:
@@ -142,28 +147,33 @@ class CachedView(Generic[P]):
     ) -> Steps[HttpResponseBase]:
         """The steps from a request to its response, for sync and async views alike."""
         if bypasses(request, self._methods):
-            response: HttpResponseBase = yield call("view")
-            return response
+            return (yield from _bypass())
+        session = getattr(request, "session", None)
+        read_before = session is not None and getattr(session, "accessed", False)
         scope = _scope(request.path)
         varies = self._learned.get(request.path, ())
         for _ in range(_MAX_HOPS):
-            key = self._key(request, args, kwargs, varies)
-            state, value = yield call("get", key, varies, scope)
+            try:
+                key = self._key(request, args, kwargs, varies)
+            except TypeError:  # a session value that cannot be part of a key
+                return (yield from _bypass())
+            state, value = yield call("get", key, varies, scope, read_before)
             if state in (MISS, UNCACHED):
                 return value  # type: ignore[no-any-return]
             kind = value[0]
             if kind == _UNCACHEABLE:
-                response = yield call("view")
-                return response
+                return (yield from _bypass())
             stored_varies = value[1] if kind == _VARIES else value[1][3]
             if kind == _RESPONSE and set(stored_varies) <= set(varies):
+                if value[2] and request_state.pending_messages(request):
+                    # The page shows flash messages and this visitor has some: theirs alone.
+                    return (yield from _bypass())
                 response = thaw(value[1])
                 response["X-Cache"] = state
                 return response
             varies = stored_varies  # the path varies on more headers than this key holds
             self._learn(request.path, varies)
-        response = yield call("view")  # its Vary keeps changing: serve it uncached
-        return response
+        return (yield from _bypass())  # its Vary keeps changing: serve it uncached
 
     def _compute(
         self,
@@ -172,26 +182,40 @@ class CachedView(Generic[P]):
         kwargs: dict[str, Any],
         keyed_on: tuple[str, ...],
         scope: str,
+        session_read_before: bool,
     ) -> Steps[tuple[HttpResponseBase, Any]]:
-        """The steps of rendering the page once, deciding what to store, and where."""
+        """The steps of rendering the page once, deciding what to store, and where
+        (``session_read_before``: middleware read the session before this view's cache)."""
         had_csrf_cookie = "CSRF_COOKIE" in request.META
-        response = yield call("view")
-        render = getattr(response, "render", None)
-        if callable(render) and not getattr(response, "is_rendered", True):
-            response = render()
-        varies = varied_headers(response, request, self._vary_on_user)
+        watching = request_state.watch(request)
+        try:
+            response = yield call("view")
+            render = getattr(response, "render", None)
+            if callable(render) and not getattr(response, "is_rendered", True):
+                response = render()
+        finally:
+            reads = watching.stop()
+        if reads.messages_shown:  # this visitor's own flash messages: not for the next one
+            response["X-Cache"] = BYPASS
+            return response, NOT_STORED
+        varies = varied_headers(response, request, self._vary_on_user, reads, session_read_before)
         if varies is None or not storable(response, had_csrf_cookie, request):
+            response["X-Cache"] = BYPASS
             return response, (_UNCACHEABLE,)
-        response["X-Cache"] = "miss"
-        frozen: Frozen = freeze(response, varies)
+        entry = (_RESPONSE, freeze(response, varies), reads.messages_read)
         if not set(varies) <= set(keyed_on):
             # Store it where requests that agree on those headers look, and leave a pointer
             # there for the requests that come to this key.
+            try:
+                key = self._key(request, args, kwargs, varies)
+            except TypeError:  # a session value that cannot be part of a key
+                response["X-Cache"] = BYPASS
+                return response, NOT_STORED
             self._learn(request.path, varies)
-            key = self._key(request, args, kwargs, varies)
-            yield call("put", key, response, (_RESPONSE, frozen), scope)
-            return response, (_VARIES, varies)
-        return response, (_RESPONSE, frozen)
+            response["X-Cache"] = "miss"
+            return response, AlsoStore((_VARIES, varies), key, scope, entry)
+        response["X-Cache"] = "miss"
+        return response, entry
 
     def invalidate(self, request_or_path: HttpRequest | str) -> bool:
         """Drop every cached response of a path (any query, host, scheme or ``Vary`` variant);
@@ -236,6 +260,13 @@ class AsyncCachedView(CachedView[P]):
         return await adrive(self._serve(request, args, kwargs), page)
 
 
+def _bypass() -> Steps[HttpResponseBase]:
+    """The view's own response, past the cache."""
+    response: HttpResponseBase = yield call("view")
+    response["X-Cache"] = BYPASS
+    return response
+
+
 class _Page:
     """One request's view of the world, for the steps: the view, and the engine."""
 
@@ -247,12 +278,13 @@ class _Page:
     def view(self) -> HttpResponseBase:
         return self.cached._view()(self.request, *self.args, **self.kwargs)
 
-    def get(self, key: str, keyed_on: tuple[str, ...], scope: str) -> tuple[str, Any]:
-        steps = self.cached._compute(self.request, self.args, self.kwargs, keyed_on, scope)
+    def get(
+        self, key: str, keyed_on: tuple[str, ...], scope: str, read_before: bool
+    ) -> tuple[str, Any]:
+        steps = self.cached._compute(
+            self.request, self.args, self.kwargs, keyed_on, scope, read_before
+        )
         return self.cached.flight.get(key, lambda: drive(steps, self), scope)
-
-    def put(self, key: str, response: HttpResponseBase, to_store: Any, scope: str) -> None:
-        self.cached.flight.put(key, response, to_store, scope)
 
 
 class _AsyncPage(_Page):
@@ -260,15 +292,12 @@ class _AsyncPage(_Page):
         return await self.cached._view()(self.request, *self.args, **self.kwargs)  # type: ignore[no-any-return, misc]
 
     async def get(  # type: ignore[override]
-        self, key: str, keyed_on: tuple[str, ...], scope: str
+        self, key: str, keyed_on: tuple[str, ...], scope: str, read_before: bool
     ) -> tuple[str, Any]:
-        steps = self.cached._compute(self.request, self.args, self.kwargs, keyed_on, scope)
+        steps = self.cached._compute(
+            self.request, self.args, self.kwargs, keyed_on, scope, read_before
+        )
         return await self.cached.flight.aget(key, lambda: adrive(steps, self), scope)
-
-    async def put(  # type: ignore[override]
-        self, key: str, response: HttpResponseBase, to_store: Any, scope: str
-    ) -> None:
-        await self.cached.flight.aput(key, response, to_store, scope)
 
 
 class CacheViewDecorator(Protocol):
@@ -330,6 +359,9 @@ def cache_view(
     if isinstance(vary_on_headers, str) or isinstance(methods, str):
         raise ValueError("vary_on_headers and methods take a list of names, not one string")
     header_names = tuple(sorted({name.lower() for name in vary_on_headers}))
+    for name in header_names:
+        if not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"vary_on_headers: {name!r} is not a request header name")
     local_size = local_copies(local)
     allowed = frozenset(method.upper() for method in methods)
     most = None if timeout is None else float(timeout)

@@ -23,17 +23,24 @@ INSTALLED_APPS = [
     "cache_tools",  # before the admin: it adds a link to the dashboard on the admin's index
     "django.contrib.admin",
     "testproject.demo",
+    "testproject.shop",
 ]
-MIDDLEWARE = [
-    "testproject.demo.middleware.WorkerPidMiddleware",
-    "django.middleware.common.CommonMiddleware",
+# What ``django-admin startproject`` writes, after the demo's own.
+STARTPROJECT_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
-# Sessions in signed cookies: the demo's four workers share no session table writes.
-SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+MIDDLEWARE = ["testproject.demo.middleware.WorkerPidMiddleware", *STARTPROJECT_MIDDLEWARE]
+# Sessions in signed cookies: the demo's four workers share no session table writes
+# (DEMO_SESSIONS=db: startproject's default, the database).
+SESSION_ENGINE = {
+    "db": "django.contrib.sessions.backends.db",
+}.get(os.environ.get("DEMO_SESSIONS", ""), "django.contrib.sessions.backends.signed_cookies")
 ROOT_URLCONF = "testproject.urls"
 TEMPLATES = [
     {

@@ -9,6 +9,7 @@ urlpatterns = [
     path("", dashboard, {"template_name": "demo/dashboard.html"}, name="demo-dashboard"),
     path("cache-tools/", include("cache_tools.urls")),
     path("admin/", admin.site.urls),
+    path("shop/", include("testproject.shop.urls")),
     # The demo serves the admin's CSS itself (a real site lets its web server do it).
     re_path(r"^static/(?P<path>.*)$", serve, {"insecure": True}),
     path("demo/login", views.login_demo),

@@ -125,13 +125,18 @@ def start_site(
 
 
 def start_gunicorn_site(
-    tmp: Path, prefix: str, redis_url: str, config: Path | None = None, workers: int = WORKERS
+    tmp: Path,
+    prefix: str,
+    redis_url: str,
+    config: Path | None = None,
+    workers: int = WORKERS,
+    extra_env: dict[str, str] | None = None,
 ) -> Site:
     """gunicorn serving the project as deployment.rst runs it: ``workers`` processes of 2
     threads, the application loaded in the master before the fork (``--preload``). ``config``:
     a gunicorn settings file for its server hooks."""
     port = _free_port()
-    env = _environment(tmp, prefix, redis_url, None, True)
+    env = _environment(tmp, prefix, redis_url, extra_env, True)
     command = [
         sys.executable, "-m", "gunicorn", "testproject.wsgi:application",
         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", "2",

@@ -1,8 +1,9 @@
 -- Read a cache-aside entry and, on a miss or stale hit, take the entry's lock.
 -- KEYS: value, generation, lock (companions lock#f, lock#w)
--- ARGV: token ('' = do not lock), lock_ttl_ms
+-- ARGV: token ('' = do not lock), lock_ttl_ms, recompute ('1': take the lock on a fresh hit too,
+--       or wait for it as on a miss: refresh())
 -- Returns {state, envelope or nil, number, generation}:
---   {1, envelope, 0, gen}        fresh hit
+--   {1, envelope, 0, gen}        fresh hit (with recompute: fence > 0, this caller must compute)
 --   {2, envelope, fence, gen}    stale hit; fence > 0 when this caller must refresh
 --   {0, nil, fence, gen}         miss; fence > 0 when this caller must compute
 --   {-1, nil, pttl, gen}         miss while another caller computes (registered as a waiter)
@@ -28,7 +29,8 @@ if envelope then
     end
   end
 end
-if state == 1 then
+local recompute = ARGV[3] == '1'
+if state == 1 and not recompute then
   return {1, envelope, 0, gen}
 end
 local fence = 0
@@ -36,13 +38,13 @@ if ARGV[1] ~= '' then
   fence = take_lock(lock, fence_key, ARGV[1], lock_ttl)
   if not fence then
     fence = 0
-    if state == 0 then
+    if state == 0 or recompute then
       register_waiter(waiters, lock_ttl + WAITER_GRACE_MS)
       return {-1, false, redis.call('pttl', lock), gen}
     end
   end
 end
-if state == 2 then
-  return {2, envelope, fence, gen}
+if state ~= 0 then
+  return {state, envelope, fence, gen}
 end
 return {0, false, fence, gen}

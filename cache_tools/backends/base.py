@@ -358,9 +358,12 @@ class Backend(abc.ABC):
         """Read an entry in one round trip, taking no lock (the hit path)."""
 
     @abc.abstractmethod
-    def fetch(self, keys: EntryKeys, token: str | None, lock_ttl: float) -> Fetched:
+    def fetch(
+        self, keys: EntryKeys, token: str | None, lock_ttl: float, recompute: bool = False
+    ) -> Fetched:
         """Read an entry; with ``token``, take the entry's lock on a miss or a stale hit
-        (registering as a waiter when another caller holds it)."""
+        (registering as a waiter when another caller holds it). With ``recompute``, take it
+        on a fresh hit too, or wait for it like on a miss (``refresh()``)."""
 
     @abc.abstractmethod
     def store(

@@ -190,23 +190,25 @@ class CacheAPIBackend(Backend):
             cache.add(self.namespace_key().name, _clock_us(), None)
             return int(cache.get(keys.generation.name) or 0)
 
-    def fetch(self, keys: EntryKeys, token: str | None, lock_ttl: float) -> Fetched:
+    def fetch(
+        self, keys: EntryKeys, token: str | None, lock_ttl: float, recompute: bool = False
+    ) -> Fetched:
         state, value, generation, namespace = self._read(keys)
         if generation is None or namespace is None:
             generation = self._ensure_generations(keys)
-        if state == HIT:
+        if state == HIT and not recompute:
             return Fetched(state, value=value, generation=generation)
         fence = None
         if token:
             taken, number = self.acquire(keys.lock, token, lock_ttl, register_waiter=False)
             if not taken:
-                if state == MISS:
+                if state == MISS or recompute:
                     return Fetched(MISS, wait=poll_delay(2), generation=generation)
             else:
                 # Read again under the lock: the entry may have been stored (and its lock
                 # released) between the read above and this acquire.
                 again, stored_value, stored_generation, _ = self._read(keys)
-                if again == HIT:
+                if again == HIT and not recompute:
                     self.release(keys.lock, token)
                     return Fetched(again, value=stored_value, generation=stored_generation)
                 fence = int(number)

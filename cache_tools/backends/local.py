@@ -56,7 +56,9 @@ class DummyBackend(CacheAPIBackend):
     def read(self, keys: EntryKeys) -> Fetched:
         return Fetched(MISS)
 
-    def fetch(self, keys: EntryKeys, token: str | None, lock_ttl: float) -> Fetched:
+    def fetch(
+        self, keys: EntryKeys, token: str | None, lock_ttl: float, recompute: bool = False
+    ) -> Fetched:
         return Fetched(MISS)
 
     def store(self, keys: EntryKeys, value: Any, **options: Any) -> bool:

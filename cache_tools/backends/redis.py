@@ -645,13 +645,15 @@ class RedisBackend(Backend):
             raise _translation(self.alias, exc, self.errors) or exc from exc
         return _parse_entry(pair[0], pair[1], codec)
 
-    def _fetch(self, keys: EntryKeys, token: str | None, lock_ttl: float) -> Steps[Fetched]:
+    def _fetch(
+        self, keys: EntryKeys, token: str | None, lock_ttl: float, recompute: bool = False
+    ) -> Steps[Fetched]:
         lock = keys.lock
         state, envelope, number, generation = yield call(
             "script",
             "aside_fetch",
             [keys.value, keys.generation, lock.lock],
-            [token or "", _ms(lock_ttl)],
+            [token or "", _ms(lock_ttl), int(recompute)],
         )
         generation = int(generation)
         if state == -1:

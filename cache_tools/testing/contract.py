@@ -41,7 +41,17 @@ import pytest
 from django.conf import settings
 from django.core.cache import caches, close_caches
 
-from .. import LockError, LockLost, LockTimeout, cache_aside, lock, lock_decorator, stats, update
+from .. import (
+    Call,
+    LockError,
+    LockLost,
+    LockTimeout,
+    cache_aside,
+    lock,
+    lock_decorator,
+    stats,
+    update,
+)
 from ..backends import get_backend
 from ..keys import safe_key
 from ..locks import Lock
@@ -351,6 +361,47 @@ class BackendContract:
         source["v"] = 30
         read.invalidate_all()
         assert read(0) == 30 and read(1) == 31
+
+    @pytest.mark.parametrize("how", ["invalidate", "invalidate_all"])
+    @pytest.mark.parametrize("computation", ["miss", "refresh", "warm --force"])
+    def test_an_invalidation_voids_every_computation_in_flight(
+        self, contract_alias: str, name: str, computation: str, how: str
+    ) -> None:
+        """A computation that began before an invalidation never stores its (older) result
+        afterwards, whichever path started it."""
+        source = {"value": "old"}
+        computing, finish = threading.Event(), threading.Event()
+
+        @cache_aside(timeout=60, cache=contract_alias, key_maker=lambda k: (name, k))
+        def read(k: int) -> str:
+            value = source["value"]
+            computing.set()
+            assert finish.wait(10)
+            return value
+
+        finish.set()
+        if computation != "miss":
+            assert read(1) == "old"
+        finish.clear()
+        computing.clear()
+        start = {
+            "miss": lambda: read(1),
+            "refresh": lambda: read.refresh(1),
+            "warm --force": lambda: read.warm_call(Call(1), force=True),
+        }[computation]
+        thread = threading.Thread(target=start)
+        thread.start()
+        try:
+            assert computing.wait(10)
+            source["value"] = "new"  # the data changes, then the cache is told
+            if how == "invalidate":
+                read.invalidate(1)
+            else:
+                read.invalidate_all()
+        finally:
+            finish.set()
+            thread.join()
+        assert read(1) == "new"
 
     def test_cache_key_is_the_servers_key(self, contract_alias: str, name: str) -> None:
         """The key ``cache_key()`` names is the one the server stores (``KEY_PREFIX`` and

@@ -1,0 +1,14 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("<str:run>/", views.catalogue, name="shop-catalogue"),
+    path("<str:run>/checkout", views.checkout),
+    path("<str:run>/order", views.order),
+    path("<str:run>/cart", views.cart, name="shop-cart"),
+    path("<str:run>/cart/add", views.add_to_cart),
+    path("<str:run>/greeting", views.greeting),
+    path("<str:run>/preferences", views.preferences),
+    path("<str:run>/sign-in", views.sign_in),
+]

@@ -1,0 +1,78 @@
+"""A small shop served with ``startproject``'s middleware: the pages a real site caches, and
+the request state they must never share (flash messages, an anonymous visitor's session cart,
+the signed-in user, a preference cookie)."""
+
+import itertools
+import os
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model, login
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from cache_tools import cache_view
+
+PRODUCTS = [("Tea", "4.50"), ("Coffee", "6.00"), ("Engagement ring", "1200.00")]
+_renderings = itertools.count(1)
+_orders = itertools.count(4711)
+
+
+def _rendering() -> str:
+    """Which process rendered a page, and its how-manieth rendering."""
+    return f"{os.getpid()}-{next(_renderings)}"
+
+
+@cache_view(timeout=60)
+def catalogue(request, run):
+    """The shop's front page: cached for everyone; its base template shows flash messages."""
+    context = {"run": run, "products": PRODUCTS, "rendering": _rendering()}
+    return render(request, "shop/catalogue.html", context)
+
+
+@require_GET
+def checkout(request, run):
+    return render(request, "shop/checkout.html")
+
+
+@require_POST
+def order(request, run):
+    """Takes an order, thanks the customer by name on the next page, as shops do."""
+    name = request.POST.get("name", "")
+    messages.success(request, f"Thanks {name}, your order ORD-{next(_orders)} is confirmed")
+    return redirect("shop-catalogue", run=run)
+
+
+@cache_view(timeout=60, vary_on_user=True)
+def cart(request, run):
+    """One entry per user: the visitor's name and the session's cart."""
+    return render(request, "shop/cart.html", {"cart": request.session.get("cart", [])})
+
+
+@require_POST
+def add_to_cart(request, run):
+    request.session["cart"] = [*request.session.get("cart", []), request.POST["item"]]
+    return redirect("shop-cart", run=run)
+
+
+@cache_view(timeout=60, vary_on_user=True)
+def greeting(request, run):
+    """Reads the session for authentication alone: shared by every anonymous visitor."""
+    return render(request, "shop/greeting.html")
+
+
+@cache_view(timeout=60)
+def preferences(request, run):
+    """Reads a cookie that no ``Vary`` names."""
+    return render(
+        request, "shop/preferences.html", {"theme": request.COOKIES.get("theme", "light")}
+    )
+
+
+@require_GET
+def sign_in(request, run):
+    """Test only: sign in as ``?user=`` (a staff user with ``&staff=1``)."""
+    user, _ = get_user_model().objects.get_or_create(
+        username=request.GET["user"], defaults={"is_staff": request.GET.get("staff") == "1"}
+    )
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    return redirect("shop-cart", run=run)
