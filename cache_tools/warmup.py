@@ -72,6 +72,8 @@ class Warmable(Protocol):
 
     def warm_call(self, call: Call, *, force: bool = False) -> WarmOutcome: ...
 
+    def cache_key(self, *args: Any, **kwargs: Any) -> str: ...
+
     @property
     def alias(self) -> str: ...
 
@@ -102,12 +104,15 @@ def register(
     """Register ``func`` (a ``cache_aside`` function) to be warmed with ``calls``.
 
     ``calls`` is an iterable, or a callable returning one, of tuples, dicts or ``Call`` objects.
-    The name defaults to the function's dotted path; registering a name again replaces it.
+    The name defaults to the function's dotted path. ``warm_cache`` runs warmers in the order
+    they were registered (registering a name again replaces it and moves it last), unless
+    names are given on its command line.
     """
     if not callable(getattr(func, "warm_call", None)):
         raise TypeError(f"warmup.register() takes a cache_aside function, not {func!r}")
     path = f"{func.__wrapped__.__module__}.{func.__wrapped__.__qualname__}"
     warmer = Warmer(name or path, func, calls, path)
+    _registry.pop(warmer.name, None)
     _registry[warmer.name] = warmer
     return warmer
 

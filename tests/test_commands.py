@@ -249,3 +249,23 @@ def test_clear_cache_leaves_no_statistics_of_this_process_behind(ops):
     run("clear_cache", "--cache", "ops")
     stats.flush()  # what the flusher would send next
     assert list(raw().scan_iter(match=f"{prefix}:*")) == []
+
+
+def test_overlapping_warmers_warm_each_entry_once_in_the_order_registered(unique):
+    @cache_aside(timeout=60, key_maker=f"{unique}:o:{{x}}")
+    def warm_o(x):
+        return record_warm(f"{unique}:o", x)
+
+    key = f"{settings.TEST_PREFIX}:warmed:{unique}:o"
+    first, second = f"{unique}-first", f"{unique}-second"
+    warmup.register(warm_o, [(1,), (2,), (2,), (3,)], name=second)
+    warmup.register(warm_o, [(3,), (4,)], name=first)
+    warmup.register(warm_o, [(1,), (2,), (2,), (3,)], name=second)  # again: now it runs last
+    assert [n for n in warmup.warmers() if n in (first, second)] == [first, second]
+    dry = run("warm_cache", first, second, "--dry-run", "--force", verbosity=2)
+    assert "4 entries would be computed" in dry
+    assert dry.index(f"would compute {first} Call(3)") < dry.index(f"{second} Call(1)")
+    assert "computed 4, already warm 0" in run("warm_cache", first, second, "--force")
+    assert warmed(key) == [3, 4, 1, 2]  # in the order asked, each entry once
+    run("warm_cache", second, first, "--force", "--jobs", "1")
+    assert warmed(key)[4:] == [1, 2, 3, 4]

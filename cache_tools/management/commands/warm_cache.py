@@ -15,16 +15,42 @@ from cache_tools.warmup import Call, Warmer
 from ._common import backend_of, command_errors
 from ._progress import Progress
 
+Plans = list[tuple[Warmer, list[Call]]]
+
+
+def _distinct(plans: Plans) -> tuple[Plans, int]:
+    """Each entry once, kept by the first warmer (in running order) whose argument sets name
+    it; and how many sets were left out."""
+    seen: set[object] = set()
+    kept: Plans = []
+    for warmer, calls in plans:
+        own = []
+        for call in calls:
+            key: object
+            try:
+                key = warmer.function.cache_key(*call.args, **call.kwargs)
+            except (TypeError, ValueError):  # no key: warming it reports why
+                key = object()
+            if key not in seen:
+                seen.add(key)
+                own.append(call)
+        kept.append((warmer, own))
+    return kept, sum(len(calls) for _, calls in plans) - len(seen)
+
 
 class Command(BaseCommand):
     help = (
         "Pre-compute the entries of registered cache warmers (@cache_aside(warm=...) and "
-        "cache_warmers.py modules). Only missing entries are computed unless --force. Exits "
-        "with status 1 if any computation failed or its result could not be stored."
+        "cache_warmers.py modules), in the order the names are given (default: the order "
+        "they were registered), each entry once. Only missing entries are computed unless "
+        "--force. Exits with status 1 if any computation failed or its result could not be "
+        "stored."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("names", nargs="*", metavar="NAME", help="warmer names or dotted paths")
+        parser.add_argument(
+            "names", nargs="*", metavar="NAME", help="warmer names or dotted paths, in order"
+        )
         parser.add_argument("--list", action="store_true", help="list warmers and exit")
         parser.add_argument(
             "--dry-run", action="store_true", help="show what would be computed; touch nothing"
@@ -45,7 +71,9 @@ class Command(BaseCommand):
             if options["list"]:
                 self._list(selected)
                 return
-            plans = [(warmer, warmer.argument_sets()) for warmer in selected]
+            plans, repeated = _distinct([(w, w.argument_sets()) for w in selected])
+            if repeated:
+                self._say(f"{repeated} argument sets name an entry another set names; warmed once")
             if options["dry_run"]:
                 self._dry_run(plans, options["force"])
                 return
@@ -64,7 +92,8 @@ class Command(BaseCommand):
         if unknown:
             known = ", ".join(sorted(registry)) or "(none registered)"
             raise CommandError(f"unknown warmer {', '.join(unknown)}; known warmers: {known}")
-        selected = [registry.get(n) or by_path[n] for n in names] or list(registry.values())
+        chosen = [registry.get(n) or by_path[n] for n in names] or list(registry.values())
+        selected = list({w.name: w for w in chosen}.values())  # each once, where first named
         if alias is not None:
             selected = [w for w in selected if w.function.alias == alias]
         return selected
@@ -79,7 +108,7 @@ class Command(BaseCommand):
         for row in rows:
             self._say("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
 
-    def _dry_run(self, plans: list[tuple[Warmer, list[Call]]], force: bool) -> None:
+    def _dry_run(self, plans: Plans, force: bool) -> None:
         total = 0
         for warmer, calls in plans:
             for call in calls:
@@ -88,7 +117,7 @@ class Command(BaseCommand):
                     total += 1
         self._say(f"{total} entries would be computed")
 
-    def _warm(self, plans: list[tuple[Warmer, list[Call]]], options: dict[str, Any]) -> None:
+    def _warm(self, plans: Plans, options: dict[str, Any]) -> None:
         started = time.monotonic()
         totals: Counter[str] = Counter()
         failures: list[tuple[str, Call, BaseException]] = []
