@@ -25,6 +25,10 @@ assert get_price(3) == 30 and QUERIES == [0, 3, 3]
 assert get_price.refresh(3) == 30  # recompute now, whatever is cached
 get_price.invalidate_all()  # O(1): every entry of get_price is gone
 assert get_price.cache_key(3).endswith("get_price}:(product_id=i3)")  # prefix:1:ct:v:{...}
+assert get_price(4) == 40
+assert get_price.invalidate("4") is False  # "4" is not 4: another key, nothing dropped
+assert get_price.cache_key("4") != get_price.cache_key(4)
+assert get_price.invalidate(4) is True  # the arguments as the function was called
 
 
 @cache_aside(timeout=lambda rates: 5 if rates["volatile"] else 3600)
@@ -34,9 +38,9 @@ def exchange_rates(currency):
 
 assert exchange_rates("EUR")["volatile"] is False
 
-assert not get_price.is_cached(4)  # a read that counts nothing
-assert get_price.warm_call(Call(4)) == "computed"  # what warm_cache does per argument set
-assert get_price.is_cached(4)
+assert not get_price.is_cached(5)  # a read that counts nothing
+assert get_price.warm_call(Call(5)) == "computed"  # what warm_cache does per argument set
+assert get_price.is_cached(5)
 assert get_price in cached_functions()  # every cache_aside function of the process
 
 # update(): read-modify-write of one key without lost updates, read back with cache.get.
