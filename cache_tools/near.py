@@ -12,12 +12,14 @@ turn stale or expire, and each function keeps at most ``local`` copies (least re
 dropped first).
 
 A copy is served only when no invalidation can be pending for this process: the listener is
-up, is not applying one, and its socket holds nothing unread (a ``poll`` with no timeout, on
-every local hit). So a copy is dropped as soon as the server's message reaches this host, not
-when the listener thread next gets the GIL (a thread serving copies in a loop holds it for
-Python's switch interval, 5 ms). A copy read concurrently with an invalidation is neither
-served nor kept: every invalidation bumps an epoch before and after it applies, and reads
-that saw another epoch go to the server.
+up, is not applying one, and neither of its two connections has anything unread (a ``poll``
+with no timeout, on every local hit): not the listener's (an invalidation, or its closing), nor
+the tracking one's (its closing: a server that forgot this client's tracking sends nothing, and
+a killed or restarted server closes both). So a copy is dropped as soon as the server's
+message reaches this host, not when the listener thread next gets the GIL (a thread serving
+copies in a loop holds it for Python's switch interval, 5 ms). A copy read concurrently with
+an invalidation is neither served nor kept: every invalidation bumps an epoch before and
+after it applies, and reads that saw another epoch go to the server.
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ class Tracker:
         self.value_prefix = str(backend.server_key(f"{namespace}:v:"))
         self.generation_prefix = str(backend.server_key(f"{namespace}:g:"))
         self.invalidations = 0
-        self._socket = -1  # the listener's file descriptor while healthy
+        self._sockets: tuple[int, ...] = ()  # both connections' descriptors while healthy
         self._pollers = threading.local()
         self._ready = threading.Event()
         self._stopped = threading.Event()
@@ -142,24 +144,31 @@ class Tracker:
 
     def current(self) -> bool:
         """True when no invalidation can be waiting for this process: listening, not applying
-        one, nothing unread on the socket (a closed or reset socket reads as readable)."""
+        one, nothing unread on either connection (a closed or reset socket reads as
+        readable)."""
         if not self.healthy or self.busy:
             return False
-        socket = self._socket
+        sockets = self._sockets
         try:
-            return not self._poller(socket).poll(0)
+            return not self._poller(sockets).poll(0)
         except (OSError, ValueError):  # closed meanwhile (the epoch tells the caller too)
             return False
 
-    def _poller(self, socket: int) -> Any:
-        """This thread's poll object on ``socket``: a poll object refuses two threads at once,
+    def _poller(self, sockets: tuple[int, ...]) -> Any:
+        """This thread's poll object on ``sockets``: a poll object refuses two threads at once,
         and ``select`` refuses descriptors above 1 023, which a busy server reaches."""
         mine = self._pollers
-        if getattr(mine, "socket", None) != socket:
+        if getattr(mine, "sockets", None) != sockets:
             poller = select.poll()
-            poller.register(socket, select.POLLIN)
-            mine.poller, mine.socket = poller, socket
+            for socket in sockets:
+                poller.register(socket, select.POLLIN)
+            mine.poller, mine.sockets = poller, sockets
         return mine.poller
+
+    @property
+    def socket(self) -> int:
+        """The listener's file descriptor (-1 while not listening)."""
+        return self._sockets[0] if self._sockets else -1
 
     def wait_until_ready(self, timeout: float) -> bool:
         """For tests and warm-up: block until the listener is subscribed and tracking."""
@@ -226,7 +235,7 @@ class Tracker:
             if tracking.read_response() not in (b"OK", "OK"):
                 raise redis.ResponseError("CLIENT TRACKING was refused")
             self._flush()  # whatever this process kept before may have missed invalidations
-            self._socket = listener._sock.fileno()
+            self._sockets = (listener._sock.fileno(), tracking._sock.fileno())
             self.healthy = True
             self._ready.set()
             logger.debug("local copies of %r tracked", self.backend.alias)
@@ -235,15 +244,20 @@ class Tracker:
                 if poller.poll(_CHECK_EVERY * 500):  # milliseconds
                     self._apply_unread(listener)
                 if time.monotonic() - checked >= _CHECK_EVERY:
-                    tracking.send_command("PING")  # the tracking connection is alive too
-                    tracking.read_response()
+                    self._ping(tracking)
                     checked = time.monotonic()
         finally:
             self.healthy = False
-            self.epoch += 1  # before the descriptor closes and may be reused (see current())
-            self._socket = -1
+            self.epoch += 1  # before the descriptors close and may be reused (see current())
+            self._sockets = ()
             for connection in (listener, tracking):
                 connection.disconnect()
+
+    def _ping(self, tracking: Any) -> None:
+        """Check the tracking connection answers (a silent network loss shows no closing);
+        its socket holds the reply meanwhile, so copies wait for the server that long."""
+        tracking.send_command("PING")
+        tracking.read_response()
 
     def _apply_unread(self, listener: Any) -> None:
         """Apply every message on the socket; ``busy`` while any is off it and unapplied."""

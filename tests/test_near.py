@@ -124,6 +124,21 @@ def test_a_copy_is_not_served_while_its_invalidation_waits_unread(unique, tracki
     until(lambda: tracking.wait_until_ready(0) and current(unique) == 7)
 
 
+def test_no_copy_is_served_once_the_tracking_connection_is_gone(unique, tracking):
+    """A server that lost this process's tracking (its connection killed) sends nothing more:
+    the copy goes at once, not at the next check of that connection a second later."""
+    assert current(unique) == 0
+    copied(current, unique)
+    client = raw()
+    tracked = [c for c in client.client_list() if "t" in c["flags"]]  # CLIENT TRACKING on
+    assert tracked
+    for connection in tracked:
+        client.client_kill_filter(_id=connection["id"])
+    run_processes(1, change_in_another_process, unique, "refresh")  # acknowledged there
+    assert current(unique) == 7  # before: the old copy, for up to a second
+    until(lambda: tracking.wait_until_ready(0) and current(unique) == 7)
+
+
 def test_clear_cache_and_flush_drop_copies(unique, tracking):
     from django.core.management import call_command
 
@@ -186,12 +201,12 @@ def copies_with_many_files_open(index, barrier, unique):
     barrier.wait()
     tracker = tracker_for(get_backend())
     assert tracker is not None and tracker.wait_until_ready(10)
-    assert tracker._socket > 1023
+    assert tracker.socket > 1023
     assert current(unique) == 0
     copied(current, unique)
     for fd in [*held, null]:
         os.close(fd)
-    return tracker._socket
+    return tracker.socket
 
 
 def test_copies_are_served_when_the_listener_descriptor_is_high(unique):
