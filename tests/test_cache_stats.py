@@ -132,3 +132,25 @@ def test_prometheus_metrics_carry_the_shared_counts(priced, unique):
 def test_an_unreachable_server_is_a_one_line_error(dead_alias):
     with pytest.raises(CommandError, match="dead"):
         run("cache_stats", "--cache", dead_alias)
+
+
+def test_names_cannot_forge_rows_reach_the_terminal_or_widen_the_table(unique):
+    hostile = [
+        f"forged-{unique}\nnightly  default  free  -  -  -  0  99  0  0",
+        f"ansi-{unique}\x1b[2J\x1b[31mred",
+        f"bidi-{unique}\u202etxt.exe",
+        f"long-{unique}-" + "x" * 10_000,
+    ]
+    for name in hostile:
+        with lock(name):
+            pass
+    stats.flush()
+    output = run("cache_stats")
+    assert "\x1b" not in output and "\u202e" not in output
+    assert max(len(line) for line in output.splitlines()) < 300
+    lines = [line for line in output.splitlines() if unique in line]
+    assert len(lines) == len(hostile)  # one row each: no forged row
+    assert any(f"forged-{unique}\\nnightly" in line for line in lines)
+    assert any(f"ansi-{unique}\\x1b[2J" in line for line in lines)
+    data = json.loads(run("cache_stats", "--json"))
+    assert set(hostile) <= {row["name"] for row in data["locks"]}  # exact in JSON

@@ -13,6 +13,19 @@ from cache_tools import monitor
 from ._common import backend_of, command_errors
 
 _CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear screen (only on a terminal)
+#: Longest name a table shows (``--json`` keeps names whole).
+LONGEST_NAME = 80
+
+
+def printable(name: str, longest: int = LONGEST_NAME) -> str:
+    r"""``name`` as a terminal may show it: control characters and invisible formatting
+    (newlines, ANSI escapes, bidirectional overrides) escaped, cut to ``longest`` characters.
+
+    >>> printable("report\n\x1b[31mok")
+    'report\\n\\x1b[31mok'
+    """
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in name)
+    return shown if len(shown) <= longest else shown[: longest - 3] + "..."
 
 
 class Command(BaseCommand):
@@ -107,8 +120,8 @@ def _function_table(rows: list[monitor.FunctionFigures]) -> list[str]:
         info, ratio = row.info, row.hit_ratio
         body.append(
             [
-                row.function + (" (view)" if row.kind == "view" else ""),
-                row.alias,
+                printable(row.function) + (" (view)" if row.kind == "view" else ""),
+                printable(row.alias),
                 *(str(n) for n in (info.hits, info.misses, info.stale_hits, info.local_hits)),
                 str(info.computations),
                 str(info.errors),
@@ -138,10 +151,10 @@ def _lock_table(rows: list[monitor.LockFigures]) -> list[str]:
         state = row.state
         body.append(
             [
-                row.name,
-                row.alias,
+                printable(row.name),
+                printable(row.alias),
                 "held" if state.held else "free",
-                state.holder or "-",
+                printable(state.holder or "-"),
                 "-" if state.age is None else f"{state.age:.1f}s",
                 "-" if state.fence is None else str(state.fence),
                 "?" if state.waiters is None else str(state.waiters),
