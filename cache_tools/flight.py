@@ -188,6 +188,43 @@ class _Refresher:
 
 _refresher = PerProcess(_Refresher)
 
+#: Seconds during which, after a result could not be stored, callers of that entry compute
+#: without waiting for each other (each would otherwise wait for the last, then compute too).
+UNCACHEABLE_SECONDS = 1.0
+_NOTHING: Any = object()
+
+
+class _Unstored:
+    """Results this process computed but could not store, kept a moment for the callers of
+    this process that were waiting for that very computation (they take it instead of
+    computing in turn): at most ``KEEP``, none older than ``UNCACHEABLE_SECONDS``. Callers
+    share the object, as with ``local_copy="object"``."""
+
+    KEEP = 16
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._results: dict[str, tuple[float, Any]] = {}
+
+    def publish(self, entry_key: str, result: Any) -> None:
+        now = time.monotonic()
+        with self._guard:
+            self._results.pop(entry_key, None)
+            self._results[entry_key] = (now, result)
+            for key, (when, _) in list(self._results.items()):
+                if len(self._results) > self.KEEP or when < now - UNCACHEABLE_SECONDS:
+                    del self._results[key]
+
+    def since(self, entry_key: str, started: float) -> Any:
+        """The result published for ``entry_key`` since ``started``, or ``_NOTHING``."""
+        found = self._results.get(entry_key)
+        if found is None or found[0] < started:
+            return _NOTHING
+        return found[1]
+
+
+_unstored = PerProcess(_Unstored)
+
 # Per event loop: the cold entries a coroutine of that loop is fetching or computing now.
 _in_flight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Event]] = (
     weakref.WeakKeyDictionary()
@@ -315,7 +352,12 @@ class Flight(Generic[T]):
                     in_flight = _in_flight.setdefault(asyncio.get_running_loop(), {})
                     leader = in_flight.get(keys.value)
                     if leader is not None:
+                        waited_from = time.monotonic()
                         await leader.wait()
+                        shared = _unstored.get().since(keys.value, waited_from)
+                        if shared is not _NOTHING:  # computed, but it could not be stored
+                            stats.add(backend.alias, keys.stats, "hits")
+                            return HIT, shared
                         continue
                     in_flight[keys.value] = asyncio.Event()
                     try:
@@ -390,7 +432,9 @@ class Flight(Generic[T]):
         self, backend: Backend, keys: EntryKeys, token: str | None, recompute: bool = False
     ) -> Steps[tuple[str, Any, Refresh | None]]:
         """Take the entry's lock and compute, or wait for the caller who holds it; without
-        ``recompute``, what that caller stored meanwhile is served instead."""
+        ``recompute``, what that caller stored meanwhile is served instead (or, in this
+        process, what it computed but could not store)."""
+        waited_from = time.monotonic()
         while True:
             try:
                 found: Fetched = yield call("fetch", keys, token, self.lock_timeout, recompute)
@@ -413,7 +457,8 @@ class Flight(Generic[T]):
             if found.wait is None:
                 if not recompute:
                     stats.add(backend.alias, keys.stats, "misses")
-                state, result = yield from self._compute_and_store(backend, keys, token, found)
+                holder = token if found.fence else None  # none: compute without the lock
+                state, result = yield from self._compute_and_store(backend, keys, holder, found)
                 return state, result, None
             try:
                 wait = min(found.wait or backend.max_wait, backend.max_wait)
@@ -421,6 +466,10 @@ class Flight(Generic[T]):
             except BackendUnavailable as exc:
                 result = yield from self._without_cache(backend, keys, exc)
                 return UNCACHED, result, None
+            shared = _unstored.get().since(keys.value, waited_from)
+            if not recompute and shared is not _NOTHING:
+                stats.add(backend.alias, keys.stats, "hits")
+                return HIT, shared, None
 
     def _without_cache(self, backend: Backend, keys: EntryKeys, error: Exception) -> Steps[T]:
         _warnings.outage(backend, keys, error)
@@ -447,9 +496,15 @@ class Flight(Generic[T]):
         outcome = "kept out"
         if to_store is not NOT_STORED:
             outcome = yield from self._store(backend, keys, result, to_store, token, fetched)
-        if outcome != "stored":
-            yield from self._release(backend, keys, token, wake_all=True)
-        return (UNCACHED if outcome == "failed" else MISS), result
+        if outcome != "stored" and token:
+            # Not storable (or refused): wake every waiter, and let callers compute without
+            # waiting for each other a moment; waiters of this process take this result.
+            storable = outcome == "unreachable"
+            if not storable:
+                _unstored.get().publish(keys.value, result)  # before the waiters wake
+            uncacheable = 0 if storable else UNCACHEABLE_SECONDS
+            yield from self._release(backend, keys, token, wake_all=True, uncacheable=uncacheable)
+        return (MISS if outcome in ("stored", "kept out") else UNCACHED), result
 
     def _store(
         self,
@@ -463,8 +518,8 @@ class Flight(Generic[T]):
         """Store, releasing the entry's lock; nothing is written if the function's generation
         moved on from the one ``fetched`` saw or, with a ``token``, if the entry was invalidated
         since its lock was taken. Returns ``"stored"`` when done (written, or skipped),
-        ``"kept out"`` (a zero timeout) or ``"failed"`` (refused or unreachable); in both the
-        lock is still the caller's."""
+        ``"kept out"`` (a zero timeout), ``"refused"`` (not serialisable, or the server would not
+        keep it) or ``"unreachable"``; in the last three the lock is still the caller's."""
         timeout = self.timeout(result) if callable(self.timeout) else self.timeout
         if timeout is not None and timeout <= 0:
             return "kept out"
@@ -486,10 +541,10 @@ class Flight(Generic[T]):
                 )
             except StoreRefused as exc:
                 _warnings.refused(backend, entry, self.function_id, exc)
-                return "failed"
+                return "refused"
             except BackendUnavailable as exc:
                 _warnings.outage(backend, entry, exc)
-                return "failed"
+                return "unreachable"
             self._forget(backend, entry)
         return "stored"
 
@@ -501,14 +556,19 @@ class Flight(Generic[T]):
             copies.drop(keys.value)
 
     def _release(
-        self, backend: Backend, keys: EntryKeys, token: str | None, wake_all: bool
+        self,
+        backend: Backend,
+        keys: EntryKeys,
+        token: str | None,
+        wake_all: bool,
+        uncacheable: float = 0,
     ) -> Steps[None]:
         """Release the entry's lock without storing: one waiter takes over, or all re-read.
         If the server cannot be told now, it is told as soon as it answers."""
         if not token:
             return
         try:
-            yield call("release", keys.lock, token, wake_all=wake_all)
+            yield call("release", keys.lock, token, wake_all=wake_all, uncacheable=uncacheable)
         except (BackendUnavailable, StoreRefused):
             release_when_answering(backend, keys.lock, token, self.lock_timeout)
 

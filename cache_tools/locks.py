@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import contextvars
+import enum
 import functools
 import inspect
 import itertools
@@ -134,6 +134,16 @@ def current_lock() -> Lock | None:
     """
     held = _held_here()
     return held[-1] if held else None
+
+
+class Default(enum.Enum):
+    """The type of :data:`DEFAULT`."""
+
+    DEFAULT = "the handle's own"
+
+
+#: ``acquire()``'s default wait: the handle's ``blocking_timeout``.
+DEFAULT = Default.DEFAULT
 
 
 def _validate_blocking_timeout(blocking_timeout: Any) -> float | None:
@@ -320,20 +330,27 @@ class Lock:
         self._token = None
         _held.set(tuple([ref for ref in _held.get() if ref() not in (None, self)]))
 
-    def acquire(self, blocking_timeout: float | None = None) -> bool:
-        """Wait up to ``blocking_timeout`` seconds (None: forever, 0: try once); True if taken.
+    def acquire(self, blocking_timeout: float | Default | None = DEFAULT) -> bool:
+        """Wait up to ``blocking_timeout`` seconds (default: the handle's own, as for ``with``;
+        None: forever, 0: try once); True if taken.
 
         Raises ``LockError`` if this thread or task still holds the lock (the server is asked),
         and ``LockUnavailable`` if the cache server cannot be reached.
+
+        >>> handle = lock("reports:monthly", blocking_timeout=5)
+        >>> handle.acquire()       # waits at most 5 s, like `with handle:`
+        >>> handle.acquire(None)   # waits for as long as it takes
         """
         return drive(self._acquire(blocking_timeout), self._backend)
 
-    async def aacquire(self, blocking_timeout: float | None = None) -> bool:
+    async def aacquire(self, blocking_timeout: float | Default | None = DEFAULT) -> bool:
         """:meth:`acquire` for async code: waits without blocking the event loop."""
         return await adrive(self._acquire(blocking_timeout), self._backend.asynchronous())
 
-    def _acquire(self, blocking_timeout: float | None) -> Steps[bool]:
-        blocking_timeout = _validate_blocking_timeout(blocking_timeout)
+    def _acquire(self, wait_for: float | Default | None) -> Steps[bool]:
+        blocking_timeout = (
+            self.blocking_timeout if wait_for is DEFAULT else _validate_blocking_timeout(wait_for)
+        )
         pid = os.getpid()
         if self._pid != pid:
             self._token = None  # taken by the process this one was forked from
@@ -351,17 +368,23 @@ class Lock:
         started = time.monotonic()
         deadline = None if blocking_timeout is None else started + blocking_timeout
         backend = self._backend
+        ticket = None  # a hand-over this waiter popped, to claim on its next attempt
         try:
             for attempt in itertools.count():
                 try:
                     taken, number = yield call(
-                        "acquire", self._keys, token, self.timeout, blocking_timeout != 0, attempt
+                        "acquire",
+                        self._keys,
+                        token,
+                        self.timeout,
+                        blocking_timeout != 0,
+                        attempt,
+                        ticket,
                     )
                 except BackendUnavailable as exc:
-                    if exc.outcome_unknown or (attempt and blocking_timeout != 0):
-                        # The lock may have been taken, or this token still has a place in
-                        # line that would make everyone wait for it to lapse: settle both as
-                        # soon as the server (or a promoted replica) answers.
+                    if exc.outcome_unknown:
+                        # The lock may have been taken: release it as soon as the server (or a
+                        # promoted replica) answers.
                         ttl = max(self.timeout, 3 * backend.max_wait)
                         release_when_answering(backend, self._keys, token, ttl)
                     raise
@@ -370,15 +393,15 @@ class Lock:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     logger.debug("gave up on %s after %.3fs", self.key, time.monotonic() - started)
-                    if blocking_timeout != 0:
-                        yield from self._leave_line(token)
                     return False
                 wait = min(x for x in (backend.max_wait, number or None, remaining) if x)
                 try:
-                    yield call("wait", self._keys, wait, token)
+                    # Blocked here, this waiter is in the server's line; killed, it leaves it.
+                    ticket = yield call("wait", self._keys, wait)
                 except BackendUnavailable:
                     # The server died under the wait (a failover): ask again, which reaches
                     # the new primary or raises LockUnavailable.
+                    ticket = None
                     continue
         except (BackendUnavailable, StoreRefused) as exc:
             raise _unavailable(f"cannot take lock {self.key!r}", exc) from exc.__cause__ or exc
@@ -395,12 +418,6 @@ class Lock:
         if self.auto_renew:
             _watchdog.get().watch(self, ref)
         return True
-
-    def _leave_line(self, token: str) -> Steps[None]:
-        """Step out of the line of waiters (and release the lock, should it have just been
-        handed to this token); if the server cannot be told, the place lapses by itself."""
-        with contextlib.suppress(BackendUnavailable, StoreRefused):
-            yield call("release", self._keys, token)
 
     def release(self) -> None:
         """Release the lock if this handle still owns it (never another owner's).
@@ -454,6 +471,7 @@ class Lock:
             raise _unavailable(f"cannot extend lock {self.key!r}", exc) from exc.__cause__ or exc
         if not extended:
             self._mark_lost()
+            self._forget()  # as release() does: no longer held, no longer current
             raise LockLost(f"lock {self.key!r} was lost before it could be extended")
 
     def holder(self) -> str | None:
@@ -466,7 +484,7 @@ class Lock:
     def locked(self) -> bool:
         """True if some owner (this handle or another) holds the lock now."""
         try:
-            return self._backend.exists(self._keys.lock)
+            return self._backend.owner(self._keys) is not None
         except (BackendUnavailable, StoreRefused) as exc:
             raise _unavailable(f"cannot read lock {self.key!r}", exc) from exc.__cause__ or exc
 
@@ -489,7 +507,7 @@ class Lock:
         return True
 
     def __enter__(self) -> Lock:
-        if not self.acquire(self.blocking_timeout):
+        if not self.acquire():
             raise LockTimeout(f"could not take lock {self.key!r} within {self.blocking_timeout}s")
         return self
 
@@ -497,7 +515,7 @@ class Lock:
         self._finish(raising=exc_type is not None)
 
     async def __aenter__(self) -> Lock:
-        if not await self.aacquire(self.blocking_timeout):
+        if not await self.aacquire():
             raise LockTimeout(f"could not take lock {self.key!r} within {self.blocking_timeout}s")
         return self
 
@@ -611,7 +629,7 @@ class LockedFunction(_Locked[P, R]):
         func, options = self.__wrapped__, self._options
         handle = self._handle(args, kwargs)
         try:
-            acquired = handle.acquire(options.blocking_timeout)
+            acquired = handle.acquire()
         except LockUnavailable as exc:
             if options.on_backend_error == "raise":
                 raise
@@ -654,7 +672,7 @@ class AsyncLockedFunction(_Locked[P, R]):
         func, options = self.__wrapped__, self._options
         handle = self._handle(args, kwargs)
         try:
-            acquired = await handle.aacquire(options.blocking_timeout)
+            acquired = await handle.aacquire()
         except LockUnavailable as exc:
             if options.on_backend_error == "raise":
                 raise

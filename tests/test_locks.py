@@ -1,9 +1,12 @@
+import asyncio
+import gc
 import itertools
 import logging
 import os
 import threading
 import time
 import uuid
+import warnings
 
 import pytest
 import redis
@@ -196,6 +199,18 @@ def test_bad_arguments_are_named():
         lock("x", cache="nope")
 
 
+def blocked_clients():
+    """Clients the server has blocked (BLPOP): waiters in a lock's line."""
+    return raw().info("clients")["blocked_clients"]
+
+
+def wait_until_blocked(count):
+    deadline = time.monotonic() + 10
+    while blocked_clients() < count:
+        assert time.monotonic() < deadline, "the waiter never blocked on the server"
+        time.sleep(0.005)
+
+
 def wait_in_line(name, order, started):
     started.set()
     with lock(name, timeout=10, blocking_timeout=10):
@@ -208,17 +223,14 @@ def test_hand_off_is_first_come_first_served_even_against_the_releaser(unique):
     order = raw_key(f"{unique}:order")
     handle = lock(unique, timeout=10)
     handle.acquire()
-    line = handle._keys.line
     waiters = []
+    blocked = blocked_clients()
     for expected in (1, 2):
         started = FORK.Event()
         process = FORK.Process(target=wait_in_line, args=(unique, order, started))
         process.start()
         assert started.wait(10)
-        deadline = time.monotonic() + 10
-        while raw().llen(line) < expected:  # joined the line on the server
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
+        wait_until_blocked(blocked + expected)  # in the server's line
         waiters.append(process)
     handle.release()
     with lock(unique, timeout=10, blocking_timeout=10):
@@ -231,16 +243,20 @@ def test_hand_off_is_first_come_first_served_even_against_the_releaser(unique):
 
 def test_a_waiter_that_gives_up_leaves_the_line(unique):
     outcome = []
-    with lock(unique, timeout=10) as handle:
+    with lock(unique, timeout=10):
         waiter = threading.Thread(
             target=lambda: outcome.append(Lock(unique).acquire(blocking_timeout=0.2))
         )
         waiter.start()
         waiter.join(10)
         assert outcome == [False]
-        assert raw().llen(handle._keys.line) == 0
-    with lock(unique, blocking_timeout=0):  # nobody left in line to hand it to
-        pass
+    with lock(unique, blocking_timeout=0) as handle:  # nobody left in line to hand it to
+        assert (
+            handle.locked()
+            and handle.holder()
+            == handle._token.rsplit(":", 1)[0] + ":" + (handle._token.rsplit(":", 1)[1])
+        )
+    assert not handle.locked() and handle.holder() is None  # free again, at once
 
 
 @given(
@@ -337,3 +353,46 @@ def test_lock_tokens_are_unique_across_forked_processes(processes):
     tokens = [t for batch in processes(4, tokens_in_child) for t in batch]
     assert len(set(tokens)) == len(tokens) == 12
     assert len({t.rsplit(":", 1)[1][:12] for t in tokens}) == 4  # one random part each
+
+
+def test_acquire_waits_as_long_as_the_handles_blocking_timeout(unique):
+    """As redis-py's ``Lock.acquire()`` does; ``acquire(None)`` still waits for ever."""
+    holding, letting_go = threading.Event(), threading.Event()
+
+    def holder():
+        with lock(unique, timeout=10):
+            holding.set()
+            letting_go.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        handle = lock(unique, blocking_timeout=0.3)
+        started = time.monotonic()
+        assert handle.acquire() is False  # before: waited until the holder let go
+        assert 0.25 <= time.monotonic() - started < 5
+
+        async def in_a_loop():
+            return await lock(unique, blocking_timeout=0.3).aacquire()
+
+        assert asyncio.run(in_a_loop()) is False
+        letting_go.set()
+        assert handle.acquire(None) is True
+        handle.release()
+    finally:
+        letting_go.set()
+        thread.join()
+
+
+def test_a_lock_lost_at_extend_is_no_longer_held(unique):
+    handle = lock(unique, timeout=10)
+    handle.acquire()
+    raw().delete(handle._keys.lock)  # expired, evicted, or taken over meanwhile
+    with pytest.raises(LockLost):
+        handle.extend()
+    assert handle.held_for is None and current_lock() is None and handle.lost
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "garbage-collected while held" warning
+        del handle
+        gc.collect()

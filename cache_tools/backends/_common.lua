@@ -42,23 +42,43 @@ local function now_ms()
   return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 end
 
+-- Whether a lock's value is a hand-over ('~' .. ticket) rather than an owner's token.
+local function handed(owner)
+  return string.sub(owner, 1, 1) == '~'
+end
+
+-- The lock's owner, or false when it is free: a hand-over whose ticket is still on the signal
+-- list found no waiter blocked there, so nobody is about to claim it.
+local function owner_of(lock)
+  local owner = redis.call('get', lock)
+  if owner and handed(owner) and redis.call('lpos', lock .. '#s', string.sub(owner, 2)) then
+    return false
+  end
+  return owner
+end
+
 -- Take the lock if it is free; returns the new fence, or nil when another token holds it.
--- Taking it with the token that already holds it (the lock was handed over to this waiter, or
--- a client re-sent a request whose reply was lost) gives it its full TTL and returns the fence.
+-- Taking it with the token that already holds it (a client re-sent a request whose reply was
+-- lost) gives it its full TTL and returns the fence.
 local function take_lock(lock, fence, token, ttl_ms)
-  if not redis.call('set', lock, token, 'NX', 'PX', ttl_ms) then
-    if redis.call('get', lock) == token then
-      redis.call('pexpire', lock, ttl_ms)
-      local current = redis.call('get', fence)
-      if not current then
-        return next_fence(fence, ttl_ms)
-      end
-      redis.call('pexpire', fence, math.max(ttl_ms, SHORTEST_FENCE_MS))
-      return tonumber(current)
-    end
+  local owner = redis.call('get', lock)
+  if owner and handed(owner) and redis.call('lrem', lock .. '#s', 0, string.sub(owner, 2)) > 0 then
+    owner = false -- a hand-over nobody was blocked to take: its ticket is withdrawn
+  end
+  if not owner then
+    redis.call('set', lock, token, 'PX', ttl_ms)
+    return next_fence(fence, ttl_ms)
+  end
+  if owner ~= token then
     return nil
   end
-  return next_fence(fence, ttl_ms)
+  redis.call('pexpire', lock, ttl_ms)
+  local current = redis.call('get', fence)
+  if not current then
+    return next_fence(fence, ttl_ms)
+  end
+  redis.call('pexpire', fence, math.max(ttl_ms, SHORTEST_FENCE_MS))
+  return tonumber(current)
 end
 
 local function register_waiter(waiters, waiters_ttl_ms)
@@ -66,40 +86,18 @@ local function register_waiter(waiters, waiters_ttl_ms)
   redis.call('pexpire', waiters, waiters_ttl_ms)
 end
 
--- The first waiter in a lock's line that is still alive (its deadline not passed), dropping
--- the dead ones from the front; nil when nobody waits.
-local function first_in_line(line, deadlines)
-  local now = nil
-  while true do
-    local head = redis.call('lindex', line, 0)
-    if not head then
-      return nil
-    end
-    now = now or now_ms()
-    if tonumber(redis.call('hget', deadlines, head) or '0') > now then
-      return head
-    end
-    redis.call('lpop', line)
-    redis.call('hdel', deadlines, head)
-  end
-end
-
--- Hand the lock to the first live waiter in line: it becomes the owner at once (for a short
--- claim TTL, until it wakes and takes its full TTL) and is woken on its own list. Returns true
--- if there was one, so that nobody who arrived later can take the lock first.
-local function hand_over(lock, fence, line, deadlines, claim_ms)
-  local head = first_in_line(line, deadlines)
-  if not head then
-    return false
-  end
-  redis.call('lpop', line)
-  redis.call('hdel', deadlines, head)
-  redis.call('set', lock, head, 'PX', claim_ms)
-  next_fence(fence, claim_ms)
-  local woken = lock .. '#t:' .. head
-  redis.call('rpush', woken, '1')
-  redis.call('pexpire', woken, claim_ms)
-  return true
+-- Hand the lock to the waiter blocked longest on its signal list: Redis serves clients blocked
+-- on one list first come, first served, and drops a client from that queue the moment its
+-- connection closes, so a waiter killed in line is skipped at once. The lock holds '~' and the
+-- ticket (its next fence) until that waiter claims it with the ticket; a ticket nobody was
+-- blocked to take stays on the list, and the lock is then free for anyone.
+local function hand_over(lock, fence, claim_ms)
+  local ticket = digits(next_fence(fence, claim_ms))
+  local signal = lock .. '#s'
+  redis.call('set', lock, '~' .. ticket, 'PX', claim_ms)
+  redis.call('del', signal)
+  redis.call('rpush', signal, ticket)
+  redis.call('pexpire', signal, claim_ms)
 end
 
 -- Free a lock its caller holds (checked already), waking one or all registered waiters.

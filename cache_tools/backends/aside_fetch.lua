@@ -7,6 +7,8 @@
 --   {2, envelope, fence, gen}    stale hit; fence > 0 when this caller must refresh
 --   {0, nil, fence, gen}         miss; fence > 0 when this caller must compute
 --   {-1, nil, pttl, gen}         miss while another caller computes (registered as a waiter)
+--   {-2, nil, 0, gen}            miss whose last computation could not be stored (lock#n): compute
+--                                without the lock, as every other caller does meanwhile
 -- An envelope is 'ct2|<generation>|<stale after>|<expires at>|<payload>' (times in ms since the
 -- epoch on the server's clock; 0 never).
 -- A missing generation starts at the server clock, so it never matches an older entry; it
@@ -34,6 +36,9 @@ if state == 1 and not recompute then
   return {1, envelope, 0, gen}
 end
 local fence = 0
+if ARGV[1] ~= '' and state == 0 and redis.call('exists', lock .. '#n') == 1 then
+  return {-2, false, 0, gen}
+end
 if ARGV[1] ~= '' then
   fence = take_lock(lock, fence_key, ARGV[1], lock_ttl)
   if not fence then

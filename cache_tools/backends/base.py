@@ -7,13 +7,13 @@ Key layout (shown without the alias's ``KEY_PREFIX``/``VERSION`` and with the de
 ``CACHE_TOOLS["NAMESPACE"]``, ``ct``)::
 
     ct:lock:{name}          lock taken by lock() / lock_decorator, with companions
-    ct:lock:{name}#s        release signal list (waiters block on it)
+    ct:lock:{name}#s        release signal list (waiters block on it; for locks, the ticket
+                            of a hand-over to the waiter blocked longest)
     ct:lock:{name}#f        fencing counter
     ct:lock:{name}#w        number of registered waiters (cache-aside entry locks)
-    ct:lock:{name}#q        the line of waiting tokens, first come first served (locks)
-    ct:lock:{name}#d        each waiting token's deadline (a waiter that stops renewing it
-                            leaves the line)
-    ct:lock:{name}#t:<tok>  the wake-up of one waiter, when the lock is handed to it
+    ct:lock:{name}#q        the tokens seen waiting recently (locks; for dashboards)
+    ct:l:{func}:<args>#n    set for a second when a result could not be stored: callers
+                            compute without waiting for each other meanwhile
     ct:v:{func}:<args>      cache_aside entry (envelope: generation, soft expiry, value)
     ct:l:{func}:<args>      single-flight lock of that entry (same companions)
     ct:g:{func}             generation of the function (invalidate_all)
@@ -77,12 +77,16 @@ class ServerKey(str):
 
 @dataclass(frozen=True)
 class LockKeys:
+    """The keys of one lock. ``handover``: released to the waiter blocked longest, first come
+    first served (locks); else every waiter is woken to look again (cache-aside entries)."""
+
     lock: ServerKey
     signal: ServerKey
     fence: ServerKey
     waiters: ServerKey
-    line: ServerKey
-    deadlines: ServerKey
+    waiting: ServerKey
+    uncacheable: ServerKey
+    handover: bool = False
 
 
 class EntryKeys:
@@ -145,8 +149,11 @@ class LockState(NamedTuple):
 
 
 def holder_of(token: str | None) -> str | None:
-    """``host:pid`` of a lock token (``host:pid:random``)."""
-    return None if token is None else token.rsplit(":", 1)[0]
+    """``host:pid`` of a lock token (``host:pid:random``); None for none, or for a lock being
+    handed to a waiter (not yet claimed)."""
+    if token is None or token.startswith("~"):
+        return None
+    return token.rsplit(":", 1)[0]
 
 
 @dataclass
@@ -254,13 +261,15 @@ class Backend(abc.ABC):
         """The key of a lock's companion (``#f`` fence, ``#s`` signal, ...)."""
         return self.server_key(f"{base.name}{suffix}")
 
-    def _companions(self, base: ServerKey) -> LockKeys:
-        suffixes = ("#s", "#f", "#w", "#q", "#d")
-        return LockKeys(base, *(self.companion_key(base, suffix) for suffix in suffixes))
+    def _companions(self, base: ServerKey, handover: bool = False) -> LockKeys:
+        signal, fence, waiters, waiting, uncacheable = (
+            self.companion_key(base, suffix) for suffix in ("#s", "#f", "#w", "#q", "#n")
+        )
+        return LockKeys(base, signal, fence, waiters, waiting, uncacheable, handover)
 
     def _lock_keys(self, name: str) -> LockKeys:
         """The keys of the lock called ``name`` (already made safe by :func:`keys.safe_key`)."""
-        return self._companions(self.server_key(self._name("lock", name), reserve=2))
+        return self._companions(self.server_key(self._name("lock", name), reserve=2), True)
 
     def _entry_keys(
         self, function_id: str, argument_key: str, version: Any = None, scope: str | None = None
@@ -314,17 +323,28 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def acquire(
-        self, keys: LockKeys, token: str, ttl: float, register_waiter: bool, attempt: int = 0
+        self,
+        keys: LockKeys,
+        token: str,
+        ttl: float,
+        register_waiter: bool,
+        attempt: int = 0,
+        ticket: str | None = None,
     ) -> tuple[bool, int | float]:
-        """Try once. Returns ``(True, fence)``, or ``(False, seconds to wait before trying
-        again)``: the holder's remaining TTL where a release signal wakes waiters, else a poll
-        delay growing with ``attempt``."""
+        """Try once; with the ``ticket`` :meth:`wait` returned, claim the lock handed to this
+        waiter. Returns ``(True, fence)``, or ``(False, seconds to wait before trying again)``:
+        the holder's remaining TTL where a release signal wakes waiters, else a poll delay
+        growing with ``attempt``. ``register_waiter``: count this token among the waiters."""
 
     @abc.abstractmethod
-    def release(self, keys: LockKeys, token: str, wake_all: bool = False) -> bool:
-        """Release if ``token`` holds the lock, handing it to the first waiter in line or waking
-        one (or all) waiters; False if not ours (and ``token`` leaves the line if it was in
-        it)."""
+    def release(
+        self, keys: LockKeys, token: str, wake_all: bool = False, uncacheable: float = 0
+    ) -> bool:
+        """Release if ``token`` holds the lock: hand it to the waiter waiting longest (where
+        ``keys.handover``), or wake one (or all) waiters; False if not ours. ``uncacheable``
+        (seconds, cache-aside entries): the computation's result could not be stored, so for
+        that long :meth:`fetch` lets every caller compute without the lock instead of queueing
+        each behind the last."""
 
     @abc.abstractmethod
     def extend(self, keys: LockKeys, token: str, ttl: float) -> bool:
@@ -335,9 +355,9 @@ class Backend(abc.ABC):
         """The token that holds the lock now, as the server says (None when free)."""
 
     @abc.abstractmethod
-    def wait(self, keys: LockKeys, timeout: float, token: str | None = None) -> bool:
-        """Block until a release signal or ``timeout`` seconds; True when signalled. With the
-        ``token`` of a waiter in line, wait for the lock to be handed to that waiter."""
+    def wait(self, keys: LockKeys, timeout: float) -> str | None:
+        """Block until a release signal or ``timeout`` seconds; what the signal carried (for a
+        lock handed over, the ticket to claim it with), or None when none came."""
 
     @abc.abstractmethod
     def exists(self, key: ServerKey) -> bool: ...
@@ -362,8 +382,10 @@ class Backend(abc.ABC):
         self, keys: EntryKeys, token: str | None, lock_ttl: float, recompute: bool = False
     ) -> Fetched:
         """Read an entry; with ``token``, take the entry's lock on a miss or a stale hit
-        (registering as a waiter when another caller holds it). With ``recompute``, take it
-        on a fresh hit too, or wait for it like on a miss (``refresh()``)."""
+        (registering as a waiter when another caller holds it), unless a recent result could
+        not be stored (see :meth:`release`: then a miss with neither ``fence`` nor ``wait``).
+        With ``recompute``, take it on a fresh hit too, or wait for it like on a miss
+        (``refresh()``)."""
 
     @abc.abstractmethod
     def store(
@@ -526,9 +548,9 @@ class ThreadedTwin:
     def max_wait(self) -> float:
         return self.backend.max_wait
 
-    async def _sleep(self, keys: LockKeys, timeout: float, token: str | None = None) -> bool:
+    async def _sleep(self, keys: LockKeys, timeout: float) -> str | None:
         await asyncio.sleep(max(timeout, 0.001))  # polling backends: no signal to block on
-        return False
+        return None
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         operation = sync_to_async(getattr(self.backend, name), thread_sensitive=False)

@@ -120,15 +120,25 @@ class CacheAPIBackend(Backend):
         return bool(self.cache.add(keys.lock.name, token, ttl))
 
     def acquire(
-        self, keys: LockKeys, token: str, ttl: float, register_waiter: bool, attempt: int = 0
+        self,
+        keys: LockKeys,
+        token: str,
+        ttl: float,
+        register_waiter: bool,
+        attempt: int = 0,
+        ticket: str | None = None,
     ) -> tuple[bool, int | float]:
         with self._outage():
             if self._add_lock(keys, token, ttl):
                 return True, self._next_fence(keys.fence, ttl)
         return False, poll_delay(attempt)
 
-    def release(self, keys: LockKeys, token: str, wake_all: bool = False) -> bool:
+    def release(
+        self, keys: LockKeys, token: str, wake_all: bool = False, uncacheable: float = 0
+    ) -> bool:
         with self._outage():
+            if uncacheable:
+                self.cache.set(keys.uncacheable.name, 1, uncacheable)
             return self._delete_if(keys.lock, token)
 
     def extend(self, keys: LockKeys, token: str, ttl: float) -> bool:
@@ -140,9 +150,9 @@ class CacheAPIBackend(Backend):
             token = self.cache.get(keys.lock.name)
         return token if isinstance(token, str) else None
 
-    def wait(self, keys: LockKeys, timeout: float, token: str | None = None) -> bool:
+    def wait(self, keys: LockKeys, timeout: float) -> str | None:
         time.sleep(max(timeout, 0.001))
-        return False
+        return None
 
     def exists(self, key: ServerKey) -> bool:
         with self._outage():
@@ -199,6 +209,8 @@ class CacheAPIBackend(Backend):
         if state == HIT and not recompute:
             return Fetched(state, value=value, generation=generation)
         fence = None
+        if token and state == MISS and self._uncacheable(keys.lock):
+            return Fetched(MISS, generation=generation)  # compute without the lock
         if token:
             taken, number = self.acquire(keys.lock, token, lock_ttl, register_waiter=False)
             if not taken:
@@ -213,6 +225,10 @@ class CacheAPIBackend(Backend):
                     return Fetched(again, value=stored_value, generation=stored_generation)
                 fence = int(number)
         return Fetched(state, value=value, fence=fence, generation=generation)
+
+    def _uncacheable(self, keys: LockKeys) -> bool:
+        with self._outage():
+            return self.cache.get(keys.uncacheable.name) is not None
 
     def _set_entry(self, key: ServerKey, envelope: tuple[Any, ...], ttl: float | None) -> None:
         try:

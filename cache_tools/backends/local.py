@@ -64,7 +64,9 @@ class DummyBackend(CacheAPIBackend):
     def store(self, keys: EntryKeys, value: Any, **options: Any) -> bool:
         return False
 
-    def release(self, keys: LockKeys, token: str, wake_all: bool = False) -> bool:
+    def release(
+        self, keys: LockKeys, token: str, wake_all: bool = False, uncacheable: float = 0
+    ) -> bool:
         return False
 
     def add_counts(

@@ -1,35 +1,33 @@
--- Take a lock, first come, first served, in one round trip.
--- KEYS: lock (its companions are named from it: lock#f, lock#q, lock#d)
--- ARGV: token, ttl_ms, wait ('1': join the line when the lock is not ours), claim_ms
+-- Take a lock, or claim it with the ticket of a hand-over, in one round trip.
+-- KEYS: lock (its companions are named from it: lock#f, lock#s, lock#q)
+-- ARGV: token, ttl_ms, wait ('1': note this token among the lock's waiters), ticket ('' or the
+--       ticket this waiter popped from lock#s), seen_ms (how long a waiter counts as waiting),
+--       waited ('1': this token was noted as a waiter before)
 -- Returns the fence (> 0) when this token holds the lock, else -1 - ms to wait (<= -1).
--- The lock goes to the first live waiter in line: a free lock is taken only by someone who is
--- first (or when nobody waits), and a release hands it over directly (lock_release.lua), so a
--- holder that releases and asks again queues behind those already waiting.
-local lock = KEYS[1]
-local fence_key, line, deadlines = lock .. '#f', lock .. '#q', lock .. '#d'
+-- A released lock goes to the waiter Redis has blocked longest on lock#s (lock_release.lua):
+-- newcomers find it handed over and wait, so a holder that releases and asks again queues
+-- behind those already waiting. Nobody else can claim a ticket: only one waiter pops it.
+local lock, token = KEYS[1], ARGV[1]
+local fence_key, waiting = lock .. '#f', lock .. '#q'
 local ttl = tonumber(ARGV[2])
-local token = ARGV[1]
-local head = first_in_line(line, deadlines)
-if head == nil or head == token then
-  local fence = take_lock(lock, fence_key, token, ttl)
-  if fence then
-    if head == token then
-      redis.call('lpop', line)
-      redis.call('hdel', deadlines, token)
-    end
-    return fence
+local ticket = ARGV[4]
+local fence = nil
+if ticket ~= '' and redis.call('get', lock) == '~' .. ticket then
+  redis.call('set', lock, token, 'PX', ttl)
+  redis.call('pexpire', fence_key, math.max(ttl, SHORTEST_FENCE_MS))
+  fence = tonumber(redis.call('get', fence_key) or ticket)
+else
+  fence = take_lock(lock, fence_key, token, ttl)
+end
+if fence then
+  if ARGV[6] == '1' then
+    redis.call('zrem', waiting, token)
   end
-elseif redis.call('get', lock) == token then -- handed over while this waiter slept
-  redis.call('pexpire', lock, ttl)
-  return tonumber(redis.call('get', fence_key))
+  return fence
 end
 if ARGV[3] == '1' then
-  local claim = tonumber(ARGV[4])
-  local deadline = now_ms() + claim
-  if redis.call('hset', deadlines, token, deadline) == 1 then
-    redis.call('rpush', line, token)
-  end
-  redis.call('pexpire', line, claim + WAITER_GRACE_MS)
-  redis.call('pexpire', deadlines, claim + WAITER_GRACE_MS)
+  local seen = tonumber(ARGV[5])
+  redis.call('zadd', waiting, now_ms() + seen, token)
+  redis.call('pexpire', waiting, seen)
 end
 return -1 - math.max(redis.call('pttl', lock), 0)

@@ -1,21 +1,22 @@
--- Release a lock held with this token, in one round trip: hand it to the first live waiter in
--- line (locks), or wake registered waiters (cache-aside entry locks).
--- KEYS: lock (companions lock#s, lock#w, lock#f, lock#q, lock#d)
--- ARGV: token, wake ('one' | 'all'), claim_ms
--- Returns 1 when released, 0 when the lock was not this token's (expired or taken over); a
--- token that is not the owner also leaves the line (a waiter giving up).
+-- Release a lock held with this token, in one round trip: hand it to the waiter blocked
+-- longest on lock#s (locks), or wake registered waiters (cache-aside entry locks).
+-- KEYS: lock (companions lock#s, lock#w, lock#f, lock#n)
+-- ARGV: token, wake ('hand' | 'one' | 'all'), claim_ms (how long a hand-over waits for its claim),
+--       uncacheable_ms (> 0: the result could not be stored; for that long, callers compute
+--       without waiting for each other: aside_fetch.lua)
+-- Returns 1 when released, 0 when the lock was not this token's (expired or taken over).
 local lock = KEYS[1]
 local signal, waiters, fence = lock .. '#s', lock .. '#w', lock .. '#f'
-local line, deadlines = lock .. '#q', lock .. '#d'
-local token = ARGV[1]
-if redis.call('get', lock) ~= token then
-  if redis.call('lrem', line, 0, token) > 0 then
-    redis.call('hdel', deadlines, token)
-  end
+if redis.call('get', lock) ~= ARGV[1] then
   return 0
 end
-if hand_over(lock, fence, line, deadlines, tonumber(ARGV[3])) then
+if ARGV[2] == 'hand' then
+  hand_over(lock, fence, tonumber(ARGV[3]))
   return 1
+end
+local uncacheable = tonumber(ARGV[4] or '0')
+if uncacheable > 0 then
+  redis.call('set', lock .. '#n', '1', 'PX', uncacheable)
 end
 free_lock(lock, signal, waiters, ARGV[2], SIGNAL_TTL_MS)
 retire_fence(fence)

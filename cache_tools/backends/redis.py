@@ -66,6 +66,9 @@ __all__ = [
 
 _HERE = Path(__file__).parent
 _LONGEST_WAIT = 1.0  # seconds; WAITER_GRACE_MS in _common.lua is twice this
+#: How long a lock handed to the waiter blocked longest waits for it to claim it (a live waiter
+#: claims at once; one killed in that moment leaves the lock free after this).
+CLAIM_SECONDS = 0.25
 
 # The pools the adapters' clients send on, shared by every thread of the process. redis-py 8's
 # ``ConnectionPool.reset()``, which a forked child runs at its first command, takes the lock
@@ -563,29 +566,44 @@ class RedisBackend(Backend):
     def max_wait(self) -> float:
         return (self._connected or self._connect())[2]
 
-    def _claim_ms(self) -> int:
-        """How long a waiter's place in line, and a lock handed to it, last unclaimed."""
+    def _seen_ms(self) -> int:
+        """How long a waiter counts as waiting after it last asked (dashboards): waiters ask
+        again at least every ``max_wait``."""
         return round((2 * self.max_wait + 0.5) * 1000)
 
     def _acquire(
-        self, keys: LockKeys, token: str, ttl: float, register_waiter: bool, attempt: int = 0
+        self,
+        keys: LockKeys,
+        token: str,
+        ttl: float,
+        register_waiter: bool,
+        attempt: int = 0,
+        ticket: str | None = None,
     ) -> Steps[tuple[bool, int | float]]:
         number = yield call(
             "script",
             "lock_acquire",
             [keys.lock],
-            [token, _ms(ttl), int(register_waiter), self._claim_ms()],
+            [
+                token,
+                _ms(ttl),
+                int(register_waiter),
+                ticket or "",
+                self._seen_ms(),
+                int(attempt > 0),
+            ],
         )
         if number > 0:
             return True, number
         return False, (-1 - number) / 1000
 
-    def _release(self, keys: LockKeys, token: str, wake_all: bool = False) -> Steps[bool]:
+    def _release(
+        self, keys: LockKeys, token: str, wake_all: bool = False, uncacheable: float = 0
+    ) -> Steps[bool]:
+        wake = "hand" if keys.handover else "all" if wake_all else "one"
+        later = _ms(uncacheable) if uncacheable else 0
         released = yield call(
-            "script",
-            "lock_release",
-            [keys.lock],
-            [token, "all" if wake_all else "one", self._claim_ms()],
+            "script", "lock_release", [keys.lock], [token, wake, _ms(CLAIM_SECONDS), later]
         )
         return bool(released)
 
@@ -593,14 +611,13 @@ class RedisBackend(Backend):
         return bool((yield call("script", "lock_extend", [keys.lock], [token, _ms(ttl)])))
 
     def _owner(self, keys: LockKeys) -> Steps[str | None]:
-        token = yield call("command", "get", keys.lock)
+        token = yield call("script", "lock_owner", [keys.lock], [])
         return None if token is None else token.decode()
 
-    def _wait(self, keys: LockKeys, timeout: float, token: str | None = None) -> Steps[bool]:
+    def _wait(self, keys: LockKeys, timeout: float) -> Steps[str | None]:
         # BLPOP takes seconds with millisecond precision (Redis >= 6); 0 would mean forever.
-        signal = keys.signal if token is None else f"{keys.lock}#t:{token}"
-        woken = yield call("command", "blpop", [signal], timeout=max(timeout, 0.001))
-        return woken is not None
+        popped = yield call("command", "blpop", [keys.signal], timeout=max(timeout, 0.001))
+        return None if popped is None else popped[1].decode()
 
     def _exists(self, key: ServerKey) -> Steps[bool]:
         return bool((yield call("command", "exists", key)))
@@ -609,30 +626,26 @@ class RedisBackend(Backend):
         return bool((yield call("command", "delete", key)))
 
     def waiters(self, keys: LockKeys) -> int | None:
-        with _translated(self.alias, self.errors):
-            pipe = self.client().pipeline(transaction=False)
-            pipe.exists(keys.lock)
-            pipe.get(keys.waiters)
-            pipe.hlen(keys.deadlines)
-            held, registered, in_line = pipe.execute()
-        # Registrations can outlive waiters that gave up; only a held lock has any.
-        return int(registered or 0) + int(in_line) if held else 0
+        return self.lock_state(keys).waiters
 
     def lock_state(self, keys: LockKeys) -> LockState:
         with _translated(self.alias, self.errors):
             pipe = self.client().pipeline(transaction=False)
             pipe.get(keys.lock)
+            pipe.lindex(keys.signal, 0)  # a hand-over's ticket is alone on its list
             pipe.get(keys.fence)
             pipe.get(keys.waiters)
-            pipe.hlen(keys.deadlines)
+            pipe.zrange(keys.waiting, 0, -1, withscores=True)
             pipe.time()
-            token, fence, registered, in_line, (seconds, micros) = pipe.execute()
-        if token is None:
-            return LockState(False, waiters=0)
+            token, ticket, fence, registered, waiting, (seconds, micros) = pipe.execute()
+        if token is None or (ticket is not None and token == b"~" + ticket):
+            return LockState(False, waiters=0)  # free, or handed over with nobody to take it
+        now_ms = seconds * 1000 + micros // 1000
+        # Registrations can outlive waiters that gave up; a waiter is seen until it stops asking.
+        waiters = int(registered or 0) + sum(1 for _, until in waiting if until > now_ms)
         # A fence is at least the server clock (µs) when it was taken: see _common.lua.
         age = None if fence is None else max(0.0, seconds + micros / 1e6 - int(fence) / 1e6)
         fence_number = None if fence is None else int(fence)
-        waiters = int(registered or 0) + int(in_line)
         return LockState(True, holder_of(token.decode()), age, fence_number, waiters)
 
     # Cache-aside -------------------------------------------------------------------------
@@ -658,6 +671,8 @@ class RedisBackend(Backend):
         generation = int(generation)
         if state == -1:
             return Fetched(MISS, wait=max(number, 0) / 1000, generation=generation)
+        if state == -2:  # not storable lately: compute without the lock
+            return Fetched(MISS, generation=generation)
         fence = int(number) or None
         if state == 0:
             return Fetched(MISS, fence=fence, generation=generation)

@@ -334,6 +334,31 @@ class BackendContract:
         info = slow.cache_info()
         assert info.computations == 1 and info.misses == 1 and info.hits == 11
 
+    def test_an_unstorable_result_does_not_queue_its_waiters(
+        self, contract_alias: str, name: str
+    ) -> None:
+        """Waiters for a result that cannot be stored are released at once and compute side
+        by side, instead of each waiting for the last (four callers: about two computations'
+        time, not four)."""
+        journal = f"{name}:computed"
+
+        @cache_aside(timeout=60, cache=contract_alias, key_maker=lambda: name, cache_none=False)
+        def nothing() -> None:
+            began = time.time()
+            time.sleep(0.3)
+            update(
+                journal, lambda runs: [*(runs or []), (began, time.time())], cache=contract_alias
+            )
+
+        def worker(index: int, barrier: Any) -> None:
+            barrier.wait()
+            nothing()
+
+        run_processes(4, worker)
+        first, *others = sorted(caches[contract_alias].get(journal))
+        assert len(others) == 3 and all(began >= first[1] - 0.05 for began, _ in others)
+        assert max(began for began, _ in others) < min(ended for _, ended in others)
+
     @pytest.mark.parametrize("falsy", [None, 0, "", [], False])
     def test_falsy_values_are_hits(self, contract_alias: str, name: str, falsy: Any) -> None:
         calls = []
