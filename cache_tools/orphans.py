@@ -9,6 +9,10 @@ the alias answers again.
 
 A release that finds the lock not ours is only believed when a second one, sent after the
 first was answered, agrees: the first may have overtaken the lost request on the server.
+
+These releases are the only requests cache_tools sends again after a reply was lost (see
+:mod:`cache_tools.backends._wire`), and they are idempotent by construction: a release
+compares the lock with its token before deleting it, so a second one changes nothing.
 """
 
 from __future__ import annotations

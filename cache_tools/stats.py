@@ -30,7 +30,7 @@ from . import signals
 from ._process import PerProcess
 from .backends import get_backend
 from .backends.base import Backend, ServerKey
-from .errors import BackendUnavailable
+from .errors import BackendUnavailable, OutcomeUnknown
 from .keys import safe_key
 
 __all__ = [
@@ -316,9 +316,13 @@ class _Buffer:
         backend: Backend, counts: dict[ServerKey, Counter[str]], ttl: float | None
     ) -> set[ServerKey] | None:
         """The statistics keys the server started anew (see ``Backend.add_counts``); None
-        when it could not be reached (the caller keeps the counts)."""
+        when nothing reached it (the caller keeps the counts). Counts that may have been
+        added (the reply was lost) are dropped: sent again, they would count twice."""
         try:
             started = backend.add_counts(counts, ttl=ttl)
+        except OutcomeUnknown:
+            logger.debug("statistics for %r may not have been counted", backend.alias)
+            return set()
         except BackendUnavailable:
             return None
         except Exception:

@@ -18,9 +18,11 @@ import cache_tools
 from cache_tools import (
     BackendUnavailable,
     Lock,
+    LockLost,
     LockUnavailable,
     StoreRefused,
     cache_aside,
+    current_lock,
     lock,
     update,
 )
@@ -51,6 +53,9 @@ def test_every_lock_operation_on_an_outage_raises_lock_unavailable(private_redis
             Lock("outage-other", cache=down_alias).acquire()
     finally:
         private_redis.start()
+    with pytest.raises(LockLost):  # the restarted server forgot it
+        handle.release()
+    assert current_lock() is None
 
 
 def test_a_function_raising_backend_unavailable_is_not_run_twice(unique):

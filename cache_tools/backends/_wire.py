@@ -11,15 +11,22 @@ redis-py's and valkey-py's plain pool (RESP2), each thread keeps the connection 
 a quarter of the pool's connections: no one else reads from it, so it needs no check; it is
 closed on anything but a whole reply (an interruption between the request and its reply), is
 never used by a forked child (which takes its own), and goes back to the pool when the thread
-ends. A connection error sends the command again through the client, with the client's retry
-policy (one attempt more than that policy alone: as for any retried command, a script whose
-reply was lost may run twice, which every script here tolerates). Clients without a pool of
-their own (cluster and single-connection clients), and pools with redis-py's client-side
-cache, always go through the client; blocking and Sentinel pools lend a connection per
-command. These commands do not show in redis-py's OpenTelemetry metrics.
+ends. Clients without a pool of their own (cluster and single-connection clients), and pools
+with redis-py's client-side cache, always go through the client (:data:`NOT_SENT`); blocking
+and Sentinel pools lend a connection per command. These commands do not show in redis-py's
+OpenTelemetry metrics.
+
+A command is sent once. A failure before anything was written (no connection could be made,
+the pool is exhausted) is marked ``sent = False`` on the exception; any failure after (a timeout
+waiting for the reply, a connection that broke) ``sent = True``: the request may have been
+applied, so it is never sent again (one socket timeout per call, and no write applied twice).
+A reply can be checked against its request (``check``): one that cannot be its answer (the
+answer to an earlier request, left on the connection by a network that duplicated bytes) is
+never returned; the request's own reply is read after it, and after ``MOST_STRAYS`` such the
+connection is closed and the call raises, marked sent.
 
 >>> wire = Wire(client, (redis.ConnectionError, redis.TimeoutError))
->>> envelope, generation = wire.read_entry(keys)
+>>> envelope, generation = wire.read_entry(keys, check)
 >>> reply = wire.send(("EVALSHA", sha, 1, "lock-key", "token"))
 >>> if reply is NOT_SENT:
 ...     reply = client.evalsha(sha, 1, "lock-key", "token")
@@ -30,15 +37,16 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import select
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._process import PerProcess
 from .base import EntryKeys
 
-__all__ = ["NOT_SENT", "AsyncWire", "Wire"]
+__all__ = ["NOT_SENT", "AsyncWire", "Check", "Wire", "mark"]
 
 #: What :meth:`Wire.send` returns when the command must go through the client instead.
 NOT_SENT: Any = object()
@@ -97,6 +105,20 @@ def _default_encoding(pool: Any) -> bool:
     )
 
 
+#: Replies of earlier requests read past, at most, before a request's own (then the
+#: connection is closed): a network that duplicated bytes leaves one behind at a time.
+MOST_STRAYS = 3
+
+
+def mark(exc: BaseException, sent: bool) -> BaseException:
+    """``exc``, marked with whether its request may have reached the server."""
+    exc.sent = sent  # type: ignore[attr-defined]
+    return exc
+
+
+Check = Callable[[Any], bool]
+
+
 class _Base:
     __slots__ = ("_args", "_client", "_fallback_on", "_own_packing", "_pool")
 
@@ -116,15 +138,36 @@ class _Base:
             keys.packed_read = self._chunks(("MGET", keys.value, keys.generation))
         return keys.packed_read  # type: ignore[no-any-return]
 
+    def _unexpected(self, reply: Any) -> BaseException:
+        return mark(
+            self._fallback_on[0](f"a reply that is not this request's: {reply!r:.80}"), True
+        )
+
 
 class _Kept:
     """A connection one thread keeps out of the pool between its hot commands: given back
     when the thread ends (its thread-local storage is dropped) or the wire is dropped."""
 
-    __slots__ = ("connection", "pool", "room")
+    __slots__ = ("connection", "poller", "pool", "room", "socket")
 
     def __init__(self, pool: Any, connection: Any, room: list[None]) -> None:
         self.pool, self.connection, self.room = pool, connection, room
+        self.poller: Any = None
+        self.socket = -1
+
+    def readable(self) -> bool:
+        """Whether the connection has anything to read before a request is sent: the server
+        closed it (an idle timeout, ``CLIENT KILL``, a restart) or a stray reply waits. One
+        ``poll`` with no timeout; the pool checks what it lends the same way."""
+        sock = self.connection._sock
+        if sock is None:
+            return False
+        socket = sock.fileno()
+        if socket != self.socket:
+            self.poller = select.poll()
+            self.poller.register(socket, select.POLLIN)
+            self.socket = socket
+        return bool(self.poller.poll(0))
 
     def __del__(self) -> None:
         self.room.append(None)
@@ -166,9 +209,9 @@ def _may_keep(pool: Any) -> bool:
 
 
 class Wire(_Base):
-    """Hot commands on a sync client. ``fallback_on``: the client's connection errors (the
-    command then goes through the client); ``reply_errors``: its error replies, read whole,
-    which leave a kept connection open (any other exception closes it)."""
+    """Hot commands on a sync client. ``fallback_on``: the client's connection errors (marked
+    ``sent`` and raised); ``reply_errors``: its error replies, read whole, which leave a kept
+    connection open (any other exception closes it)."""
 
     __slots__ = ("_kept", "_reply_errors")
 
@@ -184,37 +227,42 @@ class Wire(_Base):
         #: Each thread's kept connection (None: every command takes one from the pool).
         self._kept = threading.local() if pool is not None and _may_keep(pool) else None
 
-    def send(self, command: Sequence[Any]) -> Any:
+    def send(self, command: Sequence[Any], check: Check | None = None) -> Any:
         """The reply to ``command``, or :data:`NOT_SENT` (then send it through the client)."""
-        return self._send(self._chunks(command), command)
+        return self._send(self._chunks(command), command, check)
 
-    def read_entry(self, keys: EntryKeys) -> Any:
+    def read_entry(self, keys: EntryKeys, check: Check | None = None) -> Any:
         """``[envelope, generation]`` of an entry."""
-        reply = self._send(self._entry_chunks(keys), ("MGET", keys.value, keys.generation))
+        command = ("MGET", keys.value, keys.generation)
+        reply = self._send(self._entry_chunks(keys), command, check)
         if reply is NOT_SENT:
-            return self._client.mget([keys.value, keys.generation])
+            reply = self._client.mget([keys.value, keys.generation])
+            if check is not None and not check(reply):
+                raise self._unexpected(reply)
         return reply
 
-    def _send(self, chunks: list[bytes] | None, command: Sequence[Any]) -> Any:
+    def _send(self, chunks: list[bytes] | None, command: Sequence[Any], check: Check | None) -> Any:
         here = self._kept
         if here is not None:
             kept = getattr(here, "kept", None)
             if kept is not None:
                 connection = kept.connection
                 if connection.pid == os.getpid():
-                    return self._exchange(connection, chunks, command)
+                    if kept.readable():  # closed by the server, or a stray reply: start anew
+                        connection.disconnect()
+                    return self._exchange(connection, chunks, command, check)
                 here.kept = None  # the parent's, in a forked child
         pool = self._pool
         if pool is None:
             return NOT_SENT
-        connection = pool.get_connection(*self._args)
-        if here is not None and self._keep(here, pool, connection):
-            return self._exchange(connection, chunks, command)
         try:
-            connection.send_packed_command(chunks or connection.pack_command(*command))
-            return connection.read_response()
-        except self._fallback_on:
-            return NOT_SENT  # the connection closed itself; the client retries as it is told to
+            connection = pool.get_connection(*self._args)
+        except self._fallback_on as exc:  # no connection (or none left): nothing was sent
+            raise mark(exc, False) from None
+        if here is not None and self._keep(here, pool, connection):
+            return self._exchange(connection, chunks, command, check)
+        try:
+            return self._exchange(connection, chunks, command, check)
         finally:
             pool.release(connection)
 
@@ -229,18 +277,56 @@ class Wire(_Base):
         here.kept = _Kept(pool, connection, room)
         return True
 
-    def _exchange(self, connection: Any, chunks: list[bytes] | None, command: Sequence[Any]) -> Any:
-        """A command on this thread's own connection, which no one checks before its next use:
-        anything but a reply (read whole) closes it, lest a late reply answer the next command."""
+    def _exchange(
+        self,
+        connection: Any,
+        chunks: list[bytes] | None,
+        command: Sequence[Any],
+        check: Check | None,
+    ) -> Any:
+        """One request and its reply. Anything but a whole reply that ``check`` accepts closes
+        the connection, lest a late reply answer the next command."""
+        try:
+            connection.connect()  # at once when connected; a failure here sent nothing
+        except self._fallback_on as exc:
+            raise mark(exc, False) from None
         try:
             connection.send_packed_command(chunks or connection.pack_command(*command))
-            return connection.read_response()
-        except self._fallback_on:
-            return NOT_SENT  # the connection closed itself and reconnects on its next use
+            reply = connection.read_response()
         except BaseException as exc:
             if not isinstance(exc, self._reply_errors):
                 connection.disconnect()
+            if isinstance(exc, self._fallback_on):
+                mark(exc, True)
             raise
+        strays = 0
+        while check is not None and not check(reply):
+            # An earlier request's reply (the network sent it twice): this one's is next.
+            strays += 1
+            if strays > MOST_STRAYS:
+                connection.disconnect()
+                raise self._unexpected(reply)
+            try:
+                reply = connection.read_response()
+            except BaseException as exc:
+                connection.disconnect()
+                if isinstance(exc, self._fallback_on):
+                    mark(exc, True)
+                raise
+        return reply
+
+
+def _readable(connection: Any) -> bool:
+    """Whether an asyncio connection's socket has anything to read before a request is sent
+    (the pool's own check reads what the event loop has seen, which lags a closing the loop
+    has not polled yet)."""
+    writer = getattr(connection, "_writer", None)
+    sock = None if writer is None else writer.transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class AsyncWire(_Base):
@@ -248,26 +334,50 @@ class AsyncWire(_Base):
 
     __slots__ = ()
 
-    async def send(self, command: Sequence[Any]) -> Any:
+    async def send(self, command: Sequence[Any], check: Check | None = None) -> Any:
         """The reply to ``command``, or :data:`NOT_SENT` (then send it through the client)."""
-        return await self._send(self._chunks(command), command)
+        return await self._send(self._chunks(command), command, check)
 
-    async def read_entry(self, keys: EntryKeys) -> Any:
+    async def read_entry(self, keys: EntryKeys, check: Check | None = None) -> Any:
         """``[envelope, generation]`` of an entry."""
-        reply = await self._send(self._entry_chunks(keys), ("MGET", keys.value, keys.generation))
+        command = ("MGET", keys.value, keys.generation)
+        reply = await self._send(self._entry_chunks(keys), command, check)
         if reply is NOT_SENT:
-            return await self._client.mget([keys.value, keys.generation])
+            reply = await self._client.mget([keys.value, keys.generation])
+            if check is not None and not check(reply):
+                raise self._unexpected(reply)
         return reply
 
-    async def _send(self, chunks: list[bytes] | None, command: Sequence[Any]) -> Any:
+    async def _send(
+        self, chunks: list[bytes] | None, command: Sequence[Any], check: Check | None
+    ) -> Any:
         pool = self._pool
         if pool is None:
             return NOT_SENT
-        connection = await pool.get_connection(*self._args)
         try:
-            await connection.send_packed_command(chunks or connection.pack_command(*command))
-            return await connection.read_response()
-        except self._fallback_on:
-            return NOT_SENT  # the connection closed itself; the client retries as it is told to
+            connection = await pool.get_connection(*self._args)
+        except self._fallback_on as exc:  # no connection (or none left): nothing was sent
+            raise mark(exc, False) from None
+        try:
+            try:
+                if _readable(connection):  # closed before the loop noticed: start anew
+                    await connection.disconnect()
+                await connection.connect()
+            except self._fallback_on as exc:
+                raise mark(exc, False) from None
+            try:
+                await connection.send_packed_command(chunks or connection.pack_command(*command))
+                reply = await connection.read_response()
+                strays = 0
+                while check is not None and not check(reply):
+                    strays += 1
+                    if strays > MOST_STRAYS:
+                        await connection.disconnect()
+                        raise self._unexpected(reply)
+                    reply = await connection.read_response()
+            except self._fallback_on as exc:
+                await connection.disconnect()
+                raise mark(exc, True) from None
+            return reply
         finally:
             await pool.release(connection)

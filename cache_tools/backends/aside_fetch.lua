@@ -9,8 +9,8 @@
 --   {-1, nil, pttl, gen}         miss while another caller computes (registered as a waiter)
 --   {-2, nil, 0, gen}            miss whose last computation could not be stored (lock#n): compute
 --                                without the lock, as every other caller does meanwhile
--- An envelope is 'ct2|<generation>|<stale after>|<expires at>|<payload>' (times in ms since the
--- epoch on the server's clock; 0 never).
+-- An envelope is 'ct3|<key tag>|<generation>|<stale after>|<expires at>|<payload>' (times in ms
+-- since the epoch on the server's clock; 0 never).
 -- A missing generation starts at the server clock, so it never matches an older entry; it
 -- lives until the store that follows extends it to the entry's lifetime.
 local lock, fence_key, waiters = KEYS[3], KEYS[3] .. '#f', KEYS[3] .. '#w'
@@ -23,7 +23,7 @@ end
 local envelope = redis.call('get', KEYS[1])
 local state = 0
 if envelope then
-  local entry_gen, stale_after = string.match(envelope, '^ct2|(%d+)|(%d+)|')
+  local entry_gen, stale_after = string.match(envelope, '^ct3|%x+|(%d+)|(%d+)|')
   if entry_gen == gen then
     state = 1
     if stale_after ~= '0' and now_ms() >= tonumber(stale_after) then

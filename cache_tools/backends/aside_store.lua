@@ -31,8 +31,10 @@ if current == gen and (ARGV[5] == '' or redis.call('get', fence) == ARGV[6]) the
   if ttl ~= 0 then
     expires_at = now + ttl
   end
-  local envelope = 'ct2|' .. gen .. '|' .. string.format('%d', stale_after) .. '|'
-    .. string.format('%d', expires_at) .. '|' .. ARGV[1]
+  -- The envelope names its key (a digest's first 8 hex digits): a reader can tell it from the
+  -- reply to another request.
+  local envelope = 'ct3|' .. string.sub(redis.sha1hex(KEYS[1]), 1, 8) .. '|' .. gen .. '|'
+    .. string.format('%d', stale_after) .. '|' .. string.format('%d', expires_at) .. '|' .. ARGV[1]
   if ttl == 0 then
     redis.call('set', KEYS[1], envelope)
     redis.call('persist', KEYS[2])

@@ -94,7 +94,7 @@ class EntryKeys:
     hit needs only ``value`` and ``generation``, and entry keys are cached per process (six
     lock keys would triple the memory of each)."""
 
-    __slots__ = ("_make_lock", "generation", "packed_read", "stats", "value")
+    __slots__ = ("_make_lock", "generation", "packed_read", "read_check", "stats", "value")
 
     def __init__(
         self,
@@ -105,8 +105,10 @@ class EntryKeys:
     ) -> None:
         self.value, self.generation, self.stats = value, generation, stats
         self._make_lock = make_lock
-        #: The adapter's hit read of these keys in its wire form, made on first use.
+        #: The adapter's hit read of these keys in its wire form, and how it checks that a
+        #: reply is this entry's, made on first use.
         self.packed_read: Any = None
+        self.read_check: Any = None
 
     @property
     def lock(self) -> LockKeys:

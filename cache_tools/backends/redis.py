@@ -17,6 +17,7 @@ import functools
 import hashlib
 import importlib
 import inspect
+import itertools
 import os
 import pickle
 import re
@@ -30,7 +31,7 @@ from typing import Any, ClassVar, NamedTuple
 import redis
 import redis.exceptions
 
-from .._process import hold_across_fork, jitter
+from .._process import PerProcess, hold_across_fork, jitter
 from ..drive import Steps, adrive, call, drive
 from ..errors import (
     BackendUnavailable,
@@ -111,12 +112,55 @@ def _prelude(body: str) -> str:
 
 class _Script:
     """One Lua script with what it uses of ``_common.lua`` prepended, run by EVALSHA with an
-    EVAL fallback."""
+    EVAL fallback. It answers ``{nonce, reply}``: the nonce it was given (its last argument),
+    so that a reply is never taken for another request's (see :mod:`._wire`)."""
 
     def __init__(self, name: str) -> None:
         body = (_HERE / f"{name}.lua").read_text()
-        self.source = _prelude(body) + "\n\n" + body
+        self.source = (
+            f"{_prelude(body)}\n\nlocal function script()\n{body}\nend\n"
+            "return {ARGV[#ARGV], script()}\n"
+        )
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+
+
+# Each request's own number, echoed by its script: per process, a fork child's anew.
+_nonces: PerProcess[Iterator[int]] = PerProcess(itertools.count)
+
+
+class _Echo:
+    """Checks that a script's reply echoes its request's nonce."""
+
+    __slots__ = ("nonce",)
+
+    def __init__(self) -> None:
+        self.nonce = b"%d" % next(_nonces.get())
+
+    def __call__(self, reply: Any) -> bool:
+        return type(reply) is list and bool(reply) and reply[0] == self.nonce
+
+
+def _envelope_check(keys: EntryKeys) -> Callable[[Any], bool]:
+    """Checks that a hit read's reply is this entry's: its envelope names the entry's key
+    (``ct3|<tag>|``, a digest of the key the store script wrote it under), or there is none."""
+    check = keys.read_check
+    if check is None:
+        head = b"ct3|" + _tag(keys.value) + b"|"
+
+        def check(reply: Any) -> bool:
+            return (
+                type(reply) is list
+                and len(reply) == 2
+                and (reply[0] is None or reply[0].startswith(head))
+            )
+
+        keys.read_check = check
+    return check  # type: ignore[no-any-return]
+
+
+def _tag(key: str) -> bytes:
+    """What an envelope names its key by (aside_store.lua computes the same)."""
+    return hashlib.sha1(key.encode()).hexdigest()[:8].encode()
 
 
 @functools.cache
@@ -229,8 +273,13 @@ _CONFLICT = "Watched variable changed"
 
 
 def _sent_before_failing(exc: Exception) -> bool:
-    """False when the connection failed before the request left (nothing was applied)."""
-    return "connecting to" not in str(exc).lower()
+    """False when the connection failed before the request left (nothing was applied): as the
+    wire marks it (``sent``), else as the client says (a failed connect, an exhausted pool)."""
+    sent = getattr(exc, "sent", None)
+    if sent is not None:
+        return bool(sent)
+    message = str(exc).lower()
+    return "connecting to" not in message and "too many connections" not in message
 
 
 def _translation(alias: str, exc: Exception, errors: ClientErrors) -> Exception | None:
@@ -282,17 +331,20 @@ class _SyncRedis:
         return _translation(self.alias, exc, self.errors) or exc
 
     def script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        script = _script(name)
+        script, echo = _script(name), _Echo()
+        arguments = (len(keys), *keys, *args, echo.nonce)
         try:
             try:
-                reply = self.wire.send(("EVALSHA", script.sha, len(keys), *keys, *args))
+                reply = self.wire.send(("EVALSHA", script.sha, *arguments), echo)
                 if reply is NOT_SENT:
-                    reply = self.client.evalsha(script.sha, len(keys), *keys, *args)
-                return reply
+                    reply = self.client.evalsha(script.sha, *arguments)
             except self.errors.no_script:
-                return self.client.eval(script.source, len(keys), *keys, *args)
+                reply = self.client.eval(script.source, *arguments)
+            if not echo(reply):  # through the client: its pool drops such a connection
+                raise self.wire._unexpected(reply)
         except self.errors.base as exc:
             raise self._fail(exc) from exc
+        return reply[1] if len(reply) > 1 else None
 
     def command(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -345,17 +397,20 @@ class _AsyncRedis:
         return _translation(self.alias, exc, self.errors) or exc
 
     async def script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        script = _script(name)
+        script, echo = _script(name), _Echo()
+        arguments = (len(keys), *keys, *args, echo.nonce)
         try:
             try:
-                reply = await self.wire.send(("EVALSHA", script.sha, len(keys), *keys, *args))
+                reply = await self.wire.send(("EVALSHA", script.sha, *arguments), echo)
                 if reply is NOT_SENT:
-                    reply = await self.client.evalsha(script.sha, len(keys), *keys, *args)
-                return reply
+                    reply = await self.client.evalsha(script.sha, *arguments)
             except self.errors.no_script:
-                return await self.client.eval(script.source, len(keys), *keys, *args)
+                reply = await self.client.eval(script.source, *arguments)
+            if not echo(reply):
+                raise self.wire._unexpected(reply)
         except self.errors.base as exc:
             raise self._fail(exc) from exc
+        return reply[1] if len(reply) > 1 else None
 
     async def command(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -398,11 +453,11 @@ class _AsyncRedis:
 
 def _parse_entry(envelope: bytes | None, generation: bytes | None, codec: Codec) -> Fetched:
     """What an entry and its generation, read together, say. An envelope is
-    ``ct2|<generation>|<stale after>|<expires at>|<payload>`` (ms on the server's clock, 0 for
-    never); hosts are assumed to keep their clocks in sync."""
-    if generation is None or envelope is None or not envelope.startswith(b"ct2|"):
+    ``ct3|<key tag>|<generation>|<stale after>|<expires at>|<payload>`` (ms on the server's
+    clock, 0 for never); hosts are assumed to keep their clocks in sync."""
+    if generation is None or envelope is None or not envelope.startswith(b"ct3|"):
         return Fetched(MISS)
-    _, entry_generation, stale_after, expires_at, payload = envelope.split(b"|", 4)
+    _, _, entry_generation, stale_after, expires_at, payload = envelope.split(b"|", 5)
     if entry_generation != generation:
         return Fetched(MISS)
     fresh = stale_after == b"0" or time.time() * 1000 < int(stale_after)
@@ -653,7 +708,7 @@ class RedisBackend(Backend):
     def read(self, keys: EntryKeys) -> Fetched:
         _, codec, _, target = self._connected or self._connect()
         try:
-            pair: Any = target.wire.read_entry(keys)
+            pair: Any = target.wire.read_entry(keys, _envelope_check(keys))
         except self.errors.base as exc:
             raise _translation(self.alias, exc, self.errors) or exc from exc
         return _parse_entry(pair[0], pair[1], codec)
@@ -676,7 +731,7 @@ class RedisBackend(Backend):
         fence = int(number) or None
         if state == 0:
             return Fetched(MISS, fence=fence, generation=generation)
-        value = self._codec().decode(envelope.split(b"|", 4)[4])
+        value = self._codec().decode(envelope.split(b"|", 5)[5])
         kind = HIT if state == 1 else STALE
         return Fetched(kind, value=value, fence=fence, generation=generation)
 
@@ -904,7 +959,7 @@ class AsyncRedisBackend:
 
     async def read(self, keys: EntryKeys) -> Fetched:
         try:
-            envelope, generation = await self._target.wire.read_entry(keys)
+            envelope, generation = await self._target.wire.read_entry(keys, _envelope_check(keys))
         except self.backend.errors.base as exc:
             raise _translation(self.alias, exc, self.backend.errors) or exc from exc
         return _parse_entry(envelope, generation, self.backend._codec())
