@@ -9,12 +9,14 @@ class CacheToolsConfig(AppConfig):
     def ready(self) -> None:
         from .backends import prepare_all
         from .checks import (
+            check_eviction,
             check_settings,
             warn_if_process_local_under_uwsgi,
             warn_if_uwsgi_forks_without_hooks,
         )
 
         checks.register(check_settings, "caches")
+        checks.register(check_eviction, "caches", deploy=True)
         warn_if_process_local_under_uwsgi()
         warn_if_uwsgi_forks_without_hooks()
         # Imports, in the thread that loads Django, what a first cache call would import: a

@@ -18,6 +18,10 @@
 ``cache_tools.W004``
     A function keeps local copies (``cache_aside(local=...)``) on an alias that cannot track
     changes (only Redis can); the copies are not kept.
+``cache_tools.W005`` (``check --deploy`` only: it connects)
+    Locks live on a server that evicts keys to make room (any ``maxmemory-policy`` but
+    ``noeviction``): a held lock's key can be dropped and two holders overlap. Also logged
+    once per process at the first lock on such an alias.
 
 The checks ask each alias's adapter for its capabilities; they never compare ``BACKEND``
 strings.
@@ -38,7 +42,9 @@ from .backends import adapter_class
 from .backends.base import Backend
 
 __all__ = [
+    "check_eviction",
     "check_settings",
+    "eviction_warning",
     "forks_without_hooks",
     "record_use",
     "warn_if_process_local_under_uwsgi",
@@ -129,6 +135,56 @@ def warn_if_uwsgi_forks_without_hooks() -> None:
         )
 
 
+def eviction_warning(alias: str, policy: str) -> str:
+    """What to say of locks on ``alias``, whose server evicts keys with ``policy``."""
+    return (
+        f"Locks on cache alias {alias!r} can be lost: its server evicts keys to make room "
+        f"(maxmemory-policy {policy}; the volatile-* policies evict lock keys too, they have "
+        "TTLs), so a held lock can vanish and two holders overlap."
+    )
+
+
+EVICTION_HINT = (
+    "Set maxmemory-policy noeviction on that server, or put locks on an alias whose server "
+    'has it: CACHE_TOOLS["LOCKS"] = "locks".'
+)
+
+
+def _lock_aliases() -> set[str]:
+    aliases = {conf.lock_alias()}
+    aliases |= {alias or conf.lock_alias() for alias, _, is_lock, _ in _uses if is_lock}
+    return {alias for alias in aliases if alias in settings.CACHES}
+
+
+def check_eviction(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``check --deploy``: asks each server that holds locks for its eviction policy."""
+    from .backends import get_backend
+
+    if conf.validate(getattr(settings, "CACHE_TOOLS", {})):
+        return []  # E001 says why
+    messages: list[CheckMessage] = []
+    for alias in sorted(_lock_aliases()):
+        try:
+            policy = get_backend(alias).eviction_policy()
+        except ImproperlyConfigured:
+            continue  # E003 says why
+        except Exception as exc:
+            messages.append(
+                Warning(
+                    f"Could not ask cache alias {alias!r}, which holds locks, whether its "
+                    f"server evicts keys: {exc}",
+                    hint=EVICTION_HINT,
+                    id="cache_tools.W005",
+                )
+            )
+            continue
+        if policy is not None and policy != "noeviction":
+            messages.append(
+                Warning(eviction_warning(alias, policy), hint=EVICTION_HINT, id="cache_tools.W005")
+            )
+    return messages
+
+
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     problems = conf.validate(getattr(settings, "CACHE_TOOLS", {}))
     if problems:
@@ -136,7 +192,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         return [Error(message, hint=hint, id="cache_tools.E001") for message in problems]
     default = conf.default_alias()
     uses = [(default, 'CACHE_TOOLS["CACHE"]', False, False)]
-    uses += [(alias or default, user, is_lock, local) for alias, user, is_lock, local in _uses]
+    if conf.get("LOCKS"):
+        uses.append((conf.lock_alias(), 'CACHE_TOOLS["LOCKS"]', True, False))
+    uses += [
+        (alias or (conf.lock_alias() if is_lock else default), user, is_lock, local)
+        for alias, user, is_lock, local in _uses
+    ]
     messages: list[CheckMessage] = []
     reported: set[tuple[str, str]] = set()
     adapters: dict[str, type[Backend] | None] = {}

@@ -4,6 +4,7 @@
 
     CACHE_TOOLS = {
         "CACHE": "default",   # alias in CACHES used when a decorator names none
+        "LOCKS": None,        # alias for lock() and lock_decorator (None: CACHE)
         "NAMESPACE": "ct",    # first segment of every key cache_tools writes
         "ADAPTERS": {},       # {"dotted.CacheClass": "dotted.Adapter"} for other backends
         "LOCAL_COPIES": True, # False: ignore cache_aside(local=...) everywhere (debugging)
@@ -21,6 +22,7 @@ from django.core.signals import setting_changed
 
 DEFAULTS: dict[str, Any] = {
     "CACHE": "default",
+    "LOCKS": None,
     "NAMESPACE": "ct",
     "ADAPTERS": {},
     "LOCAL_COPIES": True,
@@ -42,6 +44,11 @@ def validate(value: Any) -> list[str]:
     if not isinstance(alias, str) or not alias:
         problems.append(
             f'CACHE_TOOLS["CACHE"] must be a non-empty alias from CACHES, not {alias!r}.'
+        )
+    locks = value.get("LOCKS")
+    if locks is not None and (not isinstance(locks, str) or not locks):
+        problems.append(
+            f'CACHE_TOOLS["LOCKS"] must be None or a non-empty alias from CACHES, not {locks!r}.'
         )
     namespace = value.get("NAMESPACE", DEFAULTS["NAMESPACE"])
     if not isinstance(namespace, str) or not _NAMESPACE_RE.match(namespace):
@@ -85,6 +92,12 @@ setting_changed.connect(_forget_options)
 
 def default_alias() -> str:
     alias: str = get("CACHE")
+    return alias
+
+
+def lock_alias() -> str:
+    """The alias locks use when they name none: ``LOCKS``, else ``CACHE``."""
+    alias: str = get("LOCKS") or get("CACHE")
     return alias
 
 

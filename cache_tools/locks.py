@@ -51,10 +51,11 @@ from typing import (
 from asgiref.sync import markcoroutinefunction
 from django.core.exceptions import ImproperlyConfigured
 
-from . import checks, stats
+from . import checks, conf, stats
 from ._options import applied_bare, positive_seconds, seconds_or_zero
 from ._process import PerProcess
 from .backends import get_backend
+from .backends.base import Backend
 from .drive import Steps, adrive, call, drive
 from .errors import (
     BackendUnavailable,
@@ -225,6 +226,41 @@ class _Watchdog:
 _watchdog = PerProcess(_Watchdog)
 
 
+class _Evictions:
+    """Asks each alias's server once per process, in the background, whether it can evict
+    the keys of locks, and logs a warning if it can (``check --deploy`` says it too)."""
+
+    def __init__(self) -> None:
+        self._asked: set[str] = set()
+        self._guard = threading.Lock()
+
+    def note(self, backend: Backend) -> None:
+        if backend.alias in self._asked:
+            return
+        with self._guard:
+            if backend.alias in self._asked:
+                return
+            self._asked.add(backend.alias)
+        threading.Thread(
+            target=self._ask, args=(backend,), name="cache-tools-eviction-check", daemon=True
+        ).start()
+
+    @staticmethod
+    def _ask(backend: Backend) -> None:
+        try:
+            policy = backend.eviction_policy()
+        except Exception as exc:  # an outage, a refused INFO: the locks say so themselves
+            logger.debug("could not read the eviction policy of %r: %s", backend.alias, exc)
+            return
+        if policy is not None and policy != "noeviction":
+            logger.warning(
+                "%s %s", checks.eviction_warning(backend.alias, policy), checks.EVICTION_HINT
+            )
+
+
+_evictions = PerProcess(_Evictions)
+
+
 class Lock:
     """A named lock on a cache alias; use :func:`lock` or :func:`lock_decorator` to make one.
 
@@ -267,7 +303,8 @@ class Lock:
         self.timeout = positive_seconds(timeout, "timeout")
         self.blocking_timeout = _validate_blocking_timeout(blocking_timeout)
         self.name = name
-        self._backend = get_backend(cache)
+        self._backend = get_backend(cache or conf.lock_alias())
+        _evictions.get().note(self._backend)
         self.alias = self._backend.alias
         if not self._backend.locks:
             raise ImproperlyConfigured(

@@ -368,6 +368,12 @@ class Backend(abc.ABC):
         """Waiters registered on a held lock, where the backend knows (None otherwise)."""
         return None
 
+    def eviction_policy(self) -> str | None:
+        """The server's ``maxmemory-policy`` (``noeviction`` when it never drops a key to make
+        room), or None where the backend cannot say. Connects: for deployment checks and a
+        one-time warning, never on a hot path."""
+        return None
+
     def lock_state(self, keys: LockKeys) -> LockState:
         """Whether the lock is held, since when, its fence and its waiters (dashboards)."""
         token = self.owner(keys)

@@ -680,6 +680,18 @@ class RedisBackend(Backend):
     def _delete(self, key: ServerKey) -> Steps[bool]:
         return bool((yield call("command", "delete", key)))
 
+    def eviction_policy(self) -> str | None:
+        """From ``INFO memory`` (which managed services that disable ``CONFIG`` still allow);
+        of several servers (a cluster's primaries), one that evicts if any does."""
+        policies = set()
+        with _translated(self.alias, self.errors):
+            for server in self.servers():
+                policies.add(str(server.info("memory").get("maxmemory_policy", "")))
+        evicting = sorted(p for p in policies if p and p != "noeviction")
+        if evicting:
+            return evicting[0]
+        return "noeviction" if policies == {"noeviction"} else None
+
     def waiters(self, keys: LockKeys) -> int | None:
         return self.lock_state(keys).waiters
 
