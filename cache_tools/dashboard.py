@@ -32,6 +32,10 @@ __all__ = ["dashboard", "dashboard_json"]
 
 #: Seconds between the page's refreshes.
 REFRESH = 10
+#: Functions (the most called first) and locks (held first) a page shows.
+PAGE = 50
+#: Functions and locks the JSON endpoint returns unless asked for ``limit``.
+JSON_LIMIT = 100
 
 View = Callable[..., HttpResponse]
 
@@ -60,17 +64,26 @@ def staff_only(view: View) -> View:
     return checked
 
 
-def _per_minute(rows: list[monitor.FunctionFigures]) -> tuple[list[float | None], list[float]]:
-    """Hit ratio (None where nothing was called) and computations, each minute, all functions."""
+def _per_minute(
+    totals: list[tuple[int, stats.CacheInfo]],
+) -> tuple[list[float | None], list[float]]:
+    """Hit ratio (None where nothing was called) and computations, each minute."""
     ratios: list[float | None] = []
     computations: list[float] = []
-    for index in range(stats.SERIES_MINUTES):
-        counts = [row.series[index][1] for row in rows]
-        calls = sum(c.hits + c.misses + c.stale_hits + c.local_hits for c in counts)
-        misses = sum(c.misses for c in counts)
-        ratios.append((calls - misses) / calls if calls else None)
-        computations.append(sum(c.computations for c in counts))
+    for _, counts in totals:
+        calls = counts.hits + counts.misses + counts.stale_hits + counts.local_hits
+        ratios.append((calls - counts.misses) / calls if calls else None)
+        computations.append(counts.computations)
     return ratios, computations
+
+
+def _number(request: HttpRequest, name: str, default: int, most: int | None = None) -> int:
+    """A non-negative whole-number query parameter (``default`` when absent or malformed)."""
+    try:
+        value = max(0, int(request.GET.get(name, default)))
+    except ValueError:
+        return default
+    return value if most is None else min(value, most)
 
 
 def _unavailable(exc: BackendUnavailable) -> HttpResponse:
@@ -84,15 +97,32 @@ def _unavailable(exc: BackendUnavailable) -> HttpResponse:
 def dashboard(
     request: HttpRequest, template_name: str = "cache_tools/dashboard.html"
 ) -> HttpResponse:
-    """Every cached function and view, the locks, and the last hour per minute; 503 naming
-    the alias when a cache server cannot be read (zeros would pass for figures)."""
+    """The most called cached functions and views (``PAGE`` per page, ``?page=``), the
+    locks (held first), and the last hour per minute; 503 naming the alias when a cache
+    server cannot be read (zeros would pass for figures)."""
+    page = _number(request, "page", 1) or 1
     try:
-        rows = monitor.functions(series=True)
+        everything = monitor.functions()
+        first = (page - 1) * PAGE
+        rows = monitor.functions(series=True, limit=PAGE, offset=first) if everything else []
         locks = monitor.locks()
+        totals = monitor.totals_per_minute()
     except BackendUnavailable as exc:
         return _unavailable(exc)
-    ratios, computations = _per_minute(rows)
+    ratios, computations = _per_minute(totals)
+    pages = max(1, -(-len(everything) // PAGE))
     context: dict[str, Any] = {
+        "page": page,
+        "pages": pages,
+        "previous_page": page - 1 if page > 1 else None,
+        "next_page": page + 1 if page < pages else None,
+        "function_count": len(everything),
+        "first_shown": first + 1 if rows else 0,
+        "last_shown": first + len(rows),
+        "lock_count": len(locks),
+        "lock_limit": PAGE,
+        "lock_names_kept": stats.LOCK_NAMES_KEPT,
+        "locks": locks[:PAGE],
         "functions": [
             {
                 "figures": row,
@@ -107,7 +137,6 @@ def dashboard(
             }
             for row in rows
         ],
-        "locks": locks,
         "ratio_chart": bar_chart(ratios, label="hit ratio per minute", top=1.0, percent=True),
         "computations_chart": bar_chart(computations, label="computations per minute"),
         "refresh": REFRESH,
@@ -126,9 +155,12 @@ def dashboard(
 @never_cache
 @staff_only
 def dashboard_json(request: HttpRequest) -> HttpResponse:
-    """The dashboard's figures as JSON (see :func:`cache_tools.monitor.snapshot`); 503 with
-    ``{"error": ...}`` when a cache server cannot be read."""
+    """The dashboard's figures as JSON (see :func:`cache_tools.monitor.snapshot`): the
+    ``limit`` (default 100, at most 1 000) most called functions from ``offset`` on, and as
+    many locks; 503 with ``{"error": ...}`` when a cache server cannot be read."""
+    limit = _number(request, "limit", JSON_LIMIT, most=1000)
+    offset = _number(request, "offset", 0)
     try:
-        return JsonResponse(monitor.snapshot(series=True))
+        return JsonResponse(monitor.snapshot(series=True, limit=limit, offset=offset))
     except BackendUnavailable as exc:
         return JsonResponse({"error": str(exc)}, status=503)

@@ -16,6 +16,7 @@ zeros would look like figures.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,14 @@ from .backends.base import Backend, LockState
 from .keys import safe_key
 from .views import cached_views
 
-__all__ = ["FunctionFigures", "LockFigures", "functions", "locks", "snapshot"]
+__all__ = [
+    "FunctionFigures",
+    "LockFigures",
+    "functions",
+    "locks",
+    "snapshot",
+    "totals_per_minute",
+]
 
 
 @dataclass
@@ -98,16 +106,16 @@ def _aliases() -> list[tuple[str, Backend]]:
     return found
 
 
-def _registered(backend: Backend, kind: str) -> list[str]:
-    return sorted(backend.read_names(backend.registry_key(kind)))
-
-
-def functions(series: bool = False) -> list[FunctionFigures]:
-    """Every cached function and view, by alias then dotted path."""
-    aliases = _aliases()
+def functions(
+    series: bool = False, limit: int | None = None, offset: int = 0
+) -> list[FunctionFigures]:
+    """Every cached function and view, the most called first (then by alias and dotted
+    path); with ``limit``, that many from ``offset`` on (the counts of all are read, in one
+    round trip per alias; ``series``, per page)."""
     found: dict[tuple[str, str], str] = {}
+    aliases = _aliases()
     for alias, backend in aliases:
-        for function_id in _registered(backend, "functions"):
+        for function_id in backend.read_names(backend.registry_key("functions")):
             found[(alias, function_id)] = "unknown"
     shared = {alias for alias, _ in aliases}
     for kind, defined in (("function", cached_functions()), ("view", cached_views())):
@@ -119,30 +127,60 @@ def functions(series: bool = False) -> list[FunctionFigures]:
             if alias in shared:
                 found[(alias, cached.flight.function_id)] = kind
     rows = []
-    for (alias, function_id), kind in sorted(found.items()):
-        stats_key = get_backend(alias).stats_key(function_id)
-        info = stats.read(alias, stats_key)
-        minutes = stats.read_series(alias, stats_key) if series else []
-        rows.append(FunctionFigures(function_id, alias, kind, info, minutes))
+    for alias in sorted({alias for alias, _ in found}):
+        backend = get_backend(alias)
+        ids = sorted(function_id for a, function_id in found if a == alias)
+        counts = stats.read_many(alias, [backend.stats_key(function_id) for function_id in ids])
+        rows += [
+            FunctionFigures(function_id, alias, found[(alias, function_id)], info)
+            for function_id, info in zip(ids, counts, strict=True)
+        ]
+    rows.sort(key=lambda row: -row.calls)  # stable: by alias and path among equals
+    if limit is not None:
+        rows = rows[offset : offset + limit]
+    if series:
+        for row in rows:
+            row.series = stats.read_series(
+                row.alias, get_backend(row.alias).stats_key(row.function)
+            )
     return rows
 
 
-def locks() -> list[LockFigures]:
-    """Every lock processes noted in the last registry window, held ones first."""
+def totals_per_minute() -> list[tuple[int, stats.CacheInfo]]:
+    """Every function's counts summed, each minute of the last hour (oldest first)."""
+    summed: dict[int, Counter[str]] = {}
+    for alias, backend in _aliases():
+        for minute, info in stats.read_series(alias, backend.stats_key(stats.ALL_FUNCTIONS)):
+            summed.setdefault(minute, Counter()).update(info._asdict())
+    return [
+        (minute, stats.CacheInfo(*(counts[field] for field in stats.FIELDS)))
+        for minute, counts in sorted(summed.items())
+    ]
+
+
+def locks(limit: int | None = None) -> list[LockFigures]:
+    """The locks the servers keep counts for (the ``stats.LOCK_NAMES_KEPT`` most recently
+    used per alias), held ones first, then by alias and name; at most ``limit``."""
     rows = []
     for alias, backend in _aliases():
         if not backend.locks:
             continue
-        for name in _registered(backend, "locks"):
-            state = backend.lock_state(backend.lock_keys(safe_key(name)))
-            rows.append(LockFigures(name, alias, state, stats.read_lock(alias, name)))
-    return sorted(rows, key=lambda row: (not row.state.held, row.alias, row.name))
+        counted = stats.read_locks(alias)
+        names = sorted(counted)
+        states = backend.lock_states([backend.lock_keys(safe_key(name)) for name in names])
+        rows += [
+            LockFigures(name, alias, state, counted[name])
+            for name, state in zip(names, states, strict=True)
+        ]
+    rows.sort(key=lambda row: (not row.state.held, row.alias, row.name))
+    return rows if limit is None else rows[:limit]
 
 
-def snapshot(series: bool = True) -> dict[str, Any]:
-    """Everything, as JSON-ready data (the dashboard's JSON endpoint and ``--json``)."""
+def snapshot(series: bool = True, limit: int | None = None, offset: int = 0) -> dict[str, Any]:
+    """Everything, as JSON-ready data (the dashboard's JSON endpoint and ``--json``); with
+    ``limit``, that many functions from ``offset`` on, and that many locks."""
     return {
-        "functions": [row.as_dict() for row in functions(series=series)],
-        "locks": [row.as_dict() for row in locks()],
+        "functions": [row.as_dict() for row in functions(series, limit, offset)],
+        "locks": [row.as_dict() for row in locks(limit)],
         "generated_at": time.time(),
     }

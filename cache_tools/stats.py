@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -31,7 +31,6 @@ from ._process import PerProcess
 from .backends import get_backend
 from .backends.base import Backend, ServerKey
 from .errors import BackendUnavailable, OutcomeUnknown
-from .keys import safe_key
 
 __all__ = [
     "FIELDS",
@@ -47,6 +46,8 @@ __all__ = [
     "lock_event",
     "read",
     "read_lock",
+    "read_locks",
+    "read_many",
     "read_series",
 ]
 
@@ -63,6 +64,11 @@ _LONGEST_FLUSH_DELAY = 5.0  # the longest a batch is gathered (2 500 counters an
 SERIES_MINUTES = 60
 #: Seconds a lock's counts, and its name in the registry, outlive its last use.
 LOCK_SECONDS = 3600.0
+#: Lock names the server keeps counts for, the most recently used (names can be as many as the
+#: objects they guard: per-object locks are not listed one by one beyond this).
+LOCK_NAMES_KEPT = 1000
+#: The pseudo-function whose per-minute counts are every function's, summed (the charts).
+ALL_FUNCTIONS = "*"
 _NOTE_EVERY = 300.0  # seconds between notes of the same name in a registry, per process
 _KEEP_NAMES = 10_000  # names a registry keeps (the most recently noted)
 _CHECK_EVERY = 10.0  # seconds between checks, per process, that a registry noted in is there
@@ -104,16 +110,14 @@ class LockInfo(NamedTuple):
 #: The counted fields of a lock, in :class:`LockInfo` order.
 LOCK_FIELDS: tuple[str, ...] = LockInfo._fields
 
-Target = tuple[str, ServerKey]  # (cache alias, statistics key)
-
 
 class _LockName(str):
-    """A lock's name where its statistics key goes in a thread's counts: the flusher makes the
-    key (and notes the name in the registry), off the lock's path."""
+    """A lock's name where a function's statistics key goes in the counts."""
 
     __slots__ = ()
 
 
+Target = tuple[str, ServerKey | _LockName]  # (cache alias, statistics key or lock name)
 Counted = tuple[str, ServerKey | _LockName, str]  # (cache alias, statistics key, field)
 
 #: Counters a thread keeps before it starts a fresh dict (lock names can be as many as the
@@ -160,7 +164,6 @@ class _Buffer:
         self._threads: list[_ThreadCounts] = []
         self._dirty = False  # counted since the flusher last looked
         self._counts: dict[Target, Counter[str]] = {}  # drained, not yet sent
-        self._locks: deque[tuple[str, str]] = deque()  # (alias, lock name) taken here
         self._noted: dict[tuple[str, str, str], float] = {}  # (alias, registry, name) -> when
         self._checked: dict[tuple[str, str], float] = {}  # (alias, registry) -> last check
         self._wake = threading.Event()
@@ -230,13 +233,7 @@ class _Buffer:
             if not grown:
                 continue
             alias, counted, field = key
-            if isinstance(counted, _LockName):
-                stats_key = self._lock_key(alias, counted, field)
-                if stats_key is None:
-                    continue
-            else:
-                stats_key = counted
-            target = (alias, stats_key)
+            target = (alias, counted)
             counter = self._counts.get(target)
             if counter is None:
                 counter = self._counts[target] = Counter()
@@ -248,78 +245,92 @@ class _Buffer:
             self._counts.pop((alias, stats_key), None)
 
     def read(self, alias: str, stats_key: ServerKey, fields: tuple[str, ...]) -> Counter[str]:
-        if not get_backend(alias).stores:
-            return Counter()  # DummyCache: nothing is cached, so nothing is counted
+        return self.read_many(alias, [stats_key], fields)[0]
+
+    def read_many(
+        self, alias: str, stats_keys: list[ServerKey], fields: tuple[str, ...]
+    ) -> list[Counter[str]]:
+        """Several functions' counts, in one round trip, with this process's unsent ones."""
+        backend = get_backend(alias)
+        if not backend.stores:
+            return [Counter() for _ in stats_keys]  # DummyCache: nothing is counted
         with self._sending:
             self._drain()
-            counts = Counter(self._counts.get((alias, stats_key), ()))
-            counts.update(get_backend(alias).read_counts(stats_key, fields))
-        return counts
+            rows = [Counter(self._counts.get((alias, key), ())) for key in stats_keys]
+            for row, shared in zip(rows, backend.read_counts_many(stats_keys, fields), strict=True):
+                row.update(shared)
+        return rows
 
-    def _lock_key(self, alias: str, name: str, field: str) -> ServerKey | None:
-        """The statistics key of lock ``name`` (None once the alias is gone from CACHES); an
-        acquisition also notes the name for the registry of locks."""
-        try:
-            backend = get_backend(alias)
-        except ImproperlyConfigured:
-            return None
-        if field == "acquired":
-            self._locks.append((alias, str(name)))
-        return backend.lock_stats_key(safe_key(name))
+    def read_locks(self, alias: str, names: list[str] | None = None) -> dict[str, Counter[str]]:
+        """Locks' counts by name (every lock the server keeps, with ``names`` None), with
+        this process's unsent ones."""
+        backend = get_backend(alias)
+        if not backend.stores:
+            return {name: Counter() for name in names or ()}
+        with self._sending:
+            self._drain()
+            shared = backend.read_lock_counts(LOCK_FIELDS, names)
+            return {
+                name: Counter(self._counts.get((alias, _LockName(name)), ())) + Counter(counts)
+                for name, counts in shared.items()
+            }
 
     def flush(self) -> int:
         """Send what is buffered; returns how many counters (field of a key) that was."""
         with self._sending:
             self._drain()
             counts, self._counts = self._counts, {}
-            by_alias: dict[str, dict[ServerKey, Counter[str]]] = {}
-            for (alias, stats_key), counter in counts.items():
-                by_alias.setdefault(alias, {})[stats_key] = counter
-            locks: dict[str, set[str]] = {}
-            while self._locks:
-                alias, name = self._locks.popleft()
-                locks.setdefault(alias, set()).add(name)
-            for alias in by_alias.keys() | locks.keys():
+            by_alias: dict[str, dict[ServerKey | _LockName, Counter[str]]] = {}
+            for (alias, key), counter in counts.items():
+                by_alias.setdefault(alias, {})[key] = counter
+            for alias, per_key in by_alias.items():
                 try:
                     backend = get_backend(alias)
                 except ImproperlyConfigured:
                     logger.debug("dropping statistics for %r, no longer in CACHES", alias)
                     continue
-                per_key = by_alias.get(alias, {})
-                # A function's counts last; a lock's expire an hour after its last count
-                # (lock names can be as many as the objects they guard).
-                owners = {k: backend.function_of(k) for k in per_key}
-                lasting = {k: c for k, c in per_key.items() if owners[k]}
-                expiring = {k: c for k, c in per_key.items() if not owners[k]}
-                sent, restarted = True, set()
-                for group, ttl in ((lasting, None), (expiring, LOCK_SECONDS)):
-                    if not group:
-                        continue
-                    started = self._send(backend, group, ttl) if sent else None
-                    if started is None:
-                        sent = False  # kept for the next flush
-                        for stats_key, counter in group.items():
-                            self._counts.setdefault((alias, stats_key), Counter()).update(counter)
-                    else:
-                        restarted |= started
-                if not sent:
-                    continue
-                try:
-                    functions = [f for k in lasting if (f := owners[k])]
-                    self._record(backend, lasting, functions, locks.get(alias, set()), restarted)
-                except Exception as exc:  # charts and registries only; the counts are sent
-                    logger.debug("could not record the minute or names for %r: %s", alias, exc)
+                functions = {k: c for k, c in per_key.items() if not isinstance(k, _LockName)}
+                locks = {str(k): c for k, c in per_key.items() if isinstance(k, _LockName)}
+                if functions:
+                    self._send_functions(backend, functions)
+                if locks:
+                    self._send_locks(backend, locks)
         return sum(map(len, counts.values()))
 
+    def _keep(self, alias: str, counted: dict[Any, Counter[str]]) -> None:
+        """Counts nothing reached the server with: sent at the next flush."""
+        for key, counter in counted.items():
+            self._counts.setdefault((alias, key), Counter()).update(counter)
+
+    def _send_functions(self, backend: Backend, counts: dict[ServerKey, Counter[str]]) -> None:
+        started = self._send(backend, counts)
+        if started is None:
+            self._keep(backend.alias, counts)
+            return
+        try:
+            functions = {key: f for key in counts if (f := backend.function_of(key))}
+            self._record(backend, counts, functions, started)
+        except Exception as exc:  # charts and registries only; the counts are sent
+            logger.debug("could not record the minute or names for %r: %s", backend.alias, exc)
+
+    def _send_locks(self, backend: Backend, counts: dict[str, Counter[str]]) -> None:
+        """Locks' counts and names in one bounded record per alias (``LOCK_NAMES_KEPT``)."""
+        try:
+            backend.add_lock_counts(counts, LOCK_FIELDS, LOCK_NAMES_KEPT, LOCK_SECONDS)
+        except OutcomeUnknown:
+            logger.debug("lock statistics for %r may not have been counted", backend.alias)
+        except BackendUnavailable:
+            self._keep(backend.alias, {_LockName(name): c for name, c in counts.items()})
+        except Exception:
+            logger.exception("could not send lock statistics for %r", backend.alias)
+
     @staticmethod
-    def _send(
-        backend: Backend, counts: dict[ServerKey, Counter[str]], ttl: float | None
-    ) -> set[ServerKey] | None:
+    def _send(backend: Backend, counts: dict[ServerKey, Counter[str]]) -> set[ServerKey] | None:
         """The statistics keys the server started anew (see ``Backend.add_counts``); None
         when nothing reached it (the caller keeps the counts). Counts that may have been
         added (the reply was lost) are dropped: sent again, they would count twice."""
         try:
-            started = backend.add_counts(counts, ttl=ttl)
+            started = backend.add_counts(counts)
         except OutcomeUnknown:
             logger.debug("statistics for %r may not have been counted", backend.alias)
             return set()
@@ -334,12 +345,11 @@ class _Buffer:
         self,
         backend: Backend,
         per_function: dict[ServerKey, Counter[str]],
-        functions: list[str],
-        locks: set[str],
+        functions: dict[ServerKey, str],
         restarted: set[ServerKey],
     ) -> None:
-        """This minute's counts of each function (``per_function``: by statistics key;
-        ``functions``: their dotted paths), and the names the registries lack.
+        """This minute's counts of each function and of all of them (``per_function``: by
+        statistics key; ``functions``: their dotted paths), and the names the registry lacks.
 
         A name is noted again every ``_NOTE_EVERY`` seconds, and at once when the server has
         started its counts anew (``restarted``) or lost the registry alone (eviction): this
@@ -347,31 +357,28 @@ class _Buffer:
         now = time.time()
         minute = int(now // 60)
         series = {backend.minute_key(k, minute): c for k, c in per_function.items()}
+        summed: Counter[str] = Counter()
+        for key in functions:
+            summed.update(per_function[key])
+        if summed:
+            series[backend.minute_key(backend.stats_key(ALL_FUNCTIONS), minute)] = summed
         if series:
             backend.add_counts(series, ttl=SERIES_MINUTES * 60 + 60)
-        forgotten: set[str] = set()
-        if restarted:  # rare: spare the lock names' keys otherwise (they can be thousands)
-            forgotten = {f for k in restarted if (f := backend.function_of(k))}
-            forgotten |= {n for n in locks if backend.lock_stats_key(safe_key(n)) in restarted}
-        for kind, names, max_age in (
-            ("functions", functions, None),
-            ("locks", locks, LOCK_SECONDS),
-        ):
-            if not names:
-                continue
-            registry = backend.registry_key(kind)
-            lost = self._lost(backend, kind, registry, now)
-            due = {
-                name: now
-                for name in names
-                if lost
-                or name in forgotten
-                or now - self._noted.get((backend.alias, kind, name), 0.0) > _NOTE_EVERY
-            }
-            if due:
-                backend.note_names(registry, due, _KEEP_NAMES, max_age=max_age)
-                self._noted.update({(backend.alias, kind, name): now for name in due})
-                self._checked.setdefault((backend.alias, kind), now)
+        if not functions:
+            return
+        forgotten = {functions[key] for key in restarted if key in functions}
+        registry = backend.registry_key("functions")
+        lost = self._lost(backend, "functions", registry, now)
+        self._noted = {k: when for k, when in self._noted.items() if now - when <= _NOTE_EVERY}
+        due = {
+            name: now
+            for name in functions.values()
+            if lost or name in forgotten or (backend.alias, "functions", name) not in self._noted
+        }
+        if due:
+            backend.note_names(registry, due, _KEEP_NAMES)
+            self._noted.update({(backend.alias, "functions", name): now for name in due})
+            self._checked.setdefault((backend.alias, "functions"), now)
 
     def _lost(self, backend: Backend, kind: str, registry: ServerKey, now: float) -> bool:
         """Whether a registry this process noted names in is gone from the server (eviction
@@ -390,7 +397,7 @@ class _Buffer:
     def _run(self) -> None:
         delay = FLUSH_DELAY
         while True:
-            if not self._dirty and not self._counts and not self._locks:
+            if not self._dirty and not self._counts:
                 self._idle = True
                 if not self._dirty:  # an add between the test above and the flag
                     self._wake.wait()
@@ -440,10 +447,25 @@ def read(alias: str, stats_key: ServerKey) -> CacheInfo:
 
 
 def read_lock(alias: str, name: str) -> LockInfo:
-    """A lock's counts over every process (this one's unsent counts included)."""
-    stats_key = get_backend(alias).lock_stats_key(safe_key(name))
-    counts = _buffer.get().read(alias, stats_key, LOCK_FIELDS)
+    """A lock's counts over every process (this one's unsent counts included); zeros for a
+    lock the server no longer keeps (see ``LOCK_NAMES_KEPT``)."""
+    counts = _buffer.get().read_locks(alias, [name]).get(name, Counter())
     return LockInfo(*(counts[field] for field in LOCK_FIELDS))
+
+
+def read_locks(alias: str) -> dict[str, LockInfo]:
+    """Every lock the server keeps counts for (the ``LOCK_NAMES_KEPT`` most recently used)."""
+    counted = _buffer.get().read_locks(alias)
+    return {
+        name: LockInfo(*(counts[field] for field in LOCK_FIELDS))
+        for name, counts in counted.items()
+    }
+
+
+def read_many(alias: str, stats_keys: list[ServerKey]) -> list[CacheInfo]:
+    """:func:`read` of several functions, in one round trip."""
+    rows = _buffer.get().read_many(alias, stats_keys, FIELDS)
+    return [CacheInfo(*(counts[field] for field in FIELDS)) for counts in rows]
 
 
 def read_series(

@@ -76,12 +76,14 @@ def test_counts_of_many_threads_all_arrive_also_of_threads_that_ended(unique):
     assert counted.cache_info() == CacheInfo(hits=4000, misses=1, computations=1)
 
 
-def test_a_thread_counting_many_locks_keeps_a_bounded_buffer_and_loses_nothing(unique):
+def test_a_thread_counting_many_locks_keeps_a_bounded_buffer_and_loses_nothing(unique, monkeypatch):
     """Lock names can be as many as the objects they guard: a thread's counts are handed to
     the flusher in bounded dicts, while the flusher drains concurrently, and every count
-    arrives exactly once."""
+    arrives exactly once (the server keeps every name here)."""
     from cache_tools import stats
     from cache_tools.backends import get_backend
+
+    monkeypatch.setattr(stats, "LOCK_NAMES_KEPT", 20_000)
 
     backend, names, sizes = get_backend(), [f"{unique}:{n}" for n in range(10_000)], []
 

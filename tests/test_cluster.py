@@ -166,11 +166,6 @@ def test_warm_cache_and_clear_cache_scan_every_primary_and_only_our_namespace(
         node.close()
 
 
-def server_keys(lock_keys):
-    """Every key of a lock (its fields but the ``handover`` flag)."""
-    return [value for value in vars(lock_keys).values() if isinstance(value, str)]
-
-
 @settings(max_examples=200, deadline=None)
 @given(
     function=st.text(min_size=1, max_size=40),
@@ -186,7 +181,7 @@ def test_every_key_of_an_entry_or_lock_hashes_to_one_slot(function, argument, lo
     locks = [entry.lock, backend._lock_keys(safe_key(lock_name))]
     assert len({key_slot(str(key).encode()) for key in (entry.value, entry.generation)}) == 1
     for lock_keys in locks:
-        assert len(server_keys(lock_keys)) == 6
-        assert len({key_slot(str(key).encode()) for key in server_keys(lock_keys)}) == 1
-    entry_script_keys = [entry.value, entry.generation, *server_keys(entry.lock)]
+        assert len(lock_keys.all()) == 6
+        assert len({key_slot(str(key).encode()) for key in lock_keys.all()}) == 1
+    entry_script_keys = [entry.value, entry.generation, *entry.lock.all()]
     assert len({key_slot(str(key).encode()) for key in entry_script_keys}) == 1

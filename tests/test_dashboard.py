@@ -18,7 +18,6 @@ from django.test import override_settings
 from cache_tools import LockLost, cache_aside, lock, monitor, signals, stats
 from cache_tools.backends import get_backend
 from cache_tools.charts import bar_chart
-from cache_tools.keys import safe_key
 from cache_tools.testing.contract import run_processes
 from tests.test_refused_writes import memcached_alias
 
@@ -191,9 +190,11 @@ def test_lock_counts_expire_an_hour_after_the_lock_was_last_used(redis_client, u
         pass
     stats.flush()
     backend = get_backend()
-    stats_key = backend.lock_stats_key(f"per-object-{unique}")
-    assert redis_client.hget(stats_key, "acquired") == b"1"
-    assert 0 < redis_client.pttl(stats_key) <= stats.LOCK_SECONDS * 1000
+    counts, registry = backend.lock_counts_key(), backend.registry_key("locks")
+    assert redis_client.hget(counts, f"acquired:per-object-{unique}") == b"1"
+    assert redis_client.zscore(registry, f"per-object-{unique}")
+    for key in (counts, registry):
+        assert 0 < redis_client.pttl(key) <= stats.LOCK_SECONDS * 1000
 
 
 @pytest.mark.parametrize("alias", ["default", "locmem"])
@@ -225,7 +226,7 @@ def test_a_lock_is_listed_again_at_once_after_clear_cache(redis_client, unique):
         stats.flush()
         assert name in {row.name for row in monitor.locks()}
         backend = get_backend()
-        redis_client.delete(backend.registry_key("locks"), backend.lock_stats_key(safe_key(name)))
+        redis_client.delete(backend.registry_key("locks"), backend.lock_counts_key())
 
 
 # Signals ----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 import redis
 from django.conf import settings
 from django.core.cache import close_caches
-from django.core.management import call_command
+from django.core.checks import run_checks
 from django.test import override_settings
 
 from cache_tools import LockLost, LockTimeout, LockUnavailable, lock, lock_decorator
@@ -45,25 +45,25 @@ def evicting(private_redis, unique):
     client.close()
 
 
+def eviction_warnings(deploy):
+    """What ``manage.py check`` says of eviction (``--deploy`` when ``deploy``)."""
+    found = run_checks(include_deployment_checks=deploy)
+    return [str(message) for message in found if message.id == "cache_tools.W005"]
+
+
 @pytest.mark.parametrize("policy", ["allkeys-lru", "volatile-lru", "allkeys-lfu"])
-def test_check_deploy_warns_when_the_locks_server_evicts(evicting, capsys, policy):
+def test_check_deploy_warns_when_the_locks_server_evicts(evicting, policy):
     evicting(policy)
     with override_settings(CACHE_TOOLS={"LOCKS": "evicting"}):
-        call_command("check", "--deploy")
-        out = capsys.readouterr()
-        text = out.err + out.out
-        assert "cache_tools.W005" in text and policy in text and 'CACHE_TOOLS["LOCKS"]' in text
-        call_command("check")  # without --deploy it does not connect, and says nothing
-        out = capsys.readouterr()
-        assert "W005" not in out.err + out.out
+        (warning,) = eviction_warnings(deploy=True)
+        assert policy in warning and 'CACHE_TOOLS["LOCKS"]' in warning and "evicting" in warning
+        assert eviction_warnings(deploy=False) == []  # without --deploy it does not connect
 
 
-def test_check_deploy_is_silent_with_noeviction(evicting, capsys):
+def test_check_deploy_is_silent_with_noeviction(evicting):
     evicting("noeviction")
     with override_settings(CACHE_TOOLS={"LOCKS": "evicting"}):
-        call_command("check", "--deploy")
-        out = capsys.readouterr()
-        assert "W005" not in out.err + out.out
+        assert eviction_warnings(deploy=True) == []
 
 
 def test_the_first_lock_on_an_evicting_alias_warns_once(evicting, caplog, unique):

@@ -20,9 +20,11 @@ Key layout (shown without the alias's ``KEY_PREFIX``/``VERSION`` and with the de
     ct:g:{func}:<scope>     generation of a part of it (a view's path), when it has one
     ct:s:{func}             statistics of the function
     ct:s:{func}:m<minute>   its counts in one minute (expire after an hour: the charts)
-    ct:ls:{name}            statistics of a lock (expire an hour after its last use)
-    ct:r:{functions}        the functions and locks processes have used, with when
-    ct:r:{locks}            (dashboards and commands list them; locks of the last hour)
+    ct:s:{*}:m<minute>      every function's counts in one minute, summed (the charts)
+    ct:r:{functions}        the functions processes have used, with when
+    ct:r:{locks}            the locks used in the last hour, with when: at most the 1 000
+    ct:lc:{locks}           most recent (lock names can be as many as the objects they
+                            guard), and their counts (``acquired:<name>``, ...)
 
 The part in braces is a Redis Cluster hash tag, so each script's keys share a slot. Keys made
 by :mod:`cache_tools.keys` never contain ``{``, ``}`` or ``#``, so these names cannot collide.
@@ -75,36 +77,61 @@ class ServerKey(str):
         return key
 
 
-@dataclass(frozen=True)
 class LockKeys:
-    """The keys of one lock. ``handover``: released to the waiter blocked longest, first come
-    first served (locks); else every waiter is woken to look again (cache-aside entries)."""
+    """The keys of one lock: ``lock`` and its companions, made from it when asked (the
+    scripts name them from the lock's key themselves; a process keeps thousands of these).
+    ``handover``: released to the waiter blocked longest, first come first served (locks);
+    else every waiter is woken to look again (cache-aside entries)."""
 
-    lock: ServerKey
-    signal: ServerKey
-    fence: ServerKey
-    waiters: ServerKey
-    waiting: ServerKey
-    uncacheable: ServerKey
-    handover: bool = False
+    __slots__ = ("_backend", "handover", "lock")
+
+    def __init__(self, backend: Backend, lock: ServerKey, handover: bool = False) -> None:
+        self._backend, self.lock, self.handover = backend, lock, handover
+
+    def _companion(self, suffix: str) -> ServerKey:
+        return self._backend.companion_key(self.lock, suffix)
+
+    @property
+    def signal(self) -> ServerKey:
+        """The release signal list (and, for locks, a hand-over's ticket)."""
+        return self._companion("#s")
+
+    @property
+    def fence(self) -> ServerKey:
+        return self._companion("#f")
+
+    @property
+    def waiters(self) -> ServerKey:
+        """The number of registered waiters (cache-aside entry locks)."""
+        return self._companion("#w")
+
+    @property
+    def waiting(self) -> ServerKey:
+        """The tokens seen waiting recently (locks; for dashboards)."""
+        return self._companion("#q")
+
+    @property
+    def uncacheable(self) -> ServerKey:
+        """Set a moment when a result could not be stored (cache-aside entry locks)."""
+        return self._companion("#n")
+
+    def all(self) -> list[ServerKey]:
+        """Every key of the lock."""
+        return [self.lock, self.signal, self.fence, self.waiters, self.waiting, self.uncacheable]
 
 
 class EntryKeys:
-    """The keys of one cache-aside entry. The lock's keys are made on each use and not kept: a
-    hit needs only ``value`` and ``generation``, and entry keys are cached per process (six
-    lock keys would triple the memory of each)."""
+    """The keys of one cache-aside entry. The lock's keys are made on each use from the
+    value's (its name with ``:l:`` for ``:v:``) and not kept: a hit needs only ``value`` and
+    ``generation``, and a process keeps thousands of these."""
 
-    __slots__ = ("_make_lock", "generation", "packed_read", "read_check", "stats", "value")
+    __slots__ = ("_backend", "generation", "packed_read", "read_check", "stats", "value")
 
     def __init__(
-        self,
-        value: ServerKey,
-        generation: ServerKey,
-        stats: ServerKey,
-        make_lock: Callable[[], LockKeys],
+        self, backend: Backend, value: ServerKey, generation: ServerKey, stats: ServerKey
     ) -> None:
+        self._backend = backend
         self.value, self.generation, self.stats = value, generation, stats
-        self._make_lock = make_lock
         #: The adapter's hit read of these keys in its wire form, and how it checks that a
         #: reply is this entry's, made on first use.
         self.packed_read: Any = None
@@ -112,7 +139,7 @@ class EntryKeys:
 
     @property
     def lock(self) -> LockKeys:
-        return self._make_lock()
+        return self._backend.entry_lock_keys(self.value)
 
 
 #: The states of a cache-aside read.
@@ -205,7 +232,6 @@ class Backend(abc.ABC):
         self.alias = alias
         # Key names depend only on settings, and an adapter lives until settings change.
         self.lock_keys = functools.lru_cache(maxsize=4096)(self._lock_keys)
-        self.lock_stats_key = functools.lru_cache(maxsize=4096)(self._lock_stats_key)
         self.entry_keys = functools.lru_cache(maxsize=16384)(self._entry_keys)
         self._function_keys = functools.lru_cache(maxsize=4096)(self._keys_of_function)
         self._prefix: str | None = None
@@ -263,15 +289,9 @@ class Backend(abc.ABC):
         """The key of a lock's companion (``#f`` fence, ``#s`` signal, ...)."""
         return self.server_key(f"{base.name}{suffix}")
 
-    def _companions(self, base: ServerKey, handover: bool = False) -> LockKeys:
-        signal, fence, waiters, waiting, uncacheable = (
-            self.companion_key(base, suffix) for suffix in ("#s", "#f", "#w", "#q", "#n")
-        )
-        return LockKeys(base, signal, fence, waiters, waiting, uncacheable, handover)
-
     def _lock_keys(self, name: str) -> LockKeys:
         """The keys of the lock called ``name`` (already made safe by :func:`keys.safe_key`)."""
-        return self._companions(self.server_key(self._name("lock", name), reserve=2), True)
+        return LockKeys(self, self.server_key(self._name("lock", name), reserve=2), True)
 
     def _entry_keys(
         self, function_id: str, argument_key: str, version: Any = None, scope: str | None = None
@@ -280,13 +300,14 @@ class Backend(abc.ABC):
         generation of its own (a view's path), invalidated apart from the rest."""
         rest = f":{argument_key}" if version is None else f":v{normalise(version)}:{argument_key}"
         generation, stats = self._function_keys(function_id, scope)
-        lock_name = self._name("l", function_id, rest)
-        return EntryKeys(
-            self.server_key(self._name("v", function_id, rest)),
-            generation,
-            stats,
-            lambda: self._companions(self.server_key(lock_name, reserve=2)),
-        )
+        value = self.server_key(self._name("v", function_id, rest))
+        return EntryKeys(self, value, generation, stats)
+
+    def entry_lock_keys(self, value: ServerKey) -> LockKeys:
+        """The single-flight lock of the entry stored at ``value``."""
+        namespace = conf.namespace()
+        name = f"{namespace}:l:{value.name[len(namespace) + 3 :]}"  # for "<namespace>:v:"
+        return LockKeys(self, self.server_key(name, reserve=2))
 
     def _keys_of_function(self, function_id: str, scope: str | None) -> tuple[ServerKey, ServerKey]:
         generation = self._name("g", function_id, "" if scope is None else f":{scope}")
@@ -304,9 +325,9 @@ class Backend(abc.ABC):
         """The key of one minute's counts of a function (``minute``: Unix time // 60)."""
         return self.companion_key(stats_key, f":m{minute}")
 
-    def _lock_stats_key(self, name: str) -> ServerKey:
-        """The statistics of the lock called ``name`` (made safe by :func:`keys.safe_key`)."""
-        return self.server_key(self._name("ls", name))
+    def lock_counts_key(self) -> ServerKey:
+        """Where the counts of the locks in the registry of locks are kept."""
+        return self.server_key(self._name("lc", "locks"))
 
     def registry_key(self, kind: str) -> ServerKey:
         """Where processes note the ``"functions"`` or ``"locks"`` they use."""
@@ -367,6 +388,10 @@ class Backend(abc.ABC):
     def waiters(self, keys: LockKeys) -> int | None:
         """Waiters registered on a held lock, where the backend knows (None otherwise)."""
         return None
+
+    def lock_states(self, keys: Sequence[LockKeys]) -> list[LockState]:
+        """:meth:`lock_state` of several locks, in one round trip where possible."""
+        return [self.lock_state(lock_keys) for lock_keys in keys]
 
     def eviction_policy(self) -> str | None:
         """The server's ``maxmemory-policy`` (``noeviction`` when it never drops a key to make
@@ -467,6 +492,26 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def delete_counts(self, stats_key: ServerKey, fields: tuple[str, ...]) -> None: ...
+
+    @abc.abstractmethod
+    def add_lock_counts(
+        self,
+        counts: Mapping[str, Mapping[str, int]],
+        fields: tuple[str, ...],
+        keep: int,
+        max_age: float,
+    ) -> None:
+        """Add to the counts of locks by name (``{name: {field: amount}}``) and note each
+        name in the registry of locks, which keeps the ``keep`` most recently used names, none
+        older than ``max_age`` seconds: a forgotten name's counts (every one of ``fields``)
+        go with it. So the server keeps a bounded record however many names there are."""
+
+    @abc.abstractmethod
+    def read_lock_counts(
+        self, fields: tuple[str, ...], names: Sequence[str] | None = None
+    ) -> dict[str, dict[str, int]]:
+        """The counts of ``names`` (0 where never counted), or of every lock in the registry
+        (``names`` None)."""
 
     @abc.abstractmethod
     def delete(self, key: ServerKey) -> bool: ...

@@ -332,6 +332,18 @@ class CacheAPIBackend(Backend):
     ) -> None:
         """A read and a write under a short lock of the registry's own (only the statistics
         flusher, a background thread, calls this; it may wait a second for the lock)."""
+        with self._guarded(registry):
+            known = {**(self.cache.get(registry.name) or {}), **names}
+            oldest = -math.inf if max_age is None else max(names.values()) - max_age
+            newest = sorted(
+                (item for item in known.items() if item[1] >= oldest), key=lambda item: item[1]
+            )[-keep:]
+            self.cache.set(registry.name, dict(newest), max_age and int(max_age) + 1)
+
+    @contextlib.contextmanager
+    def _guarded(self, registry: ServerKey) -> Iterator[None]:
+        """A short lock of the registry's own around a read and a write of it (only the
+        statistics flusher, a background thread, takes it; it may wait a second)."""
         guard = self.companion_key(registry, "#g")
         token = secrets.token_hex(8)
         with self._outage():
@@ -342,14 +354,48 @@ class CacheAPIBackend(Backend):
             else:
                 raise BackendUnavailable(f"the registry {registry.name!r} stayed locked")
             try:
-                known = {**(self.cache.get(registry.name) or {}), **names}
-                oldest = -math.inf if max_age is None else max(names.values()) - max_age
-                newest = sorted(
-                    (item for item in known.items() if item[1] >= oldest), key=lambda item: item[1]
-                )[-keep:]
-                self.cache.set(registry.name, dict(newest), max_age and int(max_age) + 1)
+                yield
             finally:
                 self._delete_if(guard, token)
+
+    def add_lock_counts(
+        self,
+        counts: Mapping[str, Mapping[str, int]],
+        fields: tuple[str, ...],
+        keep: int,
+        max_age: float,
+    ) -> None:
+        """The registry of locks (``{name: when}``) and their counts (``{name: {field:
+        count}}``), read and written under the registry's guard (see :meth:`note_names`)."""
+        registry, counts_key = self.registry_key("locks"), self.lock_counts_key()
+        with self._guarded(registry):
+            now, cache = time.time(), self.cache
+            noted = {**(cache.get(registry.name) or {}), **dict.fromkeys(counts, now)}
+            recent = dict(
+                sorted((i for i in noted.items() if i[1] >= now - max_age), key=lambda i: i[1])[
+                    -keep:
+                ]
+            )
+            before = cache.get(counts_key.name) or {}
+            totals = {name: dict(before.get(name, {})) for name in recent}  # the others go
+            for name, added in counts.items():
+                if name in totals:
+                    for field in fields:
+                        totals[name][field] = totals[name].get(field, 0) + added.get(field, 0)
+            cache.set(registry.name, recent, int(max_age) + 1)
+            cache.set(counts_key.name, totals, int(max_age) + 1)
+
+    def read_lock_counts(
+        self, fields: tuple[str, ...], names: Sequence[str] | None = None
+    ) -> dict[str, dict[str, int]]:
+        with self._outage():
+            found = self.cache.get_many(
+                [self.registry_key("locks").name, self.lock_counts_key().name]
+            )
+        noted = found.get(self.registry_key("locks").name) or {}
+        totals = found.get(self.lock_counts_key().name) or {}
+        wanted = list(noted) if names is None else names
+        return {name: {f: totals.get(name, {}).get(f, 0) for f in fields} for name in wanted}
 
     def read_names(self, registry: ServerKey) -> dict[str, float]:
         with self._outage():

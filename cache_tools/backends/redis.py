@@ -145,17 +145,14 @@ def _envelope_check(keys: EntryKeys) -> Callable[[Any], bool]:
     (``ct3|<tag>|``, a digest of the key the store script wrote it under), or there is none."""
     check = keys.read_check
     if check is None:
-        head = b"ct3|" + _tag(keys.value) + b"|"
-
-        def check(reply: Any) -> bool:
-            return (
-                type(reply) is list
-                and len(reply) == 2
-                and (reply[0] is None or reply[0].startswith(head))
-            )
-
-        keys.read_check = check
+        check = keys.read_check = functools.partial(_entry_reply, b"ct3|" + _tag(keys.value) + b"|")
     return check  # type: ignore[no-any-return]
+
+
+def _entry_reply(head: bytes, reply: Any) -> bool:
+    return (
+        type(reply) is list and len(reply) == 2 and (reply[0] is None or reply[0].startswith(head))
+    )
 
 
 def _tag(key: str) -> bytes:
@@ -473,6 +470,20 @@ def _parse_entry(envelope: bytes | None, generation: bytes | None, codec: Codec)
     )
 
 
+def _lock_state(replies: list[Any], seconds: int, micros: int) -> LockState:
+    """What a lock's keys, read together (:meth:`RedisBackend.lock_states`), say of it."""
+    token, ticket, fence, registered, waiting = replies
+    if token is None or (ticket is not None and token == b"~" + ticket):
+        return LockState(False, waiters=0)  # free, or handed over with nobody to take it
+    now_ms = seconds * 1000 + micros // 1000
+    # Registrations can outlive waiters that gave up; a waiter is seen until it stops asking.
+    waiters = int(registered or 0) + sum(1 for _, until in waiting if until > now_ms)
+    # A fence is at least the server clock (µs) when it was taken: see _common.lua.
+    age = None if fence is None else max(0.0, seconds + micros / 1e6 - int(fence) / 1e6)
+    fence_number = None if fence is None else int(fence)
+    return LockState(True, holder_of(token.decode()), age, fence_number, waiters)
+
+
 def _until(stale_after: int, expires_at: int) -> int:
     """Until when (ms) a copy of the entry may be served as fresh: 0 for no limit."""
     if stale_after and expires_at:
@@ -696,24 +707,22 @@ class RedisBackend(Backend):
         return self.lock_state(keys).waiters
 
     def lock_state(self, keys: LockKeys) -> LockState:
+        return self.lock_states([keys])[0]
+
+    def lock_states(self, keys: Sequence[LockKeys]) -> list[LockState]:
+        """One pipeline for every lock."""
         with _translated(self.alias, self.errors):
             pipe = self.client().pipeline(transaction=False)
-            pipe.get(keys.lock)
-            pipe.lindex(keys.signal, 0)  # a hand-over's ticket is alone on its list
-            pipe.get(keys.fence)
-            pipe.get(keys.waiters)
-            pipe.zrange(keys.waiting, 0, -1, withscores=True)
+            for lock_keys in keys:
+                pipe.get(lock_keys.lock)
+                pipe.lindex(lock_keys.signal, 0)  # a hand-over's ticket is alone on its list
+                pipe.get(lock_keys.fence)
+                pipe.get(lock_keys.waiters)
+                pipe.zrange(lock_keys.waiting, 0, -1, withscores=True)
             pipe.time()
-            token, ticket, fence, registered, waiting, (seconds, micros) = pipe.execute()
-        if token is None or (ticket is not None and token == b"~" + ticket):
-            return LockState(False, waiters=0)  # free, or handed over with nobody to take it
-        now_ms = seconds * 1000 + micros // 1000
-        # Registrations can outlive waiters that gave up; a waiter is seen until it stops asking.
-        waiters = int(registered or 0) + sum(1 for _, until in waiting if until > now_ms)
-        # A fence is at least the server clock (µs) when it was taken: see _common.lua.
-        age = None if fence is None else max(0.0, seconds + micros / 1e6 - int(fence) / 1e6)
-        fence_number = None if fence is None else int(fence)
-        return LockState(True, holder_of(token.decode()), age, fence_number, waiters)
+            replies = pipe.execute()
+        seconds, micros = replies[-1]
+        return [_lock_state(replies[i * 5 : i * 5 + 5], seconds, micros) for i in range(len(keys))]
 
     # Cache-aside -------------------------------------------------------------------------
 
@@ -837,6 +846,40 @@ class RedisBackend(Backend):
     def has_names(self, registry: ServerKey) -> bool:
         with _translated(self.alias, self.errors):
             return bool(self.client().exists(registry))
+
+    def add_lock_counts(
+        self,
+        counts: Mapping[str, Mapping[str, int]],
+        fields: tuple[str, ...],
+        keep: int,
+        max_age: float,
+    ) -> None:
+        """One script (only the statistics flusher, a thread, calls this)."""
+        args: list[Any] = [keep, max_age, ",".join(fields)]
+        for name, added in counts.items():
+            for field, amount in added.items():
+                args += [name, field, amount]
+        keys = [self.lock_counts_key(), self.registry_key("locks")]
+        (self._connected or self._connect())[3].script("lock_counts", keys, args)
+
+    def read_lock_counts(
+        self, fields: tuple[str, ...], names: Sequence[str] | None = None
+    ) -> dict[str, dict[str, int]]:
+        with _translated(self.alias, self.errors):
+            client = self.client()
+            if names is None:
+                found: list[bytes] = client.zrange(self.registry_key("locks"), 0, -1)  # type: ignore[assignment]
+                names = [name.decode() for name in found]
+            wanted = [f"{field}:{name}" for name in names for field in fields]
+            numbers = client.hmget(self.lock_counts_key(), wanted) if wanted else []
+        width = len(fields)
+        return {
+            name: {
+                field: int(number or 0)
+                for field, number in zip(fields, numbers[i * width : (i + 1) * width], strict=True)
+            }
+            for i, name in enumerate(names)
+        }
 
     def _read_counts(self, stats_key: ServerKey, fields: tuple[str, ...]) -> Steps[dict[str, int]]:
         numbers = yield call("command", "hmget", stats_key, fields)

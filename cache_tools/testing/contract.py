@@ -53,7 +53,6 @@ from .. import (
     update,
 )
 from ..backends import get_backend
-from ..keys import safe_key
 from ..locks import Lock
 
 __all__ = ["BackendContract", "run_processes"]
@@ -559,10 +558,10 @@ class BackendContract:
             assert not backend.has_names(registry)
         if not alone:
             backend.delete_counts(backend.stats_key(noted.flight.function_id), stats.FIELDS)
-            backend.delete_counts(backend.lock_stats_key(safe_key(name)), stats.LOCK_FIELDS)
+            backend.delete(backend.lock_counts_key())
         use_both()
         assert noted.flight.function_id in backend.read_names(registries[0])
-        assert name in backend.read_names(registries[1])
+        assert name in backend.read_lock_counts(stats.LOCK_FIELDS)
 
     # Start-up ----------------------------------------------------------------------------
 
