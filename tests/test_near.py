@@ -310,3 +310,35 @@ def test_an_adapter_replaced_while_a_call_runs_starts_no_listener():
     assert tracker_for(held) is None
     assert copies_for(held, "f", 5, False) is None
     assert set(threading.enumerate()) == threads
+
+
+def change_on_down(index, barrier, name, function):
+    barrier.wait()
+    redis.Redis.from_url(settings.CACHES["down"]["LOCATION"]).set(name, 7)
+    function.invalidate(name)  # acknowledged when this returns
+
+
+@pytest.mark.parametrize("loss", ["restart", "pause"])
+def test_no_copy_outlives_an_acknowledged_invalidation_across_a_server_loss(
+    private_redis, down_alias, unique, loss
+):
+    """Every single connection loss: a restarted server (both connections closed) or a paused
+    one (nothing closed, invalidations delayed): a change acknowledged in another process is
+    never answered from a copy."""
+
+    @cache_aside(timeout=60, cache=down_alias, local=True, key_maker=lambda name: (name,))
+    def on_down(name):
+        return int(redis.Redis.from_url(settings.CACHES["down"]["LOCATION"]).get(name) or 0)
+
+    tracker = tracker_for(get_backend(down_alias))
+    assert tracker is not None and tracker.wait_until_ready(10)
+    assert on_down(unique) == 0
+    copied(on_down, unique)
+    if loss == "restart":
+        private_redis.restart()
+    else:
+        private_redis.pause()
+        time.sleep(0.2)  # longer than nothing: the server answers nobody meanwhile
+        private_redis.resume()
+    run_processes(1, change_on_down, unique, on_down)
+    assert on_down(unique) == 7  # at once: the copy was dropped, or is not trusted
