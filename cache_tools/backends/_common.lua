@@ -61,11 +61,12 @@ end
 -- Taking it with the token that already holds it (a client re-sent a request whose reply was
 -- lost) gives it its full TTL and returns the fence.
 local function take_lock(lock, fence, token, ttl_ms)
+  if redis.call('set', lock, token, 'NX', 'PX', ttl_ms) then
+    return next_fence(fence, ttl_ms)
+  end
   local owner = redis.call('get', lock)
   if owner and handed(owner) and redis.call('lrem', lock .. '#s', 0, string.sub(owner, 2)) > 0 then
-    owner = false -- a hand-over nobody was blocked to take: its ticket is withdrawn
-  end
-  if not owner then
+    -- A hand-over nobody was blocked to take: its ticket is withdrawn, the lock is free.
     redis.call('set', lock, token, 'PX', ttl_ms)
     return next_fence(fence, ttl_ms)
   end

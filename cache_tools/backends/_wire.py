@@ -286,10 +286,11 @@ class Wire(_Base):
     ) -> Any:
         """One request and its reply. Anything but a whole reply that ``check`` accepts closes
         the connection, lest a late reply answer the next command."""
-        try:
-            connection.connect()  # at once when connected; a failure here sent nothing
-        except self._fallback_on as exc:
-            raise mark(exc, False) from None
+        if connection._sock is None:  # (connect() alone would cost a retry closure)
+            try:
+                connection.connect()  # a failure here sent nothing
+            except self._fallback_on as exc:
+                raise mark(exc, False) from None
         try:
             connection.send_packed_command(chunks or connection.pack_command(*command))
             reply = connection.read_response()
@@ -362,7 +363,8 @@ class AsyncWire(_Base):
             try:
                 if _readable(connection):  # closed before the loop noticed: start anew
                     await connection.disconnect()
-                await connection.connect()
+                if not connection.is_connected:
+                    await connection.connect()
             except self._fallback_on as exc:
                 raise mark(exc, False) from None
             try:

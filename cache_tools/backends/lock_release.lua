@@ -1,5 +1,6 @@
 -- Release a lock held with this token, in one round trip: hand it to the waiter blocked
--- longest on lock#s (locks), or wake registered waiters (cache-aside entry locks).
+-- longest on lock#s (locks, when a waiter asked lately), or wake registered waiters
+-- (cache-aside entry locks); else just free it.
 -- KEYS: lock (companions lock#s, lock#w, lock#f, lock#n)
 -- ARGV: token, wake ('hand' | 'one' | 'all'), claim_ms (how long a hand-over waits for its claim),
 --       uncacheable_ms (> 0: the result could not be stored; for that long, callers compute
@@ -10,7 +11,8 @@ local signal, waiters, fence = lock .. '#s', lock .. '#w', lock .. '#f'
 if redis.call('get', lock) ~= ARGV[1] then
   return 0
 end
-if ARGV[2] == 'hand' then
+if ARGV[2] == 'hand' and redis.call('exists', lock .. '#q') == 1 then
+  -- Someone asked for it lately (each waiter notes itself at every attempt): its turn.
   hand_over(lock, fence, tonumber(ARGV[3]))
   return 1
 end
