@@ -18,6 +18,7 @@ from _common import interleaved, per_call, per_round, percentile, table
 from cache_memoize import cache_memoize
 from django.conf import settings
 from django.core.cache import cache
+from django.db import transaction
 from dogpile.cache import make_region
 
 from cache_tools import cache_aside, signals
@@ -106,6 +107,26 @@ def hits() -> list[tuple[str, ...]]:
         ratio = statistics.median(per_round(samples, label, "raw cache.get"))
         rows.append((label, f"{seconds * 1e6:.0f}", f"{ratio:.2f}"))
     return rows
+
+
+def read_only_transaction() -> list[tuple[str, ...]]:
+    """A hit inside a read-only ``atomic()`` (an ``ATOMIC_REQUESTS`` GET) against one outside,
+    interleaved: the hit path asks nothing of transactions."""
+    aside_hit()
+    samples: dict[str, list[float]] = {"outside a transaction": [], "inside atomic()": []}
+    for _ in range(30):
+        samples["outside a transaction"].append(per_call(aside_hit, 200, 1))
+        with transaction.atomic():
+            samples["inside atomic()"].append(per_call(aside_hit, 200, 1))
+    base = samples["outside a transaction"]
+    return [
+        (
+            label,
+            f"{statistics.median(seconds) * 1e6:.0f}",
+            f"{statistics.median([a / b for a, b in zip(seconds, base, strict=True)]):.3f}",
+        )
+        for label, seconds in samples.items()
+    ]
 
 
 def signal_hooks() -> list[tuple[str, ...]]:
@@ -199,6 +220,11 @@ def main() -> None:
         "Hit cost (medians of per-round ratios, 40 interleaved rounds of 200 calls)",
         hits(),
         ("what", "us/op", "x raw get"),
+    )
+    table(
+        "cache_aside hit in a read-only transaction (median of 30 interleaved rounds of 200)",
+        read_only_transaction(),
+        ("where", "us/op", "x outside"),
     )
     table(
         "Signal hooks on the hit path (median of 20 interleaved rounds of 200 calls)",

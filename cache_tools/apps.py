@@ -7,6 +7,7 @@ class CacheToolsConfig(AppConfig):
     verbose_name = "Cache tools"
 
     def ready(self) -> None:
+        from . import transactions
         from .backends import prepare_all
         from .checks import (
             check_eviction,
@@ -15,6 +16,7 @@ class CacheToolsConfig(AppConfig):
             warn_if_uwsgi_forks_without_hooks,
         )
 
+        transactions.watch_open_connections()
         checks.register(check_settings, "caches")
         checks.register(check_eviction, "caches", deploy=True)
         warn_if_process_local_under_uwsgi()

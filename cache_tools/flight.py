@@ -26,10 +26,10 @@ from typing import Any, Generic, TypeVar
 from asgiref.sync import sync_to_async
 from django.db import connections
 
-from . import stats
+from . import stats, transactions
 from ._process import PerProcess
 from .backends import get_backend
-from .backends.base import HIT, MISS, STALE, Backend, EntryKeys, Fetched
+from .backends.base import HIT, MISS, STALE, Backend, EntryKeys, Fetched, ServerKey
 from .drive import COMPUTE, Steps, adrive, call, drive
 from .errors import BackendUnavailable, StoreRefused
 from .near import LocalCopies, copies_for
@@ -494,6 +494,11 @@ class Flight(Generic[T]):
             yield from self._release(backend, keys, token, wake_all=False)
             raise
         outcome = "kept out"
+        if transactions.wrote():
+            # Computed by a transaction that has written: its caller's alone, until COMMIT
+            # (and for ever if it rolls back). The waiters take over, with single flight.
+            yield from self._release(backend, keys, token, wake_all=True)
+            return MISS, result
         if to_store is not NOT_STORED:
             outcome = yield from self._store(backend, keys, result, to_store, token, fetched)
         if outcome != "stored" and token:
@@ -611,12 +616,25 @@ class Flight(Generic[T]):
         return self.backend.read(self.keys(argument_key, scope=scope)).state != MISS
 
     def invalidate(self, argument_key: str, scope: str | None = None) -> bool:
+        """Drop the entry now and, inside a transaction, again when it commits: a reader
+        may compute from the data as it was before and store it meanwhile."""
         backend = self.backend
         keys = self.keys(argument_key, backend, scope)
+        transactions.repeat_at_commit(lambda: self._again(self._invalidate, backend, keys))
+        return self._invalidate(backend, keys)
+
+    def _invalidate(self, backend: Backend, keys: EntryKeys) -> bool:
         try:
             return backend.invalidate(keys)
         finally:
             self._forget(backend, keys)
+
+    def _again(self, invalidation: Callable[..., Any], *args: Any) -> None:
+        """An invalidation repeated at COMMIT; a failure is logged (the COMMIT went through)."""
+        try:
+            invalidation(*args)
+        except BackendUnavailable as exc:
+            logger.warning("could not invalidate %s again at COMMIT: %s", self.function_id, exc)
 
     async def ainvalidate(self, argument_key: str, scope: str | None = None) -> bool:
         backend = self.backend
@@ -627,10 +645,15 @@ class Flight(Generic[T]):
             self._forget(backend, keys)
 
     def invalidate_scope(self, scope: str | None = None) -> int:
-        """Make every entry of the function (or of one ``scope`` of it) unreachable, in O(1);
-        returns the new generation (0 when there was none, and so no entry)."""
+        """Make every entry of the function (or of one ``scope`` of it) unreachable, in O(1),
+        now and, inside a transaction, again when it commits; returns the new generation (0
+        when there was none, and so no entry)."""
         backend = self.backend
         key = backend.generation_key(self.function_id, scope)
+        transactions.repeat_at_commit(lambda: self._again(self._bump, backend, key))
+        return self._bump(backend, key)
+
+    def _bump(self, backend: Backend, key: ServerKey) -> int:
         try:
             return backend.bump_generation(key)
         finally:

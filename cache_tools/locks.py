@@ -50,8 +50,9 @@ from typing import (
 
 from asgiref.sync import markcoroutinefunction
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
 
-from . import checks, conf, stats
+from . import checks, conf, stats, transactions
 from ._options import applied_bare, positive_seconds, seconds_or_zero
 from ._process import PerProcess
 from .backends import get_backend
@@ -147,6 +148,13 @@ class Default(enum.Enum):
 DEFAULT = Default.DEFAULT
 
 
+def _validate_transaction_options(until_commit: Any, using: Any) -> None:
+    if until_commit not in (None, True, False):
+        raise ValueError(f"until_commit must be None, True or False, not {until_commit!r}")
+    if using is not None and using not in connections:
+        raise ValueError(f"using must name a database in DATABASES, not {using!r}")
+
+
 def _validate_blocking_timeout(blocking_timeout: Any) -> float | None:
     if blocking_timeout is None:
         return None
@@ -160,6 +168,8 @@ def _unavailable(message: str, exc: BackendUnavailable | StoreRefused) -> LockUn
 
 
 _IDLE_TICK = 1.0
+#: Seconds between looks at the transactions that locks are held to the end of.
+END_POLL = 0.05
 
 
 class _Watchdog:
@@ -176,7 +186,23 @@ class _Watchdog:
         self._condition = threading.Condition()
         self._new: collections.deque[tuple[weakref.ref[Lock], float]] = collections.deque()
         self._wake_at = 0.0
+        # Locks held to the end of a transaction, released here if it ends without a COMMIT.
+        self._ends: set[transactions.TransactionEnd] = set()
         threading.Thread(target=self._run, name="cache-tools-lock-watchdog", daemon=True).start()
+
+    def watch_end(self, end: transactions.TransactionEnd) -> None:
+        """Run ``end`` (a release) as soon as its transaction is seen ended, if COMMIT did
+        not run it: ROLLBACK, a closed connection. Looked at every ``END_POLL`` seconds."""
+        with self._condition:
+            self._ends.add(end)
+            self._wake_at = 0.0
+            self._condition.notify()
+
+    def _finish_ended(self) -> None:
+        for end in list(self._ends):
+            if end.ended():
+                self._ends.discard(end)
+                end.run()  # nothing if COMMIT ran it
 
     def watch(self, held: Lock, ref: weakref.ref[Lock]) -> None:
         """Renew ``held`` (``ref`` refers to it) until it is released."""
@@ -191,9 +217,11 @@ class _Watchdog:
         due: weakref.WeakKeyDictionary[Lock, float] = weakref.WeakKeyDictionary()
         while True:
             self._renew_due(due)
+            self._finish_ended()
             with self._condition:
                 now = time.monotonic()
-                self._wake_at = min([*due.values(), now + _IDLE_TICK])
+                tick = END_POLL if self._ends else _IDLE_TICK
+                self._wake_at = min([*due.values(), now + tick])
                 if not self._new:  # a lock taken since the drain: go round again at once
                     self._condition.wait(max(0.0, self._wake_at - now))
 
@@ -275,6 +303,7 @@ class Lock:
         "__weakref__",
         "_acquired_at",
         "_backend",
+        "_ending",
         "_keys",
         "_owner",
         "_pid",
@@ -287,6 +316,8 @@ class Lock:
         "lost",
         "name",
         "timeout",
+        "until_commit",
+        "using",
     )
 
     def __init__(
@@ -297,11 +328,16 @@ class Lock:
         blocking_timeout: float | None = None,
         cache: str | None = None,
         auto_renew: bool = True,
+        until_commit: bool | None = None,
+        using: str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"lock name must be a non-empty string, not {name!r}")
         self.timeout = positive_seconds(timeout, "timeout")
         self.blocking_timeout = _validate_blocking_timeout(blocking_timeout)
+        _validate_transaction_options(until_commit, using)
+        self.until_commit, self.using = until_commit, using
+        self._ending: transactions.TransactionEnd | None = None
         self.name = name
         self._backend = get_backend(cache or conf.lock_alias())
         _evictions.get().note(self._backend)
@@ -334,6 +370,12 @@ class Lock:
                 stacklevel=2,
             )
             self._token = None  # never renewed again, should the watchdog still reach it
+
+    @property
+    def held(self) -> bool:
+        """Whether this handle holds the lock (as far as this process knows), until its
+        transaction ends if its release waits for that (``until_commit``)."""
+        return self._token is not None
 
     @property
     def held_for(self) -> float | None:
@@ -391,11 +433,20 @@ class Lock:
         pid = os.getpid()
         if self._pid != pid:
             self._token = None  # taken by the process this one was forked from
+        if self.until_commit and not transactions.in_transaction(self.using):
+            raise LockError(
+                f"lock {self.key!r} is to be held until COMMIT (until_commit=True), but database "
+                f"{self.using or 'default'!r} is in no transaction: wrap it in atomic()"
+            )
+        if self._token is not None and self._reclaim(self):
+            return True
         if self._token is not None and (yield from self._still_held()):
             raise LockError(f"lock {self.key!r} is already held by this handle")
         owner = _owner()
         for other in _held_here(pid):
             same = other.alias == self.alias and other.key == self.key and other._owner == owner
+            if same and self._reclaim(other):
+                return True
             if same and (yield from other._still_held()):
                 raise LockError(
                     f"lock {self.key!r} is already held by this thread or task; "
@@ -459,11 +510,55 @@ class Lock:
     def release(self) -> None:
         """Release the lock if this handle still owns it (never another owner's).
 
+        Inside a database transaction (``until_commit``, ``using``) the release waits for its
+        end: at COMMIT, or at ROLLBACK (within ``END_POLL`` seconds), the watchdog keeping the
+        lock alive meanwhile; ``held`` stays True until then.
+
         Raises ``LockLost`` if the lock had expired or been taken over. An unreachable server
         does not raise: the lock is released as soon as the server answers again (or expires
         with its TTL).
         """
-        drive(self._release(), self._backend)
+        if not self._held_to_the_end():
+            drive(self._release(), self._backend)
+
+    def _held_to_the_end(self) -> bool:
+        """Whether this release waits for the end of the transaction, made to wait now."""
+        if self.until_commit is False or self._ending is not None:
+            return self._ending is not None
+        if self._token is None or self._pid != os.getpid():
+            return False  # release() says what is wrong
+        end = transactions.at_end(self._release_at_end, self.using)
+        if end is None:
+            return False
+        self._ending = end
+        _watchdog.get().watch_end(end)
+        logger.debug("holding %s until its transaction ends", self.key)
+        return True
+
+    def _release_at_end(self) -> None:
+        """The release, once the transaction ended (at COMMIT, or by the watchdog)."""
+        self._ending = None
+        try:
+            drive(self._release(), self._backend)
+        except LockLost as exc:
+            logger.warning("%s (noticed at the end of its transaction)", exc)
+
+    def _reclaim(self, other: Lock) -> bool:
+        """Take over ``other``'s lock, held until the end of this thread's transaction, for
+        the same transaction: it is this thread's already (waiting for it would wait for
+        ever). The fence goes on; the release waits for the transaction's end again."""
+        ending = other._ending
+        if ending is None or not ending.cancel():
+            return False
+        self._token, self.fence, self.lost = other._token, other.fence, other.lost
+        self._pid, self._owner, self._acquired_at = other._pid, other._owner, other._acquired_at
+        other._token, other._ending = None, None
+        ref = weakref.ref(self)
+        _held.set((*[held for held in _held.get() if (h := held()) is not None and h._token], ref))
+        if self.auto_renew:
+            _watchdog.get().watch(self, ref)
+        logger.debug("took %s over for the same transaction (fence %s)", self.key, self.fence)
+        return True
 
     async def arelease(self) -> None:
         """:meth:`release` for async code."""
@@ -560,7 +655,8 @@ class Lock:
         await adrive(self._finishing(raising=exc_type is not None), self._backend.asynchronous())
 
     def _finish(self, raising: bool) -> None:
-        drive(self._finishing(raising), self._backend)
+        if not self._held_to_the_end():
+            drive(self._finishing(raising), self._backend)
 
     def _finishing(self, raising: bool) -> Steps[None]:
         """Release after the guarded code; a lost lock raises only if nothing else is raising."""
@@ -579,17 +675,29 @@ def lock(
     cache: str | None = None,
     *,
     auto_renew: bool = True,
+    until_commit: bool | None = None,
+    using: str | None = None,
 ) -> Lock:
     """A lock named ``name`` to use in a ``with`` block.
 
     ``timeout`` is the TTL in seconds; ``blocking_timeout`` bounds the wait (None: forever,
-    0: try once) and raises ``LockTimeout`` when it runs out.
+    0: try once) and raises ``LockTimeout`` when it runs out. Released while the database
+    connection ``using`` (default ``"default"``) is inside ``atomic()``, the lock is held until
+    that transaction's end (COMMIT or ROLLBACK), so that the next holder sees what this one
+    wrote; ``until_commit=False`` releases it at once, ``True`` also refuses to take it
+    outside a transaction.
 
-    >>> with lock("reports:monthly", timeout=30, blocking_timeout=5) as handle:
-    ...     handle.fence
+    >>> with transaction.atomic(), lock(f"stock:{pk}", timeout=30) as handle:
+    ...     reserve(pk, fence=handle.fence)   # the next holder sees the committed stock
     """
     return Lock(
-        name, timeout=timeout, blocking_timeout=blocking_timeout, cache=cache, auto_renew=auto_renew
+        name,
+        timeout=timeout,
+        blocking_timeout=blocking_timeout,
+        cache=cache,
+        auto_renew=auto_renew,
+        until_commit=until_commit,
+        using=using,
     )
 
 
@@ -607,6 +715,8 @@ class _LockOptions:
     on_timeout: OnTimeout
     auto_renew: bool
     on_backend_error: Literal["raise", "run"]
+    until_commit: bool | None
+    using: str | None
 
 
 class _Locked(Generic[P, R]):
@@ -628,6 +738,8 @@ class _Locked(Generic[P, R]):
             blocking_timeout=options.blocking_timeout,
             cache=options.cache,
             auto_renew=options.auto_renew,
+            until_commit=options.until_commit,
+            using=options.using,
         )
 
     def _timed_out(self, handle: Lock) -> LockTimeout:
@@ -768,6 +880,8 @@ def lock_decorator(
     on_timeout: Literal["skip"],
     auto_renew: bool = True,
     on_backend_error: Literal["raise", "run"] = "raise",
+    until_commit: bool | None = None,
+    using: str | None = None,
 ) -> SkippingLockDecorator: ...
 @overload
 def lock_decorator(
@@ -779,6 +893,8 @@ def lock_decorator(
     on_timeout: Literal["raise"] | Callable[..., Any] = "raise",
     auto_renew: bool = True,
     on_backend_error: Literal["raise", "run"] = "raise",
+    until_commit: bool | None = None,
+    using: str | None = None,
 ) -> LockDecorator: ...
 
 
@@ -791,6 +907,8 @@ def lock_decorator(
     on_timeout: OnTimeout = "raise",
     auto_renew: bool = True,
     on_backend_error: Literal["raise", "run"] = "raise",
+    until_commit: bool | None = None,
+    using: str | None = None,
 ) -> Any:
     """Run the decorated function under a lock keyed by ``key_maker`` (default: function + args).
 
@@ -801,7 +919,9 @@ def lock_decorator(
     ``LockUnavailable`` is raised and the function does not run; ``on_backend_error="run"`` runs
     it unlocked instead (unsafe: only for work that tolerates running twice at once). The
     decorated function keeps its parameters and return type for type checkers (``R | None``
-    with ``on_timeout="skip"``).
+    with ``on_timeout="skip"``). Called inside ``atomic()`` on the database ``using``, the lock
+    is held until the transaction's end (COMMIT or ROLLBACK), so that the next caller sees
+    what this one wrote (``until_commit``: see :func:`lock`).
 
     >>> @lock_decorator(key_maker=lambda request, part: "api_stats_calculations")
     ... def api_stats_calculations(request, part): ...
@@ -813,8 +933,17 @@ def lock_decorator(
     _validate_on_timeout(on_timeout)
     if on_backend_error not in ("raise", "run"):
         raise ValueError(f'on_backend_error must be "raise" or "run", not {on_backend_error!r}')
+    _validate_transaction_options(until_commit, using)
     options = _LockOptions(
-        key_maker, timeout, blocking_timeout, cache, on_timeout, auto_renew, on_backend_error
+        key_maker,
+        timeout,
+        blocking_timeout,
+        cache,
+        on_timeout,
+        auto_renew,
+        on_backend_error,
+        until_commit,
+        using,
     )
 
     def decorate(func: Callable[P, Any]) -> _Locked[P, Any]:

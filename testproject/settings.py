@@ -63,6 +63,15 @@ DATABASES = {
         "OPTIONS": {"timeout": 20},
     }
 }
+if os.environ.get("DEMO_POSTGRES_HOST"):  # a PostgreSQL reached through its socket directory
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ.get("DEMO_POSTGRES_DB", "postgres"),
+        "USER": os.environ.get("DEMO_POSTGRES_USER", "postgres"),
+        "HOST": os.environ["DEMO_POSTGRES_HOST"],
+    }
+# Each request in a transaction, as many sites run (DEMO_ATOMIC_REQUESTS=1).
+DATABASES["default"]["ATOMIC_REQUESTS"] = os.environ.get("DEMO_ATOMIC_REQUESTS") == "1"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 

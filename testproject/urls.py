@@ -25,6 +25,7 @@ urlpatterns = [
     path("demo/things/<str:name>", views.thing),
     path("demo/things-fetches", views.things_fetches),
     path("demo/things-holder/<str:name>", views.thing_holder),
+    path("demo/things-count/<str:name>", views.things_count),
     path("demo/stats/<str:part>", views.stats),
     path("demo/report", views.report),
     path("demo/report-computations", views.report_computations),

@@ -5,10 +5,13 @@ otherwise an embedded ``redis-server`` is started for the run.
 """
 
 import os
+import tempfile
 import uuid
 
 from testproject.settings import *  # noqa: F403
 from testproject.settings import REDIS_URL
+
+from . import postgres
 
 # Exported so that child processes (multiprocessing, uWSGI) use the same prefix.
 TEST_PREFIX = os.environ.setdefault("CACHE_TOOLS_TEST_PREFIX", f"t{uuid.uuid4().hex[:10]}")
@@ -36,5 +39,17 @@ CACHES = {
     "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "dummy": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
 }
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+# "lite" and "pg": databases several processes share, for the transaction tests (each
+# process holds its own connection); "default" stays in memory for everything else.
+_LITE = os.path.join(tempfile.gettempdir(), f"cache-tools-{TEST_PREFIX}.sqlite3")
+DATABASES = {
+    "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+    "lite": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": _LITE,
+        "OPTIONS": {"timeout": 20},
+        "TEST": {"NAME": _LITE, "DEPENDENCIES": []},
+    },
+    "pg": {**postgres.database(), "TEST": {"DEPENDENCIES": []}},
+}
 LOGGING = {"version": 1, "disable_existing_loggers": False}

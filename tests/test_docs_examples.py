@@ -10,6 +10,7 @@ from django.test import override_settings
 EXAMPLES = sorted((Path(__file__).parent.parent / "docs" / "examples").glob("*.py"))
 
 
+@pytest.mark.django_db(transaction=True)  # the examples commit, as a site does
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_runs(path, settings):
     # A namespace of its own, so examples start cold on every run.

@@ -75,7 +75,15 @@ def raw_get(request, n):
 @require_GET
 def thing(request, name):
     row, fetched = services.fetch_remote_thing(name)
+    time.sleep(float(request.GET.get("rest", 0)))  # the rest of the view, before its COMMIT
     return JsonResponse({"name": row.name, "result": row.result, "fetched": fetched})
+
+
+@require_GET
+def things_count(request, name):
+    from .models import Thing
+
+    return JsonResponse({"rows": Thing.objects.filter(name=name).count()})
 
 
 @require_GET

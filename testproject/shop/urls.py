@@ -11,4 +11,6 @@ urlpatterns = [
     path("<str:run>/greeting", views.greeting),
     path("<str:run>/preferences", views.preferences),
     path("<str:run>/sign-in", views.sign_in),
+    path("<str:run>/stock", views.stock),
+    path("<str:run>/reserve", views.reserve),
 ]

@@ -4,13 +4,18 @@ the signed-in user, a preference cookie)."""
 
 import itertools
 import os
+import time
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model, login
+from django.http import JsonResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from cache_tools import cache_view
+from cache_tools import cache_view, lock_decorator
+
+from .models import Product
 
 PRODUCTS = [("Tea", "4.50"), ("Coffee", "6.00"), ("Engagement ring", "1200.00")]
 _renderings = itertools.count(1)
@@ -66,6 +71,37 @@ def preferences(request, run):
     return render(
         request, "shop/preferences.html", {"theme": request.COOKIES.get("theme", "light")}
     )
+
+
+@require_GET
+def stock(request, run):
+    """The stock of the run's product (made with ``?set=N``)."""
+    if "set" in request.GET:
+        Product.objects.update_or_create(
+            name=run, defaults={"price": "1.00", "stock": int(request.GET["set"])}
+        )
+    return JsonResponse({"stock": Product.objects.get(name=run).stock})
+
+
+@lock_decorator(key_maker=lambda run: f"stock:{run}", timeout=10)
+def take_one(run):
+    """Read the stock, decrease it, save: under the stock's lock (with ``ATOMIC_REQUESTS``
+    held until the request's COMMIT, so that the next one reads what this one saved)."""
+    product = Product.objects.get(name=run)
+    if product.stock <= 0:
+        return False
+    product.stock -= 1
+    product.save(update_fields=["stock"])
+    return True
+
+
+@csrf_exempt
+@require_POST
+def reserve(request, run):
+    """A shop's "reserve one item" view: the stock, then the rest of the view."""
+    reserved = take_one(run)
+    time.sleep(0.05)  # the rest of the view (the order, an e-mail), before its COMMIT
+    return JsonResponse({"reserved": reserved}, status=200 if reserved else 409)
 
 
 @require_GET
