@@ -1,4 +1,4 @@
-# Every target sets itself up: a fresh clone needs only python3 (3.10+).
+# Every target sets itself up: a fresh clone needs only python3 (3.11+).
 PYTHON ?= python3
 VENV ?= .venv
 PORT ?= 8000

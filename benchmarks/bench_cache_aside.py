@@ -109,6 +109,45 @@ def hits() -> list[tuple[str, ...]]:
     return rows
 
 
+#: Value sizes of the size table: bytes objects of this many bytes.
+SIZES = (100, 10_000, 100_000, 1_000_000)
+
+
+def sizes() -> list[tuple[str, ...]]:
+    """The hit by value size, against a raw ``cache.get`` of the same value (and
+    django-cache-memoize): a large value must not be copied more than ``cache.get`` copies it."""
+    rows = []
+    for size in SIZES:
+        value = b"v" * size
+        cache.set(f"bench:raw:{size}", value, 600)
+
+        @cache_aside(timeout=600, key_maker=f"bench:{RUN}:size:{size}")
+        def aside_sized(value=value):
+            return value
+
+        @cache_memoize(600, prefix=f"bench-{RUN}-{size}")
+        def memoize_sized(value=value):
+            return value
+
+        aside_sized(), memoize_sized()
+        variants = {
+            "raw": lambda size=size: cache.get(f"bench:raw:{size}"),
+            "cache_aside": aside_sized,
+            "memoize": memoize_sized,
+        }
+        rounds = 40 if size < 1_000_000 else 20
+        samples = interleaved(variants, rounds, 200 if size < 100_000 else 40)
+        rows.append(
+            (
+                f"{size:,} B",
+                f"{statistics.median(samples['raw']) * 1e6:.0f}",
+                f"{statistics.median(per_round(samples, 'cache_aside', 'raw')):.2f}",
+                f"{statistics.median(per_round(samples, 'memoize', 'raw')):.2f}",
+            )
+        )
+    return rows
+
+
 def read_only_transaction() -> list[tuple[str, ...]]:
     """A hit inside a read-only ``atomic()`` (an ``ATOMIC_REQUESTS`` GET) against one outside,
     interleaved: the hit path asks nothing of transactions."""
@@ -220,6 +259,11 @@ def main() -> None:
         "Hit cost (medians of per-round ratios, 40 interleaved rounds of 200 calls)",
         hits(),
         ("what", "us/op", "x raw get"),
+    )
+    table(
+        "Hit by value size (medians of per-round ratios, interleaved rounds)",
+        sizes(),
+        ("value", "raw us/op", "cache_aside x raw", "django-cache-memoize x raw"),
     )
     table(
         "cache_aside hit in a read-only transaction (median of 30 interleaved rounds of 200)",

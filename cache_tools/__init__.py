@@ -18,7 +18,8 @@ from .errors import (
     UnserializableValue,
     UpdateConflict,
 )
-from .locks import Lock, current_lock, lock, lock_decorator
+from .locked import lock_decorator
+from .locks import Lock, current_lock, lock
 from .stats import CacheInfo
 from .update import aupdate, update
 from .views import cache_view

@@ -26,11 +26,32 @@ def seconds_or_zero(value: Any, name: str) -> float:
 def applied_bare(first_argument: Any) -> bool:
     """True when a decorator factory was applied without parentheses (``@lock_decorator``):
     its first argument is then the decorated function. A lambda is taken as an option."""
+    if isinstance(first_argument, classmethod | staticmethod):
+        return True  # decorated_function() says what to do
     return (
         callable(first_argument)
         and not isinstance(first_argument, str)
         and getattr(first_argument, "__name__", "") != "<lambda>"
     )
+
+
+def decorated_function(func: Any, decorator: str) -> Any:
+    """``func``, or a ``TypeError`` saying how to fix the decoration: above ``@classmethod``
+    or ``@staticmethod`` the decorator gets a descriptor, not the function.
+
+    >>> decorated_function(classmethod(f), "@cache_aside")
+    TypeError: @cache_aside must come below @classmethod, nearest the function: ...
+    """
+    if isinstance(func, classmethod | staticmethod):
+        kind = type(func).__name__
+        raise TypeError(
+            f"{decorator} must come below @{kind}, nearest the function: @{kind} returns a "
+            f"descriptor, not a function ({decorator} then caches each call of "
+            f"{func.__func__.__qualname__} with its class or arguments as usual)"
+        )
+    if not callable(func):
+        raise TypeError(f"{decorator} decorates a function, not {func!r}")
+    return func
 
 
 #: Copies per function with ``local=True``.

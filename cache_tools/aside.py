@@ -39,7 +39,13 @@ from typing import (
 from asgiref.sync import async_to_sync, markcoroutinefunction
 
 from . import checks, signals, warmup
-from ._options import applied_bare, local_copies, positive_seconds, seconds_or_zero
+from ._options import (
+    applied_bare,
+    decorated_function,
+    local_copies,
+    positive_seconds,
+    seconds_or_zero,
+)
 from .backends import resolve_alias
 from .backends.base import MISS
 from .flight import NOT_STORED, UNCACHED, Flight, Timeout
@@ -454,6 +460,7 @@ def cache_aside(
         raise ValueError(f'local_copy must be "bytes" or "object", not {local_copy!r}')
 
     def decorate(func: Callable[P, Any]) -> _Cached[P, Any]:
+        func = decorated_function(func, "@cache_aside")
         flight: Flight[Any] = Flight(
             function_id=function_id(func),
             alias=cache,

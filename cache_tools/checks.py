@@ -22,6 +22,9 @@
     Locks live on a server that evicts keys to make room (any ``maxmemory-policy`` but
     ``noeviction``): a held lock's key can be dropped and two holders overlap. Also logged
     once per process at the first lock on such an alias.
+``cache_tools.W006``
+    Two aliases on one server have key prefixes one of which starts the other
+    (``app1:1:`` and ``app1:1:1:``): ``clear_cache`` of the first deletes the second's keys.
 
 The checks ask each alias's adapter for its capabilities; they never compare ``BACKEND``
 strings.
@@ -29,11 +32,13 @@ strings.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import caches
 from django.core.checks import CheckMessage, Error, Warning
 from django.core.exceptions import ImproperlyConfigured
 
@@ -186,93 +191,157 @@ def check_eviction(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Every check that needs no connection, each problem reported once: the setting itself
+    (E001), each alias in use (E002, E003, W001, W003, W004), each alias's keys (W002, W006)."""
     problems = conf.validate(getattr(settings, "CACHE_TOOLS", {}))
-    if problems:
-        hint = "See the CACHE_TOOLS reference in the docs."
-        return [Error(message, hint=hint, id="cache_tools.E001") for message in problems]
+    hint = "See the CACHE_TOOLS reference in the docs."
+    messages: list[CheckMessage] = [
+        Error(message, hint=hint, id="cache_tools.E001") for message in problems
+    ]
+    if problems:  # adapters and default aliases depend on the setting: only what does not
+        unknown = [_unknown_alias(alias, user) for alias, user, *_ in _uses if alias]
+        return messages + [error for error in unknown if error is not None]
+    messages += _check_uses(_uses_to_check())
+    messages += _check_key_prefixes()
+    messages += _check_prefix_overlaps()
+    return messages
+
+
+def _uses_to_check() -> list[tuple[str, str, bool, bool]]:
+    """(alias, user, is_lock, local) of every use: the setting's aliases and the decorators'."""
     default = conf.default_alias()
     uses = [(default, 'CACHE_TOOLS["CACHE"]', False, False)]
     if conf.get("LOCKS"):
         uses.append((conf.lock_alias(), 'CACHE_TOOLS["LOCKS"]', True, False))
-    uses += [
+    return uses + [
         (alias or (conf.lock_alias() if is_lock else default), user, is_lock, local)
         for alias, user, is_lock, local in _uses
     ]
+
+
+def _check_uses(uses: list[tuple[str, str, bool, bool]]) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
-    reported: set[tuple[str, str]] = set()
     adapters: dict[str, type[Backend] | None] = {}
-
-    def once(alias: str, check_id: str) -> bool:
-        if (alias, check_id) in reported:
-            return False
-        reported.add((alias, check_id))
-        return True
-
-    def adapter_for(alias: str, user: str) -> type[Backend] | None:
+    reported: set[tuple[str, str]] = set()
+    for alias, user, is_lock, local in uses:
+        unknown = _unknown_alias(alias, user)
+        if unknown is not None:
+            messages.append(unknown)
+            continue
         if alias not in adapters:
             try:
                 adapters[alias] = adapter_class(alias)
             except ImproperlyConfigured as exc:
                 messages.append(Error(f"{user}: {exc}", id="cache_tools.E003"))
                 adapters[alias] = None
-        return adapters[alias]
+        adapter = adapters[alias]
+        if adapter is not None:
+            for message in _capability_warnings(alias, user, adapter, is_lock, local):
+                if (alias, message.id or "") not in reported or message.id == "cache_tools.W004":
+                    reported.add((alias, message.id or ""))
+                    messages.append(message)
+    return messages
 
-    for alias, user, is_lock, local in uses:
-        if alias not in settings.CACHES:
-            messages.append(
-                Error(
-                    f"{user} uses cache alias {alias!r}, which is not in CACHES.",
-                    hint=f"Use one of {sorted(settings.CACHES)} or add {alias!r} to CACHES.",
-                    id="cache_tools.E002",
-                )
+
+def _unknown_alias(alias: str, user: str) -> CheckMessage | None:
+    """E002, when ``alias`` is not in CACHES."""
+    if alias in settings.CACHES:
+        return None
+    return Error(
+        f"{user} uses cache alias {alias!r}, which is not in CACHES.",
+        hint=f"Use one of {sorted(settings.CACHES)} or add {alias!r} to CACHES.",
+        id="cache_tools.E002",
+    )
+
+
+def _capability_warnings(
+    alias: str, user: str, adapter: type[Backend], is_lock: bool, local: bool
+) -> list[CheckMessage]:
+    """What ``user`` cannot have from ``alias``'s backend (W001 and W003 once per alias)."""
+    messages: list[CheckMessage] = []
+    if not adapter.shared:
+        messages.append(
+            Warning(
+                f"Cache alias {alias!r} (used by {user}) lives in one process: under uWSGI, "
+                "gunicorn or any multi-process server each worker has its own copy, so "
+                "locks and single flight do not hold across workers.",
+                hint=f"Point {alias!r} at a shared backend (django-redis, memcached).",
+                id="cache_tools.W001",
             )
-            continue
-        adapter = adapter_for(alias, user)
-        if adapter is None:
-            continue
-        if not adapter.shared and once(alias, "W001"):
-            messages.append(
-                Warning(
-                    f"Cache alias {alias!r} (used by {user}) lives in one process: under uWSGI, "
-                    "gunicorn or any multi-process server each worker has its own copy, so "
-                    "locks and single flight do not hold across workers.",
-                    hint=f"Point {alias!r} at a shared backend (django-redis, memcached).",
-                    id="cache_tools.W001",
-                )
+        )
+    if local and not adapter.tracking:
+        messages.append(
+            Warning(
+                f"{user} keeps local copies (local=...), but cache alias {alias!r} cannot "
+                "tell processes when entries change, so copies could be served stale: "
+                "they are not kept.",
+                hint="Use a Redis alias for local copies, or drop local=.",
+                id="cache_tools.W004",
             )
-        if local and not adapter.tracking:
-            messages.append(
-                Warning(
-                    f"{user} keeps local copies (local=...), but cache alias {alias!r} cannot "
-                    "tell processes when entries change, so copies could be served stale: "
-                    "they are not kept.",
-                    hint="Use a Redis alias for local copies, or drop local=.",
-                    id="cache_tools.W004",
-                )
+        )
+    if is_lock and not adapter.locks:
+        messages.append(
+            Warning(
+                f"{user} locks on cache alias {alias!r}, which stores nothing: the lock "
+                "would never exclude anything (cache_tools refuses it at run time).",
+                hint="Use a shared backend for locks.",
+                id="cache_tools.W003",
             )
-        if is_lock and not adapter.locks and once(alias, "W003"):
-            messages.append(
-                Warning(
-                    f"{user} locks on cache alias {alias!r}, which stores nothing: the lock "
-                    "would never exclude anything (cache_tools refuses it at run time).",
-                    hint="Use a shared backend for locks.",
-                    id="cache_tools.W003",
-                )
-            )
-    for alias, options in settings.CACHES.items():
+        )
+    return messages
+
+
+def _adapters_of_caches() -> dict[str, type[Backend]]:
+    """The adapter of every alias in CACHES that has one."""
+    found = {}
+    for alias in settings.CACHES:
         try:
-            adapter = adapter_class(alias)
+            found[alias] = adapter_class(alias)
         except ImproperlyConfigured:
-            continue  # not used by cache_tools, or reported above
-        if adapter.clear_is_global and not options.get("KEY_PREFIX"):
+            continue  # not used by cache_tools, or reported as E003
+    return found
+
+
+def _check_key_prefixes() -> list[CheckMessage]:
+    """W002: an alias whose ``cache.clear()`` empties a shared server has no KEY_PREFIX."""
+    return [
+        Warning(
+            f"Cache alias {alias!r} has no KEY_PREFIX: its cache.clear() and "
+            "clear_cache --flush empty the whole server or database, other "
+            "applications' keys included, and clear_cache cannot tell this alias's "
+            "keys from theirs.",
+            hint=f'Set CACHES[{alias!r}]["KEY_PREFIX"] to a name of this project.',
+            id="cache_tools.W002",
+        )
+        for alias, adapter in _adapters_of_caches().items()
+        if adapter.clear_is_global and not settings.CACHES[alias].get("KEY_PREFIX")
+    ]
+
+
+def _locations(alias: str) -> set[str]:
+    location = settings.CACHES[alias].get("LOCATION") or ""
+    return {location} if isinstance(location, str) else {str(part) for part in location}
+
+
+def _check_prefix_overlaps() -> list[CheckMessage]:
+    """W006: two aliases on one server whose keys one pattern matches: ``clear_cache`` of the
+    one with the shorter prefix deletes the other's keys too (``app1:1:`` and ``app1:1:1:``)."""
+    listing = [a for a, adapter in _adapters_of_caches().items() if adapter.can_list_keys]
+    marker = "\x00cache-tools-marker\x00"
+    prefixes = {a: caches[a].make_key(marker).partition(marker)[0] for a in listing}
+    messages: list[CheckMessage] = []
+    for shorter, longer in itertools.permutations(listing, 2):
+        if not _locations(shorter) & _locations(longer):
+            continue
+        if prefixes[longer] != prefixes[shorter] and prefixes[longer].startswith(prefixes[shorter]):
             messages.append(
                 Warning(
-                    f"Cache alias {alias!r} has no KEY_PREFIX: its cache.clear() and "
-                    "clear_cache --flush empty the whole server or database, other "
-                    "applications' keys included, and clear_cache cannot tell this alias's "
-                    "keys from theirs.",
-                    hint=f'Set CACHES[{alias!r}]["KEY_PREFIX"] to a name of this project.',
-                    id="cache_tools.W002",
+                    f"Cache aliases {shorter!r} and {longer!r} share a server, and every key "
+                    f"of {longer!r} ({prefixes[longer]!r}...) starts with {shorter!r}'s prefix "
+                    f"({prefixes[shorter]!r}): clear_cache --cache {shorter} deletes "
+                    f"{longer!r}'s keys too.",
+                    hint="Give each alias a KEY_PREFIX that is not the start of another's.",
+                    id="cache_tools.W006",
                 )
             )
     return messages

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import functools
 import re
+import warnings
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core.signals import setting_changed
 
@@ -104,3 +106,21 @@ def lock_alias() -> str:
 def namespace() -> str:
     name: str = get("NAMESPACE")
     return name
+
+
+#: What is missing without ``cache_tools`` in ``INSTALLED_APPS`` (the decorators work).
+NOT_INSTALLED = (
+    '"cache_tools" is not in INSTALLED_APPS: its decorators and locks work, but manage.py '
+    "check cannot check them, warm_cache, clear_cache and cache_stats are unknown commands, and "
+    "the dashboard has no templates. Add it, before django.contrib.admin (the admin's index "
+    "then links to the dashboard)."
+)
+_told_not_installed = False
+
+
+def warn_if_not_installed() -> None:
+    """Say :data:`NOT_INSTALLED` once per process, at the first use of a cache alias."""
+    global _told_not_installed
+    if not _told_not_installed and apps.ready and not apps.is_installed("cache_tools"):
+        _told_not_installed = True
+        warnings.warn(NOT_INSTALLED, RuntimeWarning, stacklevel=2)

@@ -18,13 +18,13 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.cache import never_cache
 
-from . import monitor, stats
+from . import conf, monitor, stats
 from .charts import bar_chart
 from .errors import BackendUnavailable
 
@@ -100,6 +100,8 @@ def dashboard(
     """The most called cached functions and views (``PAGE`` per page, ``?page=``), the
     locks (held first), and the last hour per minute; 503 naming the alias when a cache
     server cannot be read (zeros would pass for figures)."""
+    if not apps.is_installed("cache_tools"):  # its templates would not be found
+        raise ImproperlyConfigured(conf.NOT_INSTALLED)
     page = _number(request, "page", 1) or 1
     try:
         everything = monitor.functions()

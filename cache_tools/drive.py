@@ -1,44 +1,65 @@
-"""Sans-I/O drivers: logic written once as a generator of backend operations, run by a sync
-driver (the sync adapter, the caller's function) or an async one (the adapter's async twin,
-the caller's coroutine function).
+"""Sans-I/O drivers: logic written once as a generator of operations, run by a sync driver (a
+sync target, the caller's function) or an async one (the target's async twin, the caller's
+coroutine function).
 
-A step generator yields operations and receives their results; a failed operation (or the
-caller's own function) is thrown into it, so its ``try``/``except`` blocks see real errors::
+A step generator asks for an operation with :func:`ask`, naming it by the contract's own
+method, so that a type checker follows the arguments and the result, and "find usages" of
+``Backend.fetch`` finds every step that fetches. A failed operation (or the caller's own
+function) is thrown into the steps, so their ``try``/``except`` blocks see real errors::
 
     def steps():
-        fetched = yield call("read", keys)     # backend.read(keys) / await abackend.read(keys)
-        result, to_store = yield COMPUTE       # compute() / await acompute()
+        fetched = yield from ask(Backend.read, keys)   # backend.read(keys) / await twin.read(keys)
+        result, to_store = yield COMPUTE               # compute() / await acompute()
         return result
 
     drive(steps(), backend, compute)           # sync
-    await adrive(steps(), abackend, acompute)  # async
+    await adrive(steps(), twin, acompute)      # async: the twin has the same methods, async
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
-__all__ = ["COMPUTE", "Op", "Steps", "adrive", "call", "drive"]
+__all__ = ["COMPUTE", "Op", "Steps", "adrive", "ask", "drive"]
 
+P = ParamSpec("P")
 R = TypeVar("R")
 
-#: An operation: ``("call", method name, arguments, keyword arguments)`` on the backend, or
-#: :data:`COMPUTE`.
-Op = tuple[Any, ...]
-Steps = Generator[Op, Any, R]
+
+class Op(Generic[R]):
+    """One operation the steps ask for: the target's method of ``name`` with ``args`` and
+    ``kwargs`` (the async driver awaits it), or :data:`COMPUTE`."""
+
+    __slots__ = ("args", "kwargs", "name")
+
+    def __init__(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.name, self.args, self.kwargs = name, args, kwargs
+
+    def __repr__(self) -> str:
+        return f"<Op {self.name}{self.args!r}>"
+
+
+Steps = Generator[Op[Any], Any, R]
 
 #: Run the caller's function (or coroutine function) and send back what it returned.
-COMPUTE: Op = ("compute",)
+COMPUTE: Op[Any] = Op("compute", (), {})
 
 
-def call(method: str, *args: Any, **kwargs: Any) -> Op:
-    """The operation ``backend.<method>(*args, **kwargs)``."""
-    return ("call", method, args, kwargs)
+def ask(
+    method: Callable[Concatenate[Any, P], R], *args: P.args, **kwargs: P.kwargs
+) -> Generator[Op[R], Any, R]:
+    """``target.method(*args, **kwargs)``, where ``method`` is the sync contract's function
+    (``Backend.fetch``); the async twin's method of the same name is awaited instead.
+
+    >>> found = yield from ask(Backend.fetch, keys, token, lock_ttl)
+    """
+    result: R = yield Op(method.__name__, args, kwargs)
+    return result
 
 
-def drive(steps: Steps[R], backend: Any, compute: Callable[[], Any] | None = None) -> R:
-    """Run ``steps`` with a sync backend and a sync ``compute``."""
+def drive(steps: Steps[R], target: Any, compute: Callable[[], Any] | None = None) -> R:
+    """Run ``steps`` with a sync target and a sync ``compute``."""
     value: Any = None
     error: BaseException | None = None
     while True:
@@ -48,19 +69,19 @@ def drive(steps: Steps[R], backend: Any, compute: Callable[[], Any] | None = Non
             return done.value  # type: ignore[no-any-return]
         error = None
         try:
-            if op[0] == "call":
-                value = getattr(backend, op[1])(*op[2], **op[3])
-            else:
+            if op is COMPUTE:
                 assert compute is not None, "these steps compute, but no function was given"
                 value = compute()
+            else:
+                value = getattr(target, op.name)(*op.args, **op.kwargs)
         except BaseException as exc:  # thrown into the steps, which decide
             error, value = exc, None
 
 
 async def adrive(
-    steps: Steps[R], backend: Any, compute: Callable[[], Awaitable[Any]] | None = None
+    steps: Steps[R], target: Any, compute: Callable[[], Awaitable[Any]] | None = None
 ) -> R:
-    """Run ``steps`` with an async backend and an async ``compute``."""
+    """Run ``steps`` with an async target and an async ``compute``."""
     value: Any = None
     error: BaseException | None = None
     while True:
@@ -70,10 +91,10 @@ async def adrive(
             return done.value  # type: ignore[no-any-return]
         error = None
         try:
-            if op[0] == "call":
-                value = await getattr(backend, op[1])(*op[2], **op[3])
-            else:
+            if op is COMPUTE:
                 assert compute is not None, "these steps compute, but no function was given"
                 value = await compute()
+            else:
+                value = await getattr(target, op.name)(*op.args, **op.kwargs)
         except BaseException as exc:  # thrown into the steps, which decide
             error, value = exc, None

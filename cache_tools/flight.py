@@ -12,28 +12,24 @@ error and warn once. Exceptions raised by the computation itself always reach th
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
-import threading
 import time
-import weakref
-from collections.abc import Awaitable, Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import connections
 
 from . import stats, transactions
-from ._process import PerProcess
 from .backends import get_backend
 from .backends.base import HIT, MISS, STALE, Backend, EntryKeys, Fetched, ServerKey
-from .drive import COMPUTE, Steps, adrive, call, drive
+from .drive import COMPUTE, Steps, adrive, ask, drive
 from .errors import BackendUnavailable, StoreRefused
-from .near import LocalCopies, copies_for
+from .local_copies import LocalCopies, copies_for
 from .orphans import release_when_answering
+from .refresher import refresher
+from .sharing import NOTHING, UNCACHEABLE_SECONDS, leader_of, leading, unstored
 
 __all__ = ["NOT_STORED", "UNCACHED", "AlsoStore", "Flight", "Timeout"]
 
@@ -101,134 +97,6 @@ class _Warnings:
 
 
 _warnings = _Warnings()
-
-
-class _Refresher:
-    """Runs stale-entry refreshes in the background, one per entry at a time per process: on
-    a few threads for sync callers, as tasks on the running loop for async ones.
-
-    A refresh that finds another caller (maybe in another process) refreshing returns how long
-    that caller's lock has left, capped at a second; stale hits in this process then skip the
-    attempt until that time instead of spending a round trip each. Tasks are kept referenced
-    until they finish, so a refresh outlives the request that started it.
-    """
-
-    WORKERS = 4
-    LONGEST_QUIET = 1.0
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._running: set[str] = set()
-        self._quiet_until: dict[str, float] = {}
-        self._executor: ThreadPoolExecutor | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    def _claim(self, entry_key: str) -> bool:
-        now = time.monotonic()
-        with self._guard:
-            if entry_key in self._running or self._quiet_until.get(entry_key, 0.0) > now:
-                return False
-            self._running.add(entry_key)
-            return True
-
-    def _done(self, entry_key: str, busy_for: float | None) -> None:
-        now = time.monotonic()
-        with self._guard:
-            self._running.discard(entry_key)
-            if busy_for:
-                if len(self._quiet_until) > 1000:
-                    self._quiet_until = {k: t for k, t in self._quiet_until.items() if t > now}
-                self._quiet_until[entry_key] = now + min(busy_for, self.LONGEST_QUIET)
-
-    def submit(self, entry_key: str, refresh: Callable[[], float | None], name: str) -> None:
-        if not self._claim(entry_key):
-            return
-        with self._guard:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(self.WORKERS, "cache-tools-refresh")
-            executor = self._executor
-        executor.submit(self._run, entry_key, refresh, name)
-
-    def _run(self, entry_key: str, refresh: Callable[[], float | None], name: str) -> None:
-        busy_for = None
-        try:
-            busy_for = refresh()
-        except Exception:
-            logger.exception("background refresh of %s failed", name)
-        finally:
-            self._done(entry_key, busy_for)
-            connections.close_all()  # this thread's own database connections
-
-    def submit_task(
-        self,
-        entry_key: str,
-        refresh: Callable[[], Coroutine[Any, Any, float | None]],
-        name: str,
-    ) -> None:
-        if not self._claim(entry_key):
-            return
-        task = asyncio.get_running_loop().create_task(self._arun(entry_key, refresh, name))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _arun(
-        self,
-        entry_key: str,
-        refresh: Callable[[], Coroutine[Any, Any, float | None]],
-        name: str,
-    ) -> None:
-        busy_for = None
-        try:
-            busy_for = await refresh()
-        except Exception:
-            logger.exception("background refresh of %s failed", name)
-        finally:
-            self._done(entry_key, busy_for)
-
-
-_refresher = PerProcess(_Refresher)
-
-#: Seconds during which, after a result could not be stored, callers of that entry compute
-#: without waiting for each other (each would otherwise wait for the last, then compute too).
-UNCACHEABLE_SECONDS = 1.0
-_NOTHING: Any = object()
-
-
-class _Unstored:
-    """Results this process computed but could not store, kept a moment for the callers of
-    this process that were waiting for that very computation (they take it instead of
-    computing in turn): at most ``KEEP``, none older than ``UNCACHEABLE_SECONDS``. Callers
-    share the object, as with ``local_copy="object"``."""
-
-    KEEP = 16
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._results: dict[str, tuple[float, Any]] = {}
-
-    def publish(self, entry_key: str, result: Any) -> None:
-        now = time.monotonic()
-        with self._guard:
-            self._results.pop(entry_key, None)
-            self._results[entry_key] = (now, result)
-            for key, (when, _) in list(self._results.items()):
-                if len(self._results) > self.KEEP or when < now - UNCACHEABLE_SECONDS:
-                    del self._results[key]
-
-    def since(self, entry_key: str, started: float) -> Any:
-        """The result published for ``entry_key`` since ``started``, or ``_NOTHING``."""
-        found = self._results.get(entry_key)
-        if found is None or found[0] < started:
-            return _NOTHING
-        return found[1]
-
-
-_unstored = PerProcess(_Unstored)
-
-# Per event loop: the cold entries a coroutine of that loop is fetching or computing now.
-_in_flight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Event]] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 @dataclass
@@ -315,7 +183,7 @@ class Flight(Generic[T]):
         state, value, refresh = drive(self._after_read(backend, keys, fetched), backend, compute)
         if refresh is not None:
             steps = self._refresh(backend, keys, *refresh)
-            _refresher.get().submit(
+            refresher.get().submit(
                 keys.value, lambda: drive(steps, backend, compute), self.function_id
             )
         return state, value
@@ -349,21 +217,17 @@ class Flight(Generic[T]):
                 if read.state == MISS:
                     # One coroutine per loop goes to the server for a cold key; the others of
                     # this loop wait for it here, then read what it stored (their own copy).
-                    in_flight = _in_flight.setdefault(asyncio.get_running_loop(), {})
-                    leader = in_flight.get(keys.value)
+                    leader = leader_of(keys.value)
                     if leader is not None:
                         waited_from = time.monotonic()
                         await leader.wait()
-                        shared = _unstored.get().since(keys.value, waited_from)
-                        if shared is not _NOTHING:  # computed, but it could not be stored
+                        shared = unstored.get().since(keys.value, waited_from)
+                        if shared is not NOTHING:  # computed, but it could not be stored
                             stats.add(backend.alias, keys.stats, "hits")
                             return HIT, shared
                         continue
-                    in_flight[keys.value] = asyncio.Event()
-                    try:
+                    with leading(keys.value):
                         return await self._alead(backend, twin, keys, fetched, compute)
-                    finally:
-                        in_flight.pop(keys.value).set()
             return await self._alead(backend, twin, keys, fetched, compute)
 
     async def _alead(
@@ -378,7 +242,7 @@ class Flight(Generic[T]):
         state, value, refresh = await adrive(steps, twin, compute)
         if refresh is not None:
             refresh_steps = self._refresh(backend, keys, *refresh)
-            _refresher.get().submit_task(
+            refresher.get().submit_task(
                 keys.value, lambda: adrive(refresh_steps, twin, compute), self.function_id
             )
         return state, value
@@ -437,7 +301,7 @@ class Flight(Generic[T]):
         waited_from = time.monotonic()
         while True:
             try:
-                found: Fetched = yield call("fetch", keys, token, self.lock_timeout, recompute)
+                found = yield from ask(Backend.fetch, keys, token, self.lock_timeout, recompute)
             except BackendUnavailable as exc:
                 self._maybe_orphaned(backend, keys, token, exc)
                 result = yield from self._without_cache(backend, keys, exc)
@@ -462,12 +326,12 @@ class Flight(Generic[T]):
                 return state, result, None
             try:
                 wait = min(found.wait or backend.max_wait, backend.max_wait)
-                yield call("wait", keys.lock, wait)
+                yield from ask(Backend.wait, keys.lock, wait)
             except BackendUnavailable as exc:
                 result = yield from self._without_cache(backend, keys, exc)
                 return UNCACHED, result, None
-            shared = _unstored.get().since(keys.value, waited_from)
-            if not recompute and shared is not _NOTHING:
+            shared = unstored.get().since(keys.value, waited_from)
+            if not recompute and shared is not NOTHING:
                 stats.add(backend.alias, keys.stats, "hits")
                 return HIT, shared, None
 
@@ -506,7 +370,7 @@ class Flight(Generic[T]):
             # waiting for each other a moment; waiters of this process take this result.
             storable = outcome == "unreachable"
             if not storable:
-                _unstored.get().publish(keys.value, result)  # before the waiters wake
+                unstored.get().publish(keys.value, result)  # before the waiters wake
             uncacheable = 0 if storable else UNCACHEABLE_SECONDS
             yield from self._release(backend, keys, token, wake_all=True, uncacheable=uncacheable)
         return (MISS if outcome in ("stored", "kept out") else UNCACHED), result
@@ -534,8 +398,8 @@ class Flight(Generic[T]):
             writes = [(other, to_store.value, None), (keys, to_store.own, token)]
         for entry, value, holder in writes:
             try:
-                yield call(
-                    "store",
+                yield from ask(
+                    Backend.store,
                     entry,
                     value,
                     timeout=timeout,
@@ -573,7 +437,7 @@ class Flight(Generic[T]):
         if not token:
             return
         try:
-            yield call("release", keys.lock, token, wake_all=wake_all, uncacheable=uncacheable)
+            yield from ask(Backend.release, keys.lock, token, wake_all, uncacheable)
         except (BackendUnavailable, StoreRefused):
             release_when_answering(backend, keys.lock, token, self.lock_timeout)
 
@@ -590,17 +454,19 @@ class Flight(Generic[T]):
         token, fence = held or (secrets.token_hex(16), 0)
         if held is None:
             try:
-                taken, number = yield call("acquire", keys.lock, token, self.lock_timeout, False)
+                attempt = yield from ask(
+                    Backend.acquire, keys.lock, token, self.lock_timeout, False
+                )
             except BackendUnavailable as exc:
                 self._maybe_orphaned(backend, keys, token, exc)
                 return None
             except StoreRefused:
                 return self.lock_timeout  # full: stay quiet a while, serving stale
-            if not taken:
-                return number or self.lock_timeout
-            fence = int(number)
+            if attempt.fence is None:
+                return attempt.retry_in or self.lock_timeout
+            fence = attempt.fence
             try:
-                fresh = (yield call("read", keys)).state == HIT
+                fresh = (yield from ask(Backend.read, keys)).state == HIT
             except BackendUnavailable:
                 fresh = True  # give up this refresh; a later stale hit tries again
             if fresh:  # or refreshed by another caller while we took the lock

@@ -169,7 +169,7 @@ def normalise(value: Any, name: str = "value") -> str:
         return f"u{value}"
     if isinstance(value, datetime.datetime):
         if value.tzinfo is not None and value.utcoffset() is not None:
-            return f"D{value.astimezone(datetime.timezone.utc).isoformat()}"
+            return f"D{value.astimezone(datetime.UTC).isoformat()}"
         return f"D{value.isoformat()}"
     if isinstance(value, datetime.date):
         return f"a{value.isoformat()}"

@@ -24,6 +24,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from asgiref.sync import sync_to_async
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 
 from ._options import positive_seconds
@@ -85,15 +86,14 @@ async def aupdate(
     2
     """
     backend, seconds, budget = _checked(key, function, timeout, cache, budget)
-    twin = backend.asynchronous()
     if backend.atomic_update:
-        return await twin.update(key, function, seconds, budget)  # type: ignore[no-any-return]
+        return await backend.asynchronous().update(key, function, seconds, budget)  # type: ignore[no-any-return]
     guard = _guard(key, budget, cache)
     if not await guard.aacquire(budget):
         raise _conflict(key, guard, budget)
     try:
-        new = function(await twin.read_value(key))
-        await twin.write_value(key, new, seconds)
+        new = function(await sync_to_async(backend.read_value, thread_sensitive=False)(key))
+        await sync_to_async(backend.write_value, thread_sensitive=False)(key, new, seconds)
     finally:
         await guard.__aexit__(*sys.exc_info())
     return new

@@ -30,12 +30,18 @@ from typing import Any, Concatenate, Generic, ParamSpec, Protocol, overload
 from urllib.parse import quote, urlsplit
 
 from asgiref.sync import markcoroutinefunction
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from . import checks, request_state, signals
-from ._options import applied_bare, local_copies, positive_seconds, seconds_or_zero
+from ._options import (
+    applied_bare,
+    decorated_function,
+    local_copies,
+    positive_seconds,
+    seconds_or_zero,
+)
 from .backends.base import MISS
-from .drive import Steps, adrive, call, drive
+from .drive import Steps, adrive, ask, drive
 from .flight import NOT_STORED, UNCACHED, AlsoStore, Flight
 from .http_rules import (
     bypasses,
@@ -157,7 +163,7 @@ class CachedView(Generic[P]):
                 key = self._key(request, args, kwargs, varies)
             except TypeError:  # a session value that cannot be part of a key
                 return (yield from _bypass())
-            state, value = yield call("get", key, varies, scope, read_before)
+            state, value = yield from ask(_Page.get, key, varies, scope, read_before)
             if state in (MISS, UNCACHED):
                 return value  # type: ignore[no-any-return]
             kind = value[0]
@@ -189,7 +195,7 @@ class CachedView(Generic[P]):
         had_csrf_cookie = "CSRF_COOKIE" in request.META
         watching = request_state.watch(request)
         try:
-            response = yield call("view")
+            response = yield from ask(_Page.view)
             render = getattr(response, "render", None)
             if callable(render) and not getattr(response, "is_rendered", True):
                 response = render()
@@ -199,7 +205,11 @@ class CachedView(Generic[P]):
             response["X-Cache"] = BYPASS
             return response, NOT_STORED
         varies = varied_headers(response, request, self._vary_on_user, reads, session_read_before)
-        if varies is None or not storable(response, had_csrf_cookie, request):
+        if (
+            varies is None
+            or not isinstance(response, HttpResponse)  # streamed
+            or not storable(response, had_csrf_cookie, request)
+        ):
             response["X-Cache"] = BYPASS
             return response, (_UNCACHEABLE,)
         entry = (_RESPONSE, freeze(response, varies), reads.messages_read)
@@ -262,7 +272,7 @@ class AsyncCachedView(CachedView[P]):
 
 def _bypass() -> Steps[HttpResponseBase]:
     """The view's own response, past the cache."""
-    response: HttpResponseBase = yield call("view")
+    response = yield from ask(_Page.view)
     response["X-Cache"] = BYPASS
     return response
 
@@ -373,6 +383,7 @@ def cache_view(
         return own if most is None else min(own, most)
 
     def decorate(view: Any) -> CachedView[Any]:
+        view = decorated_function(view, "@cache_view")
         flight: Flight[HttpResponseBase] = Flight(
             function_id=function_id(view),
             alias=cache,

@@ -15,19 +15,6 @@ import django  # noqa: E402
 django.setup()
 
 
-def _write_command_help() -> None:
-    """The commands' reference is generated from their own ``--help``."""
-    from django.core.management import load_command_class
-
-    generated = Path(__file__).parent / "_generated"
-    generated.mkdir(exist_ok=True)
-    for name in ("warm_cache", "clear_cache"):
-        parser = load_command_class("cache_tools", name).create_parser("manage.py", name)
-        (generated / f"{name}.txt").write_text(parser.format_help())
-
-
-_write_command_help()
-
 project = "django-cache-flight"
 author = "The django-cache-flight developers"
 release = __import__("cache_tools").__version__
@@ -36,5 +23,5 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 intersphinx_mapping = {}
 html_theme = "alabaster"
-exclude_patterns = ["_build", "_generated"]
+exclude_patterns = ["_build", "_generated"]  # the commands' --help: docs/command_help.py
 nitpicky = False

@@ -6,7 +6,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from cache_tools import CacheInfo, cache_aside
+from cache_tools import CacheInfo, cache_aside, cache_view, lock_decorator
 
 
 def raw() -> redis.Redis:
@@ -384,3 +384,25 @@ def test_bare_decorator_and_bad_options():
         cache_aside(lock_timeout=0)
     with pytest.raises(ValueError, match="unless must be"):
         cache_aside(unless=True)
+
+
+@pytest.mark.parametrize("kind", [classmethod, staticmethod])
+@pytest.mark.parametrize(
+    ("decorator", "name"),
+    [
+        (lambda: cache_aside(timeout=60), "@cache_aside"),
+        (lambda: cache_aside, "@cache_aside"),  # bare
+        (lambda: lock_decorator(timeout=5), "@lock_decorator"),
+        (lambda: lock_decorator, "@lock_decorator"),
+        (lambda: cache_view(60), "@cache_view"),
+    ],
+)
+def test_a_decorator_above_classmethod_says_to_put_it_below(kind, decorator, name):
+    """Before: Python's "'classmethod' object is not callable", or a key_maker error."""
+    with pytest.raises(TypeError, match=f"{name} must come below @{kind.__name__}"):
+
+        class Shop:
+            @decorator()
+            @kind
+            def price(cls_or_nothing=None):
+                return 1

@@ -105,7 +105,7 @@ def test_single_host_backends_cache_lock_and_update(local_alias, unique):
 
     with lock(unique, cache=local_alias, timeout=5) as first:
         assert first.locked()
-        assert not get_backend(local_alias).acquire(first._keys, "someone-else", 5, False)[0]
+        assert not get_backend(local_alias).acquire(first.keys, "someone-else", 5, False).taken
     assert not first.locked()
     with lock(unique, cache=local_alias, timeout=5) as second:
         assert second.fence > first.fence

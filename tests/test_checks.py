@@ -109,3 +109,106 @@ def test_lock_on_dummy_cache_is_w003():
 )
 def test_uwsgi_forking_without_python_fork_hooks_is_recognised(options, warned):
     assert checks.forks_without_hooks(options) is warned
+
+
+NOT_INSTALLED_PROJECT = """
+import sys, warnings
+import django
+from django.conf import settings
+settings.configure(
+    INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth"],
+    CACHES={"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": sys.argv[1],
+                        "KEY_PREFIX": "not-installed"}},
+    ROOT_URLCONF=__name__, SECRET_KEY="x", ALLOWED_HOSTS=["*"],
+)
+django.setup()
+from cache_tools import cache_aside
+
+@cache_aside(timeout=5)
+def double(n):
+    return 2 * n
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    assert double(2) == 4 and double(3) == 6   # the decorator works
+print(len(caught), caught[0].message if caught else "")
+from django.core.exceptions import ImproperlyConfigured
+from django.test import RequestFactory
+from cache_tools.dashboard import dashboard
+request = RequestFactory().get("/")
+request.user = type("Staff", (), {"is_active": True, "is_staff": True, "is_authenticated": True})()
+try:
+    dashboard(request)
+except ImproperlyConfigured as exc:
+    print("dashboard:", exc)
+"""
+
+
+def test_without_installed_apps_the_first_use_says_to_add_it():
+    """Before: nothing said it; the commands were "Unknown command" and the dashboard a 500
+    with TemplateDoesNotExist."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", NOT_INSTALLED_PROJECT, settings.REDIS_URL],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.splitlines()
+    assert first.startswith('1 "cache_tools" is not in INSTALLED_APPS')  # once, not per call
+    assert "before django.contrib.admin" in first
+    assert second.startswith('dashboard: "cache_tools" is not in INSTALLED_APPS')
+
+
+def test_a_decorators_unknown_alias_shows_with_an_invalid_setting():
+    """One ``check`` shows both problems (before: E002 only once E001 was fixed)."""
+
+    @cache_aside(cache="nowhere")
+    def misconfigured():
+        pass
+
+    with override_settings(CACHE_TOOLS={"NAMESPACE": "has space"}):
+        assert sorted(ids()) == ["cache_tools.E001", "cache_tools.E002"]
+
+
+def overlapping(first_prefix, second_prefix, second_location=None):
+    alias = dict(settings.CACHES["default"])
+    return {
+        **settings.CACHES,
+        "app": {**alias, "KEY_PREFIX": first_prefix},
+        "app_sessions": {
+            **alias,
+            "KEY_PREFIX": second_prefix,
+            "LOCATION": second_location or alias["LOCATION"],
+        },
+    }
+
+
+def test_aliases_whose_prefixes_overlap_on_one_server_are_w006():
+    with override_settings(CACHES=overlapping("app1", "app1:1")):
+        (warning,) = messages("cache_tools.W006")
+    assert "'app'" in warning.msg and "'app_sessions'" in warning.msg
+    assert "clear_cache --cache app deletes 'app_sessions'" in warning.msg
+
+
+@pytest.mark.parametrize(
+    ("second_prefix", "location"),
+    [("app2", None), ("app1:1", "redis://127.0.0.1:1/5")],  # apart, or another server
+)
+def test_prefixes_apart_or_on_another_server_are_silent(second_prefix, location):
+    with override_settings(CACHES=overlapping("app1", second_prefix, location)):
+        assert messages("cache_tools.W006") == []
+
+
+def test_clear_cache_of_the_shorter_prefix_does_delete_the_others_keys():
+    """What W006 warns about, for real: the check's claim holds on the server."""
+    from django.core.cache import caches
+    from django.core.management import call_command
+
+    with override_settings(CACHES=overlapping("w006", "w006:1")):
+        caches["app_sessions"].set("session", 1, 60)
+        call_command("clear_cache", "--cache", "app", verbosity=0)
+        assert caches["app_sessions"].get("session") is None

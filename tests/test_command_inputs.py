@@ -126,7 +126,7 @@ def test_flush_with_a_pattern_never_flushes(ops):
         (["--pattern", ""], "pass '\\*' to mean every key"),
         (["--pattern", "user:["], "not a valid glob"),
         (["--pattern", "trailing\\"], "not a valid glob"),
-        (["--cache", "nosuch"], "unknown cache alias nosuch"),
+        (["--cache", "nosuch"], "unknown cache alias 'nosuch'"),
         (["--function", "no.such.module.function"], "cannot import no.such.module.function"),
         (["--function", "testproject.demo.services.nothing"], "has no nothing"),
         (["--function", "testproject.demo.services.time"], "not a cache_aside function"),
@@ -150,7 +150,10 @@ def test_flush_without_a_terminal_is_refused():
 def test_commands_fail_in_one_line_with_status_1():
     for args, message in [
         (["clear_cache", "--pattern", ""], "CommandError: --pattern ''"),
-        (["warm_cache", "--cache", "nosuch"], "CommandError: cache alias 'nosuch' is not in"),
+        (
+            ["warm_cache", "--cache", "nosuch"],
+            "CommandError: unknown cache alias 'nosuch'; CACHES has",
+        ),
         (["clear_cache", "--cache", "default", "--cache", "x", "--all-caches"], "cannot be"),
     ]:
         result = manage(*args)
@@ -218,3 +221,11 @@ def test_warm_cache_during_an_outage_fails_and_counts(private_redis, down_alias,
 def test_warm_cache_jobs_must_be_positive():
     with pytest.raises(CommandError, match="--jobs must be 1 or more"):
         run("warm_cache", "--jobs", "0")
+
+
+@pytest.mark.parametrize("command", ["clear_cache", "warm_cache", "cache_stats"])
+def test_every_command_names_an_unknown_alias_the_same_way(command):
+    known = ", ".join(map(repr, settings.CACHES))
+    with pytest.raises(CommandError) as raised:
+        run(command, "--cache", "nosuch")
+    assert str(raised.value) == f"unknown cache alias 'nosuch'; CACHES has {known}"

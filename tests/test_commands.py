@@ -89,7 +89,7 @@ def test_clear_cache_pattern_and_function(ops, unique):
 
 
 def test_clear_cache_errors():
-    with pytest.raises(CommandError, match="unknown cache alias nope"):
+    with pytest.raises(CommandError, match="unknown cache alias 'nope'"):
         run("clear_cache", "--cache", "nope")
 
 

@@ -16,3 +16,10 @@ def test_example_runs(path, settings):
     # A namespace of its own, so examples start cold on every run.
     with override_settings(CACHE_TOOLS={"NAMESPACE": f"doc{uuid.uuid4().hex[:8]}"}):
         runpy.run_path(str(path), run_name=f"docs.examples.{path.stem}")
+
+
+def test_the_committed_command_reference_matches_each_commands_help():
+    """docs/_generated is committed (a code host shows the reference); it must be what the
+    commands print now. Fix: python docs/command_help.py."""
+    command_help = runpy.run_path(str(Path(__file__).parent.parent / "docs" / "command_help.py"))
+    assert command_help["stale"]() == []

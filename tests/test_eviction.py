@@ -98,12 +98,12 @@ def test_locks_use_the_locks_alias_unless_they_name_one(evicting, unique):
 
 def test_a_hand_over_whose_fence_was_evicted_is_claimed_with_its_ticket(unique):
     backend = get_backend()
-    keys = lock(unique)._keys
+    keys = lock(unique).keys
     client = redis.Redis.from_url(settings.REDIS_URL)
     client.set(keys.lock, "~1796000000000000", px=5000)  # handed over, its ticket popped
     client.delete(keys.fence)  # and the fence evicted meanwhile
-    taken, fence = backend.acquire(keys, "claimer", 5, True, 1, "1796000000000000")
-    assert taken and fence == 1796000000000000  # before: None (a TypeError in acquire())
+    attempt = backend.acquire(keys, "claimer", 5, True, 1, "1796000000000000")
+    assert attempt.fence == 1796000000000000  # before: None (a TypeError in acquire())
     assert backend.release(keys, "claimer")
 
 
@@ -152,7 +152,7 @@ def test_a_fence_evicted_during_a_hand_off_leaves_no_raw_error_and_no_ghost(uniq
     """The release and the fence's eviction land together (one transaction): the waiter woken
     by the release finds no fence. Before: a raw TypeError in acquire(), and the lock owned by
     that waiter's token for its whole TTL."""
-    from cache_tools.backends.redis import _script
+    from cache_tools.backends.redis_scripts import get_script
     from tests.test_locks import blocked_clients, wait_until_blocked
 
     client = redis.Redis.from_url(settings.REDIS_URL)
@@ -172,10 +172,10 @@ def test_a_fence_evicted_during_a_hand_off_leaves_no_raw_error_and_no_ghost(uniq
     for count, waiter in enumerate(waiters, 1):
         waiter.start()
         wait_until_blocked(blocked + count)
-    keys = holder._keys
+    keys = holder.keys
     wake = "hand" if getattr(keys, "handover", False) else "one"
     with client.pipeline(transaction=True) as pipe:
-        pipe.eval(_script("lock_release").source, 1, keys.lock, holder._token, wake, 250, 0, 1)
+        pipe.eval(get_script("lock_release").source, 1, keys.lock, holder._token, wake, 250, 0, 1)
         pipe.delete(keys.fence)  # evicted in the same moment
         pipe.execute()
     holder._forget()

@@ -26,7 +26,7 @@ from django.test import override_settings
 
 from cache_tools import LockLost, LockUnavailable, cache_aside, lock
 from cache_tools.backends import get_backend
-from cache_tools.near import tracker_for
+from cache_tools.local_copies import tracker_for
 from cache_tools.testing.contract import FORK, run_processes
 from cache_tools.testing.groups import RedisCluster, RedisSentinel
 from tests.conftest import cluster_cache, sentinel_caches

@@ -10,7 +10,7 @@ import threading
 import pytest
 from django.core.cache import caches
 
-from cache_tools import _process, near
+from cache_tools import _process, local_copies
 from cache_tools.backends import get_backend
 from cache_tools.testing.contract import run_processes
 
@@ -72,9 +72,11 @@ def test_a_fork_while_another_thread_holds_the_pools_lock_leaves_the_child_able_
 
 def test_a_fork_while_another_thread_starts_a_near_cache_listener_leaves_the_child_copies():
     def copies() -> bool:
-        return near.copies_for(get_backend(), "tests.fork", 8, keep_objects=False) is not None
+        return (
+            local_copies.copies_for(get_backend(), "tests.fork", 8, keep_objects=False) is not None
+        )
 
-    assert fork_while_held(near._guard, copies) == 0  # as while a listener thread starts
+    assert fork_while_held(local_copies._guard, copies) == 0  # as while a listener thread starts
 
 
 def test_a_lock_held_too_long_delays_a_fork_but_never_stops_it(monkeypatch, caplog):

@@ -147,7 +147,7 @@ def test_type_tags_keep_equal_looking_values_apart():
 
 def test_values_are_normalised():
     tz = datetime.timezone(datetime.timedelta(hours=2))
-    instant = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    instant = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
     assert normalise(instant) == normalise(instant.astimezone(tz)) == "D2026-01-02T03:04:05+00:00"
     assert normalise({"b": 1, "a": 2}) == normalise({"a": 2, "b": 1})
     assert normalise({3, 1, 2}) == "S[i1,i2,i3]"

@@ -26,7 +26,7 @@ def wait_for_expiry(handle, limit=5.0):
 def test_same_handle_takes_the_lock_again_after_it_was_lost(unique):
     handle = Lock(unique, timeout=5)
     assert handle.acquire()
-    handle._backend.delete(handle._keys.lock)  # lost: taken over, evicted, server restarted
+    handle._backend.delete(handle.keys.lock)  # lost: taken over, evicted, server restarted
     assert handle.acquire(blocking_timeout=0)
     assert handle.fence is not None and not handle.lost
     handle.release()
@@ -57,7 +57,7 @@ def test_forked_child_holds_none_of_its_parents_locks(unique):
         child.start()
         seen = dict(results.get(timeout=10) for _ in range(4))
         child.join(10)
-        assert handle.locked() and handle._backend.owner(handle._keys) == handle._token
+        assert handle.locked() and handle._backend.owner(handle.keys) == handle._token
     assert seen["current"] is True
     assert seen["acquire"] is False  # waits like any other process
     assert "forked" in seen["release"]  # and never releases the parent's lock
@@ -156,6 +156,6 @@ def test_special_names_exclude_each_other(unique, processes):
 def test_lock_lost_then_released_raises_lock_lost(unique):
     handle = Lock(unique, timeout=5)
     handle.acquire()
-    handle._backend.delete(handle._keys.lock)
+    handle._backend.delete(handle.keys.lock)
     with pytest.raises(LockLost):
         handle.release()

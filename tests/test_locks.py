@@ -276,22 +276,22 @@ def test_fences_never_go_back_whatever_the_server_forgets(steps):
         assert handle.acquire(blocking_timeout=0)
         fences.append(handle.fence)
         if step == "forget fence":
-            raw().delete(handle._keys.fence)  # expired, evicted, or lost in a failover
+            raw().delete(handle.keys.fence)  # expired, evicted, or lost in a failover
         if step == "roll fence back":  # a promoted replica that lacks the last increments
-            raw().set(handle._keys.fence, fences[0] - 1000)
+            raw().set(handle.keys.fence, fences[0] - 1000)
         if step == "take and lose":
-            raw().delete(handle._keys.lock, handle._keys.fence)
+            raw().delete(handle.keys.lock, handle.keys.fence)
             with pytest.raises(LockLost):
                 handle.release()
         else:
             handle.release()
     assert all(a < b for a, b in itertools.pairwise(fences)), fences
-    assert raw().pttl(Lock(name, timeout=5)._keys.fence) <= 5000  # lives with its lock
+    assert raw().pttl(Lock(name, timeout=5).keys.fence) <= 5000  # lives with its lock
 
 
 def test_companion_keys_do_not_outlive_their_lock_by_more_than_its_ttl(unique):
     with lock(unique, timeout=1) as handle:
-        keys = handle._keys
+        keys = handle.keys
     ttls = {name: raw().pttl(getattr(keys, name)) for name in ("fence", "signal", "waiters")}
     assert all(ttl <= 2000 for ttl in ttls.values()), ttls  # -2: gone, else bounded
 
@@ -301,8 +301,8 @@ def test_a_released_lock_leaves_its_fence_for_a_second_not_its_ttl(unique):
     site with millions of entries a day would otherwise keep a counter per entry for the
     lock's full TTL (a 10 s soak left one per entry)."""
     with lock(unique, timeout=600) as handle:
-        assert raw().pttl(handle._keys.fence) > 500_000  # guards the holder meanwhile
-    assert 0 < raw().pttl(handle._keys.fence) <= 1000
+        assert raw().pttl(handle.keys.fence) > 500_000  # guards the holder meanwhile
+    assert 0 < raw().pttl(handle.keys.fence) <= 1000
 
     @cache_aside(timeout=60, lock_timeout=600, key_maker=f"{unique}:{{x}}")
     def entry(x):
@@ -341,15 +341,15 @@ def test_a_short_lock_is_renewed_from_its_first_third_and_after_reacquiring(uniq
 
 def tokens_in_child(index, barrier):
     barrier.wait()
-    from cache_tools.locks import _new_token
+    from cache_tools.lock_record import new_token
 
-    return [_new_token() for _ in range(3)]
+    return [new_token() for _ in range(3)]
 
 
 def test_lock_tokens_are_unique_across_forked_processes(processes):
-    from cache_tools.locks import _new_token
+    from cache_tools.lock_record import new_token
 
-    _new_token()  # the parent's random part exists before the fork
+    new_token()  # the parent's random part exists before the fork
     tokens = [t for batch in processes(4, tokens_in_child) for t in batch]
     assert len(set(tokens)) == len(tokens) == 12
     assert len({t.rsplit(":", 1)[1][:12] for t in tokens}) == 4  # one random part each
@@ -388,7 +388,7 @@ def test_acquire_waits_as_long_as_the_handles_blocking_timeout(unique):
 def test_a_lock_lost_at_extend_is_no_longer_held(unique):
     handle = lock(unique, timeout=10)
     handle.acquire()
-    raw().delete(handle._keys.lock)  # expired, evicted, or taken over meanwhile
+    raw().delete(handle.keys.lock)  # expired, evicted, or taken over meanwhile
     with pytest.raises(LockLost):
         handle.extend()
     assert handle.held_for is None and current_lock() is None and handle.lost

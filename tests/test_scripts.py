@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from cache_tools.backends import get_backend
-from cache_tools.backends import redis as redis_adapter
-from cache_tools.backends.redis import _script
+from cache_tools.backends import get_backend, redis_scripts
+from cache_tools.backends.redis_scripts import get_script
 
-HERE = Path(redis_adapter.__file__).parent
+HERE = Path(redis_scripts.__file__).parent
 SCRIPTS = sorted(path.stem for path in HERE.glob("*.lua") if path.stem != "_common")
 
 
@@ -28,7 +27,7 @@ def test_every_script_is_found():
 
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_a_script_carries_what_it_calls_and_nothing_more(name):
-    source = _script(name).source
+    source = get_script(name).source
     shared = defined((HERE / "_common.lua").read_text())
     # Every shared function the script calls is defined in it, before the script's own code ...
     assert called(source) & shared <= defined(source)
@@ -39,6 +38,6 @@ def test_a_script_carries_what_it_calls_and_nothing_more(name):
 
 
 def test_the_lock_scripts_leave_out_what_they_do_not_use():
-    assert "hand_over" not in defined(_script("lock_acquire").source)
-    assert "take_lock" not in defined(_script("lock_release").source)
-    assert defined(_script("lock_extend").source) == {"script"}  # its own body alone
+    assert "hand_over" not in defined(get_script("lock_acquire").source)
+    assert "take_lock" not in defined(get_script("lock_release").source)
+    assert defined(get_script("lock_extend").source) == {"script"}  # its own body alone

@@ -106,6 +106,7 @@ def get_backend(alias: str | None = None) -> Backend:
     """The adapter of ``alias`` (default: ``CACHE_TOOLS["CACHE"]``), made once per settings."""
     backend = _by_name.get(alias)
     if backend is None:
+        conf.warn_if_not_installed()
         backend = _by_name[alias] = _backend_for(resolve_alias(alias))
     return backend
 

@@ -1,8 +1,6 @@
 -- Shared by the scripts: what each uses of this file is prepended to it (Lua scripts cannot
 -- import). Definitions are separated by blank lines; a comment starts each.
 
--- Waiter registrations outlive the lock by this much (two of the longest blocking waits).
-local WAITER_GRACE_MS = 2000
 -- Unclaimed wake-ups are dropped after this long (two of the longest blocking waits).
 local SIGNAL_TTL_MS = 2000
 -- A fence lives at least this long, and as long as its lock's TTL.

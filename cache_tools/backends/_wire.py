@@ -44,7 +44,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._process import PerProcess
-from .base import EntryKeys
+from .records import EntryKeys
 
 __all__ = ["NOT_SENT", "AsyncWire", "Check", "Wire", "mark"]
 
@@ -138,7 +138,7 @@ class _Base:
             keys.packed_read = self._chunks(("MGET", keys.value, keys.generation))
         return keys.packed_read  # type: ignore[no-any-return]
 
-    def _unexpected(self, reply: Any) -> BaseException:
+    def unexpected(self, reply: Any) -> BaseException:
         return mark(
             self._fallback_on[0](f"a reply that is not this request's: {reply!r:.80}"), True
         )
@@ -238,7 +238,7 @@ class Wire(_Base):
         if reply is NOT_SENT:
             reply = self._client.mget([keys.value, keys.generation])
             if check is not None and not check(reply):
-                raise self._unexpected(reply)
+                raise self.unexpected(reply)
         return reply
 
     def _send(self, chunks: list[bytes] | None, command: Sequence[Any], check: Check | None) -> Any:
@@ -306,7 +306,7 @@ class Wire(_Base):
             strays += 1
             if strays > MOST_STRAYS:
                 connection.disconnect()
-                raise self._unexpected(reply)
+                raise self.unexpected(reply)
             try:
                 reply = connection.read_response()
             except BaseException as exc:
@@ -346,7 +346,7 @@ class AsyncWire(_Base):
         if reply is NOT_SENT:
             reply = await self._client.mget([keys.value, keys.generation])
             if check is not None and not check(reply):
-                raise self._unexpected(reply)
+                raise self.unexpected(reply)
         return reply
 
     async def _send(
@@ -375,7 +375,7 @@ class AsyncWire(_Base):
                     strays += 1
                     if strays > MOST_STRAYS:
                         await connection.disconnect()
-                        raise self._unexpected(reply)
+                        raise self.unexpected(reply)
                     reply = await connection.read_response()
             except self._fallback_on as exc:
                 await connection.disconnect()

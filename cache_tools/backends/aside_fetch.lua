@@ -1,7 +1,8 @@
 -- Read a cache-aside entry and, on a miss or stale hit, take the entry's lock.
 -- KEYS: value, generation, lock (companions lock#f, lock#w)
 -- ARGV: token ('' = do not lock), lock_ttl_ms, recompute ('1': take the lock on a fresh hit too,
---       or wait for it as on a miss: refresh())
+--       or wait for it as on a miss: refresh()), waiter_grace_ms (how long a waiter's
+--       registration outlives the lock: two of the adapter's longest blocking waits)
 -- Returns {state, envelope or nil, number, generation}:
 --   {1, envelope, 0, gen}        fresh hit (with recompute: fence > 0, this caller must compute)
 --   {2, envelope, fence, gen}    stale hit; fence > 0 when this caller must refresh
@@ -44,7 +45,7 @@ if ARGV[1] ~= '' then
   if not fence then
     fence = 0
     if state == 0 or recompute then
-      register_waiter(waiters, lock_ttl + WAITER_GRACE_MS)
+      register_waiter(waiters, lock_ttl + tonumber(ARGV[4]))
       return {-1, false, redis.call('pttl', lock), gen}
     end
   end

@@ -40,9 +40,8 @@ import abc
 import asyncio
 import codecs
 import functools
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, ParamSpec, Protocol, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.core.cache import BaseCache, caches
@@ -50,14 +49,30 @@ from django.core.cache.backends.base import default_key_func
 
 from .. import conf
 from ..keys import fit_length, normalise
+from .records import (
+    HIT,
+    MISS,
+    STALE,
+    Attempt,
+    EntryKeys,
+    Fetched,
+    LockKeys,
+    LockState,
+    ScanReport,
+    ServerKey,
+    holder_of,
+)
 
 __all__ = [
     "HIT",
     "MISS",
     "STALE",
+    "AsyncBackend",
+    "Attempt",
     "Backend",
     "EntryKeys",
     "Fetched",
+    "InvalidationFeed",
     "LockKeys",
     "LockState",
     "ScanReport",
@@ -65,134 +80,8 @@ __all__ = [
     "ThreadedTwin",
 ]
 
-
-class ServerKey(str):
-    """A key as the cache server stores it; ``name`` is what Django's cache API is given."""
-
-    name: str
-
-    def __new__(cls, server_key: str, name: str) -> ServerKey:
-        key = super().__new__(cls, server_key)
-        key.name = name
-        return key
-
-
-class LockKeys:
-    """The keys of one lock: ``lock`` and its companions, made from it when asked (the
-    scripts name them from the lock's key themselves; a process keeps thousands of these).
-    ``handover``: released to the waiter blocked longest, first come first served (locks);
-    else every waiter is woken to look again (cache-aside entries)."""
-
-    __slots__ = ("_backend", "handover", "lock")
-
-    def __init__(self, backend: Backend, lock: ServerKey, handover: bool = False) -> None:
-        self._backend, self.lock, self.handover = backend, lock, handover
-
-    def _companion(self, suffix: str) -> ServerKey:
-        return self._backend.companion_key(self.lock, suffix)
-
-    @property
-    def signal(self) -> ServerKey:
-        """The release signal list (and, for locks, a hand-over's ticket)."""
-        return self._companion("#s")
-
-    @property
-    def fence(self) -> ServerKey:
-        return self._companion("#f")
-
-    @property
-    def waiters(self) -> ServerKey:
-        """The number of registered waiters (cache-aside entry locks)."""
-        return self._companion("#w")
-
-    @property
-    def waiting(self) -> ServerKey:
-        """The tokens seen waiting recently (locks; for dashboards)."""
-        return self._companion("#q")
-
-    @property
-    def uncacheable(self) -> ServerKey:
-        """Set a moment when a result could not be stored (cache-aside entry locks)."""
-        return self._companion("#n")
-
-    def all(self) -> list[ServerKey]:
-        """Every key of the lock."""
-        return [self.lock, self.signal, self.fence, self.waiters, self.waiting, self.uncacheable]
-
-
-class EntryKeys:
-    """The keys of one cache-aside entry. The lock's keys are made on each use from the
-    value's (its name with ``:l:`` for ``:v:``) and not kept: a hit needs only ``value`` and
-    ``generation``, and a process keeps thousands of these."""
-
-    __slots__ = ("_backend", "generation", "packed_read", "read_check", "stats", "value")
-
-    def __init__(
-        self, backend: Backend, value: ServerKey, generation: ServerKey, stats: ServerKey
-    ) -> None:
-        self._backend = backend
-        self.value, self.generation, self.stats = value, generation, stats
-        #: The adapter's hit read of these keys in its wire form, and how it checks that a
-        #: reply is this entry's, made on first use.
-        self.packed_read: Any = None
-        self.read_check: Any = None
-
-    @property
-    def lock(self) -> LockKeys:
-        return self._backend.entry_lock_keys(self.value)
-
-
-#: The states of a cache-aside read.
-HIT, STALE, MISS = "hit", "stale", "miss"
-
-
-class Fetched(NamedTuple):
-    """What a cache-aside read found.
-
-    ``state`` is :data:`HIT`, :data:`STALE` or :data:`MISS`. ``fence`` is set when this caller
-    now holds the entry's lock (it must compute or refresh); ``wait`` (seconds) is set when
-    another caller holds it. ``generation`` is the function's generation seen by the read.
-    """
-
-    state: str
-    value: Any = None
-    fence: int | None = None
-    wait: float | None = None
-    generation: int = 0
-    #: The stored bytes of ``value`` and until when (ms, 0: no limit) a copy of it may be
-    #: served as fresh, where the backend can say (for per-process copies).
-    payload: bytes | None = None
-    until: int = 0
-
-
-class LockState(NamedTuple):
-    """A lock as the server has it now, for dashboards: ``holder`` is ``host:pid`` of the
-    process holding it, ``age`` seconds since it was taken and ``fence`` its fencing number,
-    where the backend can say (None otherwise)."""
-
-    held: bool
-    holder: str | None = None
-    age: float | None = None
-    fence: int | None = None
-    waiters: int | None = None
-
-
-def holder_of(token: str | None) -> str | None:
-    """``host:pid`` of a lock token (``host:pid:random``); None for none, or for a lock being
-    handed to a waiter (not yet claimed)."""
-    if token is None or token.startswith("~"):
-        return None
-    return token.rsplit(":", 1)[0]
-
-
-@dataclass
-class ScanReport:
-    """What a pattern deletion found and did; ``largest_batch`` shows the memory bound held."""
-
-    matched: int = 0
-    deleted: int = 0
-    batches: int = 0
-    largest_batch: int = 0
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Backend(abc.ABC):
@@ -353,11 +242,11 @@ class Backend(abc.ABC):
         register_waiter: bool,
         attempt: int = 0,
         ticket: str | None = None,
-    ) -> tuple[bool, int | float]:
+    ) -> Attempt:
         """Try once; with the ``ticket`` :meth:`wait` returned, claim the lock handed to this
-        waiter. Returns ``(True, fence)``, or ``(False, seconds to wait before trying again)``:
-        the holder's remaining TTL where a release signal wakes waiters, else a poll delay
-        growing with ``attempt``. ``register_waiter``: count this token among the waiters."""
+        waiter. Returns the fence when taken, else how long to wait before trying again: the
+        holder's remaining TTL where a release signal wakes waiters, else a poll delay growing
+        with ``attempt``. ``register_waiter``: count this token among the waiters."""
 
     @abc.abstractmethod
     def release(
@@ -569,43 +458,198 @@ class Backend(abc.ABC):
 
     # Per-process copies ------------------------------------------------------------------
 
-    def decode(self, payload: bytes) -> Any:
+    def decode(self, payload: bytes | memoryview) -> Any:
         """A value from the bytes :attr:`Fetched.payload` held (where ``tracking``)."""
         raise NotImplementedError(f"{self!r} keeps no copies")
 
-    def tracking_connection(self) -> Any:
-        """A new raw connection to the server, for the invalidation listener (where
-        ``tracking``)."""
+    def track(self, prefixes: Sequence[str]) -> InvalidationFeed:
+        """Open a feed of the server's word that keys starting with one of ``prefixes``
+        changed (where ``tracking``), for this process's copies of entries."""
         raise NotImplementedError(f"{self!r} cannot track keys")
 
     # Async -------------------------------------------------------------------------------
 
-    def asynchronous(self) -> Any:
+    def asynchronous(self) -> AsyncBackend:
         """The async twin of this adapter for the running event loop: the same operations as
-        coroutines. Here each one runs in a worker thread (``sync_to_async``) and waits sleep
-        on the loop; the Redis adapters override this with a native ``redis.asyncio`` twin."""
+        coroutines. Here each one runs in a worker thread and waits sleep on the loop; the
+        Redis adapters override this with a native ``redis.asyncio`` twin."""
         return ThreadedTwin(self)
 
 
+class InvalidationFeed(abc.ABC):
+    """The server's word that keys changed (:meth:`Backend.track`), read by one listener
+    thread per process and alias.
+
+    >>> feed = backend.track(["ct:v:", "ct:g:"])
+    >>> if feed.wait(0.5):
+    ...     for keys in feed.read():   # a list of changed keys, or None: everything
+    ...         drop(keys)
+    """
+
+    #: Descriptors that turn readable as soon as an invalidation may be pending or the feed
+    #: broke (the server closed it): polled, with no timeout, before a copy is served.
+    sockets: tuple[int, ...] = ()
+
+    @abc.abstractmethod
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds for something to read; True when there is."""
+
+    @abc.abstractmethod
+    def read(self) -> Iterator[list[bytes] | None]:
+        """Every invalidation unread now: the keys that changed, or None for all of them (the
+        server was flushed). Raises when the feed broke."""
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Raise unless the server answers on the feed now (a silent network loss shows no
+        closing)."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+class AsyncBackend(Protocol):
+    """The async half of the contract, for one event loop (:meth:`Backend.asynchronous`): the
+    operations the engine and locks run from async code, with the sync methods' names,
+    parameters and results, as coroutines."""
+
+    @property
+    def max_wait(self) -> float: ...
+
+    async def acquire(
+        self,
+        keys: LockKeys,
+        token: str,
+        ttl: float,
+        register_waiter: bool,
+        attempt: int = 0,
+        ticket: str | None = None,
+    ) -> Attempt: ...
+
+    async def release(
+        self, keys: LockKeys, token: str, wake_all: bool = False, uncacheable: float = 0
+    ) -> bool: ...
+
+    async def extend(self, keys: LockKeys, token: str, ttl: float) -> bool: ...
+
+    async def owner(self, keys: LockKeys) -> str | None: ...
+
+    async def wait(self, keys: LockKeys, timeout: float) -> str | None: ...
+
+    async def read(self, keys: EntryKeys) -> Fetched: ...
+
+    async def fetch(
+        self, keys: EntryKeys, token: str | None, lock_ttl: float, recompute: bool = False
+    ) -> Fetched: ...
+
+    async def store(
+        self,
+        keys: EntryKeys,
+        value: Any,
+        *,
+        timeout: float | None,
+        stale: float,
+        generation: int | None,
+        token: str | None = None,
+        fence: int | None = None,
+    ) -> bool: ...
+
+    async def invalidate(self, keys: EntryKeys) -> bool: ...
+
+    async def bump_generation(self, generation_key: ServerKey, ttl: float | None = None) -> int: ...
+
+    async def update(
+        self, key: str, function: Callable[[Any], Any], timeout: float | None, budget: float
+    ) -> Any: ...
+
+
 class ThreadedTwin:
-    """An async twin that runs a sync adapter's operations in worker threads. Waits sleep on
-    the loop unless ``blocking_wait`` (a backend whose wait blocks on a server signal, which
-    then runs in a thread too)."""
+    """An :class:`AsyncBackend` that runs a sync adapter's operations in worker threads. Waits
+    sleep on the loop unless ``blocking_wait`` (a backend whose wait blocks on a server
+    signal, which then runs in a thread too)."""
 
     def __init__(self, backend: Backend, blocking_wait: bool = False) -> None:
         self.backend, self.alias = backend, backend.alias
-        if not blocking_wait:
-            self.wait = self._sleep
+        self.blocking_wait = blocking_wait
 
     @property
     def max_wait(self) -> float:
         return self.backend.max_wait
 
-    async def _sleep(self, keys: LockKeys, timeout: float) -> str | None:
+    async def acquire(
+        self,
+        keys: LockKeys,
+        token: str,
+        ttl: float,
+        register_waiter: bool,
+        attempt: int = 0,
+        ticket: str | None = None,
+    ) -> Attempt:
+        acquire = self.backend.acquire
+        return await _in_thread(acquire, keys, token, ttl, register_waiter, attempt, ticket)
+
+    async def release(
+        self, keys: LockKeys, token: str, wake_all: bool = False, uncacheable: float = 0
+    ) -> bool:
+        return await _in_thread(self.backend.release, keys, token, wake_all, uncacheable)
+
+    async def extend(self, keys: LockKeys, token: str, ttl: float) -> bool:
+        return await _in_thread(self.backend.extend, keys, token, ttl)
+
+    async def owner(self, keys: LockKeys) -> str | None:
+        return await _in_thread(self.backend.owner, keys)
+
+    async def wait(self, keys: LockKeys, timeout: float) -> str | None:
+        if self.blocking_wait:
+            return await _in_thread(self.backend.wait, keys, timeout)
         await asyncio.sleep(max(timeout, 0.001))  # polling backends: no signal to block on
         return None
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        operation = sync_to_async(getattr(self.backend, name), thread_sensitive=False)
-        setattr(self, name, operation)
-        return operation
+    async def read(self, keys: EntryKeys) -> Fetched:
+        return await _in_thread(self.backend.read, keys)
+
+    async def fetch(
+        self, keys: EntryKeys, token: str | None, lock_ttl: float, recompute: bool = False
+    ) -> Fetched:
+        return await _in_thread(self.backend.fetch, keys, token, lock_ttl, recompute)
+
+    async def store(
+        self,
+        keys: EntryKeys,
+        value: Any,
+        *,
+        timeout: float | None,
+        stale: float,
+        generation: int | None,
+        token: str | None = None,
+        fence: int | None = None,
+    ) -> bool:
+        return await _in_thread(
+            functools.partial(
+                self.backend.store,
+                timeout=timeout,
+                stale=stale,
+                generation=generation,
+                token=token,
+                fence=fence,
+            ),
+            keys,
+            value,
+        )
+
+    async def invalidate(self, keys: EntryKeys) -> bool:
+        return await _in_thread(self.backend.invalidate, keys)
+
+    async def bump_generation(self, generation_key: ServerKey, ttl: float | None = None) -> int:
+        return await _in_thread(self.backend.bump_generation, generation_key, ttl)
+
+    async def update(
+        self, key: str, function: Callable[[Any], Any], timeout: float | None, budget: float
+    ) -> Any:
+        return await _in_thread(self.backend.update, key, function, timeout, budget)
+
+
+async def _in_thread(function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """``function(*args, **kwargs)`` in a worker thread (not the one thread-sensitive code
+    shares: these are independent server requests)."""
+    return await sync_to_async(function, thread_sensitive=False)(*args, **kwargs)

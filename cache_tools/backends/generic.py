@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from .. import conf
 from .._process import jitter
 from ..errors import BackendUnavailable, OutcomeUnknown, StoreRefused, UnserializableValue
-from .base import HIT, MISS, STALE, Backend, EntryKeys, Fetched, LockKeys, ServerKey
+from .base import HIT, MISS, STALE, Attempt, Backend, EntryKeys, Fetched, LockKeys, ServerKey
 
 __all__ = ["CacheAPIBackend", "poll_delay"]
 
@@ -127,11 +127,11 @@ class CacheAPIBackend(Backend):
         register_waiter: bool,
         attempt: int = 0,
         ticket: str | None = None,
-    ) -> tuple[bool, int | float]:
+    ) -> Attempt:
         with self._outage():
             if self._add_lock(keys, token, ttl):
-                return True, self._next_fence(keys.fence, ttl)
-        return False, poll_delay(attempt)
+                return Attempt(self._next_fence(keys.fence, ttl))
+        return Attempt(None, poll_delay(attempt))
 
     def release(
         self, keys: LockKeys, token: str, wake_all: bool = False, uncacheable: float = 0
@@ -212,8 +212,8 @@ class CacheAPIBackend(Backend):
         if token and state == MISS and self._uncacheable(keys.lock):
             return Fetched(MISS, generation=generation)  # compute without the lock
         if token:
-            taken, number = self.acquire(keys.lock, token, lock_ttl, register_waiter=False)
-            if not taken:
+            attempt = self.acquire(keys.lock, token, lock_ttl, register_waiter=False)
+            if not attempt.taken:
                 if state == MISS or recompute:
                     return Fetched(MISS, wait=poll_delay(2), generation=generation)
             else:
@@ -223,7 +223,7 @@ class CacheAPIBackend(Backend):
                 if again == HIT and not recompute:
                     self.release(keys.lock, token)
                     return Fetched(again, value=stored_value, generation=stored_generation)
-                fence = int(number)
+                fence = attempt.fence
         return Fetched(state, value=value, fence=fence, generation=generation)
 
     def _uncacheable(self, keys: LockKeys) -> bool:

@@ -26,10 +26,16 @@ from __future__ import annotations
 import contextlib
 import pickle
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
+from django.core.cache.backends.base import (
+    DEFAULT_TIMEOUT,
+    BaseCache,
+    CacheKeyWarning,
+    memcache_key_warnings,
+)
 from django.core.exceptions import ImproperlyConfigured
 
 from ..errors import StoreRefused
@@ -84,7 +90,11 @@ class UWSGICache(BaseCache):
         return fit_length(super().make_key(key, version), self.keysize)
 
     def validate_key(self, key: str) -> None:
-        """Every key fits: :meth:`make_key` shortens long ones (no memcached warnings here)."""
+        """Warn (``CacheKeyWarning``) about spaces and control characters, as every Django
+        cache but memcached does; no length warning: :meth:`make_key` shortens long keys."""
+        for warning in memcache_key_warnings(key):
+            if "characters" in warning:
+                warnings.warn(warning, CacheKeyWarning, stacklevel=3)
 
     # Raw access: key already made, value an (expires_at, value) pair ---------------------
 

@@ -17,7 +17,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django_valkey.base import BaseValkeyCache
 from django_valkey.client.default import DefaultClient
 
-from .redis import ClientErrors, Codec, RedisBackend, _SyncRedis, client_codec
+from .redis import RedisBackend
+from .redis_clients import Codec, client_codec
+from .redis_errors import ClientErrors
+from .redis_transport import RedisIO
 
 __all__ = ["AsyncValkeyBackend", "ClusterValkeyBackend", "ValkeyBackend"]
 
@@ -58,9 +61,9 @@ class AsyncValkeyBackend(ValkeyBackend):
         return sync.get_client(write=True), client_codec(sync)
 
 
-class _ClusterTarget(_SyncRedis):
-    """Runs the steps on a cluster client; optimistic transactions (``update``) go to the
-    node that owns the key, as WATCH needs one connection."""
+class _ClusterIO(RedisIO):
+    """Requests on a cluster client; optimistic transactions (``update``) go to the node that
+    owns the key, as WATCH needs one connection."""
 
     def watch(self, key: str) -> tuple[Any, bytes | None]:
         node = self.client.get_node_from_key(key)
@@ -68,12 +71,12 @@ class _ClusterTarget(_SyncRedis):
         try:
             pipe.watch(key)
             return pipe, pipe.get(key)
-        except self.errors.base as exc:
-            self.forget(pipe)
+        except BaseException as exc:
+            self.reset(pipe)
             if isinstance(exc, self.errors.connection):
                 with contextlib.suppress(*self.errors.base):
                     self.client.nodes_manager.initialize()  # find the new owner of the slot
-            raise self._fail(exc) from exc
+            raise
 
 
 class ClusterValkeyBackend(ValkeyBackend):
@@ -99,8 +102,8 @@ class ClusterValkeyBackend(ValkeyBackend):
     def connection_settings(self, client: Any) -> dict[str, Any]:
         return dict(client.get_connection_kwargs())
 
-    def target(self, client: Any) -> _SyncRedis:
-        return _ClusterTarget(client, self.alias, self.errors)
+    def io(self, client: Any) -> RedisIO:
+        return _ClusterIO(client, self.errors)
 
     def async_client(self) -> Any:
         return None  # worker threads (waits included: they block on the server's signal)

@@ -19,6 +19,7 @@ It needs pytest and pytest-django, and a fork start method (Linux, macOS with ``
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import faulthandler
 import itertools
@@ -222,10 +223,10 @@ class BackendContract:
     ) -> None:
         backend = get_backend(contract_alias)
         with pytest.raises(LockLost), lock(name, cache=contract_alias, timeout=5) as handle:
-            backend.delete(handle._keys.lock)
-            assert backend.acquire(handle._keys, "another-owner", 5, False)[0]
-        assert backend.owner(handle._keys) == "another-owner"  # survived our release
-        assert backend.release(handle._keys, "another-owner")
+            backend.delete(handle.keys.lock)
+            assert backend.acquire(handle.keys, "another-owner", 5, False).taken
+        assert backend.owner(handle.keys) == "another-owner"  # survived our release
+        assert backend.release(handle.keys, "another-owner")
 
     def test_killed_holder_is_replaced_after_its_ttl(self, contract_alias: str, name: str) -> None:
         ready = FORK.Event()
@@ -312,6 +313,37 @@ class BackendContract:
             thread.join()
         assert not make("raise").is_locked(name)
         assert make("raise")(name) == "ran"
+
+    # Async -------------------------------------------------------------------------------
+
+    def test_async_callers_get_the_same_guarantees(self, contract_alias: str, name: str) -> None:
+        """On the adapter's async twin: an ``async def`` locked function never overlaps with
+        itself, and a cold entry is computed once for 16 coroutines (a second event loop
+        reads what the first stored)."""
+        inside, overlaps, computed = [0], [0], [0]
+
+        @lock_decorator(key_maker=lambda i: name, cache=contract_alias, timeout=10)
+        async def locked(i: int) -> int:
+            inside[0] += 1
+            overlaps[0] += inside[0] > 1
+            await asyncio.sleep(0.01)
+            inside[0] -= 1
+            return i
+
+        @cache_aside(timeout=60, cache=contract_alias, key_maker=lambda: f"{name}:async")
+        async def cold() -> str:
+            computed[0] += 1
+            await asyncio.sleep(0.1)
+            return "value"
+
+        async def both() -> tuple[list[int], list[str]]:
+            ran = await asyncio.gather(*(locked(i) for i in range(8)))
+            return list(ran), list(await asyncio.gather(*(cold() for _ in range(16))))
+
+        ran, values = asyncio.run(both())
+        assert ran == list(range(8)) and overlaps == [0]
+        assert values == ["value"] * 16 and computed == [1]
+        assert asyncio.run(cold()) == "value" and computed == [1]  # another loop, its twin
 
     # Cache-aside -------------------------------------------------------------------------
 
@@ -441,7 +473,7 @@ class BackendContract:
         prefix = caches[contract_alias].make_key("\x00").partition("\x00")[0]
         assert key.startswith(prefix) and backend.exists(key)  # type: ignore[arg-type]
         with lock(name, cache=contract_alias) as handle:
-            assert handle.key.startswith(prefix) and backend.exists(handle._keys.lock)
+            assert handle.key.startswith(prefix) and backend.exists(handle.keys.lock)
 
     def test_stale_entry_is_refreshed_once_in_the_background(
         self, contract_alias: str, name: str

@@ -56,7 +56,45 @@ def probe_long_keys():
     return {"value": cache.get(key), "fence": fence}
 
 
+def probe_key_warnings():
+    """Which cache operations warn (CacheKeyWarning) on a key with a space or a control
+    character, as Django's own cache tests expect of every cache but memcached; and whether
+    a long key (which make_key shortens) warns."""
+    import warnings
+
+    from django.core.cache.backends.base import CacheKeyWarning
+
+    operations = {
+        "get": lambda k: cache.get(k),
+        "set": lambda k: cache.set(k, 1, 60),
+        "add": lambda k: cache.add(k, 1, 60),
+        "touch": lambda k: cache.touch(k, 60),
+        "has_key": lambda k: cache.has_key(k),
+        "delete": lambda k: cache.delete(k),
+        "get_many": lambda k: cache.get_many([k]),
+        "set_many": lambda k: cache.set_many({k: 1}, 60),
+        "delete_many": lambda k: cache.delete_many([k]),
+        "get_or_set": lambda k: cache.get_or_set(k, 1, 60),
+    }
+    found = {}
+    for kind, key in (
+        ("space", "key with spaces"),
+        ("control", "key\x07bell"),
+        ("long", "k" * 251),
+    ):
+        warned = []
+        for name, operation in operations.items():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                operation(key)
+            if any(issubclass(w.category, CacheKeyWarning) for w in caught):
+                warned.append(name)
+        found[kind] = warned
+    return found
+
+
 PROBES = {
+    "/probe/key-warnings": probe_key_warnings,
     "/probe/big-value": probe_big_value,
     "/probe/full": probe_full_cache,
     "/probe/long-keys": probe_long_keys,

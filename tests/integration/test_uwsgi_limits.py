@@ -39,3 +39,12 @@ def test_a_full_cache_refuses_locks_with_lock_unavailable_naming_the_limits(smal
 
 def test_every_key_django_accepts_fits_with_a_key_prefix(small_cache_site):
     assert small_cache_site.request("/probe/long-keys").json()["value"] == "long"
+
+
+def test_keys_with_spaces_or_control_characters_warn_as_in_every_django_cache(small_cache_site):
+    """Django's BaseCacheTests expect a CacheKeyWarning from every operation (memcached
+    raises instead); before, UWSGICache said nothing. Long keys are shortened: no warning."""
+    found = small_cache_site.request("/probe/key-warnings").json()
+    every = ["get", "set", "add", "touch", "has_key", "delete"]
+    every += ["get_many", "set_many", "delete_many", "get_or_set"]
+    assert found == {"space": every, "control": every, "long": []}

@@ -3,8 +3,9 @@ parameters and return type, and their controls take the same arguments. A call t
 rejected carries a ``type: ignore`` with its error code; mypy's ``warn_unused_ignores`` (on in
 strict mode) fails the check if the call was accepted after all."""
 
+from typing import assert_type
+
 from django.http import HttpRequest, HttpResponse
-from typing_extensions import assert_type
 
 from cache_tools import CacheInfo, cache_aside, cache_view, lock_decorator, update
 

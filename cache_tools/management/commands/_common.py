@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
 
@@ -38,8 +39,20 @@ def import_object(path: str) -> Any:
     raise CommandError(f"cannot import {path}: no such module")
 
 
+def check_aliases(aliases: list[str]) -> None:
+    """``CommandError`` naming every alias not in CACHES, and those there are (one message
+    for every command)."""
+    unknown = [alias for alias in aliases if alias not in settings.CACHES]
+    if unknown:
+        names = ", ".join(repr(alias) for alias in unknown)
+        raise CommandError(
+            f"unknown cache alias {names}; CACHES has {', '.join(map(repr, settings.CACHES))}"
+        )
+
+
 def backend_of(alias: str) -> Backend:
     """The alias's adapter, with its cache made, or a ``CommandError`` saying why not."""
+    check_aliases([alias])
     try:
         backend = get_backend(alias)
         backend.cache  # noqa: B018 - a cache that cannot work here (UWSGICache) says so now

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from cache_tools import conf, stats
 from cache_tools.backends.base import Backend, ScanReport
 
-from ._common import backend_of, command_errors, import_object
+from ._common import backend_of, check_aliases, command_errors, import_object
 
 # Options that each make a deletion mean something else; any two of them together would
 # silently widen or ignore what was asked.
@@ -91,11 +91,7 @@ class Command(BaseCommand):
             return
         aliases = list(settings.CACHES) if options["all_caches"] else options["cache"]
         aliases = aliases or [conf.default_alias()]
-        unknown = [alias for alias in aliases if alias not in settings.CACHES]
-        if unknown:
-            raise CommandError(
-                f"unknown cache alias {', '.join(unknown)}; CACHES has {', '.join(settings.CACHES)}"
-            )
+        check_aliases(aliases)
         backends = [backend_of(alias) for alias in aliases]  # every alias usable, or nothing done
         if not options["dry_run"]:
             # This process's unsent counts would otherwise land after the deletion and leave

@@ -1,10 +1,10 @@
 """Per-process copies of cache entries (``cache_aside(local=...)``), dropped by the server.
 
-A copy is a cache of the server's entry, never the truth: Redis's own client tracking tells
-every process when an entry or a generation changes (``CLIENT TRACKING ON BCAST PREFIX`` on the
-namespace's entry and generation keys, redirected to a connection subscribed to
-``__redis__:invalidate``), and the process drops its copies at once. While that connection is
-down, or not yet up after a fork, copies are neither served nor made.
+A copy is a cache of the server's entry, never the truth: the server tells every process when
+an entry or a generation changes (the adapter's invalidation feed,
+:meth:`~cache_tools.backends.base.Backend.track`: Redis client tracking on the namespace's entry
+and generation keys), and the process drops its copies at once. While the feed is down, or not
+yet up after a fork, copies are neither served nor made.
 
 One listener thread per process and alias (started on first use, so after a fork in uWSGI's
 prefork and lazy-apps modes and under gunicorn); a copy lasts at most until its entry would
@@ -13,9 +13,8 @@ dropped first).
 
 A copy is served only when no invalidation can be pending for this process: the listener is
 up, is not applying one, and neither of its two connections has anything unread (a ``poll``
-with no timeout, on every local hit): not the listener's (an invalidation, or its closing), nor
-the tracking one's (its closing: a server that forgot this client's tracking sends nothing, and
-a killed or restarted server closes both). So a copy is dropped as soon as the server's
+with no timeout, on every local hit) on any of the feed's sockets (an invalidation, or the
+server closing them). So a copy is dropped as soon as the server's
 message reaches this host, not when the listener thread next gets the GIL (a thread serving
 copies in a loop holds it for Python's switch interval, 5 ms). A copy read concurrently with
 an invalidation is neither served nor kept: every invalidation bumps an epoch before and
@@ -34,16 +33,15 @@ import weakref
 from collections import OrderedDict
 from typing import Any
 
-import redis
 from django.core.signals import setting_changed
 
 from . import conf
 from .backends import is_current
-from .backends.base import Backend
+from .backends.base import Backend, InvalidationFeed
 
 __all__ = ["LocalCopies", "Tracker", "copies_for", "tracker_for"]
 
-logger = logging.getLogger("cache_tools.near")
+logger = logging.getLogger("cache_tools.local_copies")
 
 _CHECK_EVERY = 1.0  # seconds between checks of the tracking connection
 _LONGEST_BACKOFF = 1.0
@@ -127,7 +125,9 @@ class Tracker:
         self._pollers = threading.local()
         self._ready = threading.Event()
         self._stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="cache-tools-near", daemon=True)
+        self.thread = threading.Thread(
+            target=self._run, name="cache-tools-local-copies", daemon=True
+        )
         self.thread.start()
 
     def stop(self) -> None:
@@ -219,56 +219,32 @@ class Tracker:
             backoff = min(_LONGEST_BACKOFF, backoff * 2)
 
     def _listen(self) -> None:
-        listener = self.backend.tracking_connection()
-        tracking = self.backend.tracking_connection()
+        feed = self.backend.track((self.value_prefix, self.generation_prefix))
         try:
-            listener.send_command("CLIENT", "ID")
-            listener_id = listener.read_response()
-            listener.send_command("SUBSCRIBE", "__redis__:invalidate")
-            listener.read_response()
-            poller = select.poll()
-            poller.register(listener._sock, select.POLLIN)
-            tracking.send_command(
-                "CLIENT", "TRACKING", "on", "REDIRECT", listener_id, "BCAST",
-                "PREFIX", self.value_prefix, "PREFIX", self.generation_prefix,
-            )  # fmt: skip
-            if tracking.read_response() not in (b"OK", "OK"):
-                raise redis.ResponseError("CLIENT TRACKING was refused")
             self._flush()  # whatever this process kept before may have missed invalidations
-            self._sockets = (listener._sock.fileno(), tracking._sock.fileno())
+            self._sockets = feed.sockets
             self.healthy = True
             self._ready.set()
             logger.debug("local copies of %r tracked", self.backend.alias)
             checked = time.monotonic()
             while not self._stopped.is_set():
-                if poller.poll(_CHECK_EVERY * 500):  # milliseconds
-                    self._apply_unread(listener)
+                if feed.wait(_CHECK_EVERY / 2):
+                    self._apply_unread(feed)
                 if time.monotonic() - checked >= _CHECK_EVERY:
-                    self._ping(tracking)
+                    feed.check()
                     checked = time.monotonic()
         finally:
             self.healthy = False
             self.epoch += 1  # before the descriptors close and may be reused (see current())
             self._sockets = ()
-            for connection in (listener, tracking):
-                connection.disconnect()
+            feed.close()
 
-    def _ping(self, tracking: Any) -> None:
-        """Check the tracking connection answers (a silent network loss shows no closing);
-        its socket holds the reply meanwhile, so copies wait for the server that long."""
-        tracking.send_command("PING")
-        tracking.read_response()
-
-    def _apply_unread(self, listener: Any) -> None:
-        """Apply every message on the socket; ``busy`` while any is off it and unapplied."""
+    def _apply_unread(self, feed: InvalidationFeed) -> None:
+        """Apply every message unread; ``busy`` while any is off the socket and unapplied."""
         self.busy = True
         try:
-            while True:
-                message = listener.read_response()
-                if isinstance(message, list) and message[0] in (b"message", "message"):
-                    self._invalidate(message[2])
-                if not listener.can_read(timeout=0):  # more in redis-py's buffer or socket?
-                    return
+            for keys in feed.read():
+                self._invalidate(keys)
         finally:
             self.busy = False
 

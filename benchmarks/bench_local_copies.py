@@ -20,7 +20,7 @@ from django.core.cache import cache, close_caches
 
 from cache_tools import cache_aside
 from cache_tools.backends import get_backend
-from cache_tools.near import tracker_for
+from cache_tools.local_copies import tracker_for
 
 FORK = multiprocessing.get_context("fork")
 VALUE = {"name": "profile", "items": list(range(20))}

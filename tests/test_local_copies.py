@@ -13,7 +13,7 @@ from django.test import override_settings
 
 from cache_tools import cache_aside, cache_view
 from cache_tools.backends import get_backend
-from cache_tools.near import copies_for, tracker_for
+from cache_tools.local_copies import copies_for, tracker_for
 from cache_tools.testing.contract import run_processes
 
 SOURCE = f"{settings.TEST_PREFIX}:near:source"
