@@ -114,7 +114,13 @@ def test_the_lock_keeps_its_pace_while_waiters_are_killed_in_line(unique, tmp_pa
     calm, _ = _run(f"{unique}-calm", tmp_path, 4, None)
     churned, kills = _run(f"{unique}-churn", tmp_path, 4, 0.25)
     assert kills >= 12
-    assert len(churned) >= 0.6 * len(calm), (len(churned), len(calm))  # before: 0.05x
+    # A lock parked on a killed waiter shows as a pause of a claim window (0.25 s: the one
+    # killed right after the lock was handed to it) or of its TTL (1 s: before the fix, 0.5-2.5 s
+    # pauses, 0.05x the calm pace). The pace alone also moves with what the machine does
+    # meanwhile (0.54-0.98x on a 2-core CI runner, 16 processes forked in 4 s).
+    pauses = [later[1] - earlier[2] for earlier, later in itertools.pairwise(churned)]
+    assert max(pauses) < 0.45, sorted(pauses)[-5:]
+    assert len(churned) >= 0.4 * len(calm), (len(churned), len(calm))
     for earlier, later in itertools.pairwise(churned):
         assert earlier[2] <= later[1], (earlier, later)  # no two critical sections overlap
         assert earlier[0] < later[0]  # fences increase in the order the lock was held

@@ -94,6 +94,34 @@ def test_redis_out_of_memory_refuses_locks_naming_the_limit(oom_alias, unique):
         pass
 
 
+def test_a_full_server_still_frees_locks_and_entry_locks(oom_alias, unique, caplog):
+    """DEL is allowed at maxmemory, the wake-ups and hand-overs are not: a release frees the
+    lock anyway. Before, the release script failed at its first write and the lock stayed
+    until the background releaser got through (CI once found it held after a refused store:
+    the refused 1 MB value's query buffer kept the server over its limit a moment)."""
+    alias, client = oom_alias
+    backend = get_backend(alias)
+    plain, handed = lock(unique, cache=alias, timeout=30), lock(unique + "h", cache=alias)
+    plain.acquire()
+    handed.acquire()
+    client.set(handed.keys.waiting, "1")  # a waiter asked lately: the release hands it over
+    client.config_set("maxmemory", 1)  # full from here on
+    plain.release()
+    handed.release()
+    assert not backend.exists(plain.keys.lock) and not backend.exists(handed.keys.lock)
+
+    @cache_aside(timeout=60, cache=alias, key_maker=lambda: unique)
+    def fills_the_server():
+        client.config_set("maxmemory", 1)  # the store and then the release meet a full server
+        return b"x"
+
+    client.config_set("maxmemory", 0)
+    assert fills_the_server() == b"x" and not fills_the_server.is_cached()
+    keys = fills_the_server.flight.keys(fills_the_server.argument_key((), {}))
+    assert not backend.exists(keys.lock.lock)
+    assert "not caching the result" in caplog.text
+
+
 @pytest.mark.parametrize("alias", ["default", "django", "memcached"])
 def test_unserialisable_results_are_returned_uncached_everywhere(
     alias, unique, caplog, memcached_url

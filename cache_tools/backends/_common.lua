@@ -99,9 +99,8 @@ local function hand_over(lock, fence, claim_ms)
   redis.call('pexpire', signal, claim_ms)
 end
 
--- Free a lock its caller holds (checked already), waking one or all registered waiters.
-local function free_lock(lock, signal, waiters, wake, signal_ttl_ms)
-  redis.call('del', lock)
+-- Wake one or all registered waiters of a lock just freed.
+local function wake_waiters(signal, waiters, wake, signal_ttl_ms)
   local waiting = tonumber(redis.call('get', waiters) or '0')
   if waiting > 0 then
     local count = waiting
@@ -118,6 +117,14 @@ local function free_lock(lock, signal, waiters, wake, signal_ttl_ms)
       redis.call('decrby', waiters, count)
     end
   end
+end
+
+-- Free a lock its caller holds (checked already), waking one or all registered waiters. DEL
+-- is allowed at maxmemory, the wake-up's writes are not: a server that is full still frees
+-- the lock (its waiters then see it at their next attempt, within LONGEST_WAIT).
+local function free_lock(lock, signal, waiters, wake, signal_ttl_ms)
+  redis.call('del', lock)
+  pcall(wake_waiters, signal, waiters, wake, signal_ttl_ms)
 end
 
 -- Release the lock if token holds it, waking one or all registered waiters; returns 1 or 0.

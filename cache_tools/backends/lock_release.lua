@@ -11,15 +11,16 @@ local signal, waiters, fence = lock .. '#s', lock .. '#w', lock .. '#f'
 if redis.call('get', lock) ~= ARGV[1] then
   return 0
 end
-if ARGV[2] == 'hand' and redis.call('exists', lock .. '#q') == 1 then
-  -- Someone asked for it lately (each waiter notes itself at every attempt): its turn.
-  hand_over(lock, fence, tonumber(ARGV[3]))
+-- Someone asked for it lately (each waiter notes itself at every attempt): its turn. At
+-- maxmemory the hand-over cannot be written (nothing of it is): the lock is freed instead.
+if ARGV[2] == 'hand' and redis.call('exists', lock .. '#q') == 1
+    and pcall(hand_over, lock, fence, tonumber(ARGV[3])) then
   return 1
-end
-local uncacheable = tonumber(ARGV[4] or '0')
-if uncacheable > 0 then
-  redis.call('set', lock .. '#n', '1', 'PX', uncacheable)
 end
 free_lock(lock, signal, waiters, ARGV[2], SIGNAL_TTL_MS)
 retire_fence(fence)
+local uncacheable = tonumber(ARGV[4] or '0')
+if uncacheable > 0 then
+  pcall(redis.call, 'set', lock .. '#n', '1', 'PX', uncacheable)
+end
 return 1
