@@ -1,11 +1,12 @@
 """Cross-process caching and locking for Django (distribution ``django-cache-flight``).
 
->>> from cache_tools import cache_aside, cache_view, lock, lock_decorator, update
+>>> from cache_tools import cache_aside, cache_view, invalidate_tags, lock, lock_decorator
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
 from .aside import cache_aside
+from .dependencies import invalidate_model
 from .errors import (
     BackendUnavailable,
     CacheToolsError,
@@ -21,6 +22,7 @@ from .errors import (
 from .locked import lock_decorator
 from .locks import Lock, current_lock, lock
 from .stats import CacheInfo
+from .tags import ainvalidate_tags, invalidate_tags
 from .update import aupdate, update
 from .views import cache_view
 from .warmup import Call
@@ -45,10 +47,13 @@ __all__ = [
     "UnserializableValue",
     "UpdateConflict",
     "__version__",
+    "ainvalidate_tags",
     "aupdate",
     "cache_aside",
     "cache_view",
     "current_lock",
+    "invalidate_model",
+    "invalidate_tags",
     "lock",
     "lock_decorator",
     "update",

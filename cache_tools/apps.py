@@ -7,7 +7,7 @@ class CacheToolsConfig(AppConfig):
     verbose_name = "Cache tools"
 
     def ready(self) -> None:
-        from . import transactions
+        from . import dependencies, transactions
         from .backends import prepare_all
         from .checks import (
             check_eviction,
@@ -17,6 +17,7 @@ class CacheToolsConfig(AppConfig):
         )
 
         transactions.watch_open_connections()
+        dependencies.connect_pending()
         checks.register(check_settings, "caches")
         checks.register(check_eviction, "caches", deploy=True)
         warn_if_process_local_under_uwsgi()

@@ -48,9 +48,11 @@ from ._options import (
 )
 from .backends import resolve_alias
 from .backends.base import MISS
+from .dependencies import Dependencies, DependsOn
 from .flight import NOT_STORED, UNCACHED, Flight, Timeout
 from .keys import KeyMaker, function_id, make_key
 from .stats import CacheInfo
+from .tags import entry_tags, note_tagged
 from .warmup import Call, WarmOutcome
 
 __all__ = [
@@ -105,6 +107,8 @@ class _Cached(Generic[P, R]):
         key_maker: KeyMaker,
         cache_none: bool,
         unless: Callable[[], bool] | None,
+        tags: Callable[..., Iterable[str]] | None = None,
+        fixed_tags: tuple[str, ...] = (),
     ) -> None:
         functools.update_wrapper(cast(Any, self), func)
         self.__wrapped__ = func
@@ -112,6 +116,9 @@ class _Cached(Generic[P, R]):
         self.key_maker = key_maker
         self.cache_none = cache_none
         self.unless = unless
+        self._tags, self._fixed_tags = tags, fixed_tags
+        #: Whether entries carry tags (``tags=`` or ``depends_on=``).
+        self.tagged = tags is not None or bool(fixed_tags)
         # A callable key_maker may read more than the arguments (the active language, say).
         self._memoised = not callable(key_maker)
         _all_cached_functions.add(self)
@@ -138,6 +145,14 @@ class _Cached(Generic[P, R]):
                 _argument_keys[call] = key
         return key
 
+    def entry_tags(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
+        """The tags the entry for these arguments carries: ``tags(*args, **kwargs)`` and
+        those of ``depends_on``."""
+        if self._tags is None:
+            return self._fixed_tags
+        found = entry_tags(self._tags(*args, **kwargs), f"tags() of {self.flight.function_id}")
+        return tuple(sorted({*found, *self._fixed_tags})) if self._fixed_tags else found
+
     def _make_argument_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         return make_key(
             self.__wrapped__,
@@ -161,7 +176,8 @@ class _Cached(Generic[P, R]):
 
     def is_cached(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """True if an entry (fresh or stale) exists for these arguments; counts nothing."""
-        return self.flight.contains(self.argument_key(args, kwargs))
+        tags = self.entry_tags(args, kwargs) if self.tagged else ()
+        return self.flight.contains(self.argument_key(args, kwargs), tags=tags)
 
     def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The full cache key of the entry for these arguments, as the server stores it."""
@@ -215,21 +231,27 @@ class CachedFunction(_Cached[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if self.unless is not None and self.unless():
             return self.__wrapped__(*args, **kwargs)
-        _, value = self.flight.get(self.argument_key(args, kwargs), self._compute(args, kwargs))
+        key = self.argument_key(args, kwargs)
+        tags = self.entry_tags(args, kwargs) if self.tagged else ()
+        _, value = self.flight.get(key, self._compute(args, kwargs), None, tags)
         return value  # type: ignore[no-any-return]
 
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Recompute for these arguments now, store and return the new value."""
-        key = self.argument_key(args, kwargs)
-        return self.flight.refresh(key, self._compute(args, kwargs))[1]
+        key, tags = self.argument_key(args, kwargs), self.entry_tags(args, kwargs)
+        return self.flight.refresh(key, self._compute(args, kwargs), tags=tags)[1]
 
     def warm_call(self, call: Call, *, force: bool = False) -> WarmOutcome:
         """Fill the entry for ``call`` through single flight (``force``: recompute and replace
         it). Returns ``"computed"``, ``"warm"`` (already there) or ``"not stored"`` (computed,
         but the cache was unreachable or refused the value)."""
         key = self.argument_key(call.args, call.kwargs)
+        tags = self.entry_tags(call.args, call.kwargs)
         compute = self._compute(call.args, call.kwargs)
-        state, _ = self.flight.refresh(key, compute) if force else self.flight.get(key, compute)
+        if force:
+            state, _ = self.flight.refresh(key, compute, tags=tags)
+        else:
+            state, _ = self.flight.get(key, compute, tags=tags)
         return _outcome(state)
 
 
@@ -272,13 +294,14 @@ class AsyncCachedFunction(_Cached[P, R]):
         if self.unless is not None and self.unless():
             return await self.__wrapped__(*args, **kwargs)
         key = self.argument_key(args, kwargs)
-        _, value = await self.flight.aget(key, self._compute(args, kwargs))
+        tags = self.entry_tags(args, kwargs) if self.tagged else ()
+        _, value = await self.flight.aget(key, self._compute(args, kwargs), None, tags)
         return value  # type: ignore[no-any-return]
 
     async def arefresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Recompute for these arguments now, store and return the new value."""
-        key = self.argument_key(args, kwargs)
-        return (await self.flight.arefresh(key, self._compute(args, kwargs)))[1]
+        key, tags = self.argument_key(args, kwargs), self.entry_tags(args, kwargs)
+        return (await self.flight.arefresh(key, self._compute(args, kwargs), tags=tags))[1]
 
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """:meth:`arefresh` from sync code."""
@@ -299,12 +322,13 @@ class AsyncCachedFunction(_Cached[P, R]):
     def warm_call(self, call: Call, *, force: bool = False) -> WarmOutcome:
         """As for sync functions; runs the coroutine function to completion."""
         key = self.argument_key(call.args, call.kwargs)
+        tags = self.entry_tags(call.args, call.kwargs)
         compute = self._compute(call.args, call.kwargs)
 
         async def warm() -> tuple[str, Any]:
             if force:
-                return await self.flight.arefresh(key, compute)
-            return await self.flight.aget(key, compute)
+                return await self.flight.arefresh(key, compute, tags=tags)
+            return await self.flight.aget(key, compute, tags=tags)
 
         return _outcome(async_to_sync(warm)()[0])
 
@@ -341,6 +365,9 @@ class _Bound(Generic[P, R]):
 
     def argument_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         return self._cached.argument_key((self._instance, *args), kwargs)
+
+    def entry_tags(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
+        return self._cached.entry_tags((self._instance, *args), kwargs)
 
 
 class BoundCachedFunction(_Bound[P, R]):
@@ -411,6 +438,8 @@ def cache_aside(
     warm: Warm | None = None,
     local: bool | int = False,
     local_copy: Literal["bytes", "object"] = "bytes",
+    tags: Callable[..., Iterable[str]] | None = None,
+    depends_on: DependsOn | None = None,
 ) -> CacheAsideDecorator: ...
 
 
@@ -428,6 +457,8 @@ def cache_aside(
     warm: Warm | None = None,
     local: bool | int = False,
     local_copy: Literal["bytes", "object"] = "bytes",
+    tags: Callable[..., Iterable[str]] | None = None,
+    depends_on: DependsOn | None = None,
 ) -> Any:
     """Cache the decorated function's results in the cache alias ``cache``.
 
@@ -439,7 +470,11 @@ def cache_aside(
     ``manage.py warm_cache``. ``local``: also keep copies in this process (``True``: up to
     1,000 entries, or a number), served without a round trip and dropped by Redis's own
     invalidations in every process (Redis aliases only); ``local_copy="object"`` keeps them
-    decoded (faster, but callers of this process share one object). Works on ``async def``
+    decoded (faster, but callers of this process share one object). ``tags(*args,
+    **kwargs)``: the names the entry is also invalidated by (:func:`invalidate_tags`);
+    ``depends_on``: models whose committed writes invalidate the entries (a list), or a dict
+    ``{Model: instance -> tags}`` for writes through instances (see :doc:`invalidation`).
+    Works on ``async def``
     functions too (awaitable calls, and ``a``-prefixed twins of the controls). The decorated
     function keeps its parameters and return type for type checkers.
 
@@ -458,6 +493,8 @@ def cache_aside(
     local_size = local_copies(local)
     if local_copy not in ("bytes", "object"):
         raise ValueError(f'local_copy must be "bytes" or "object", not {local_copy!r}')
+    if tags is not None and not callable(tags):
+        raise TypeError(f"tags must be a callable returning the entry's tags, not {tags!r}")
 
     def decorate(func: Callable[P, Any]) -> _Cached[P, Any]:
         func = decorated_function(func, "@cache_aside")
@@ -473,7 +510,10 @@ def cache_aside(
             keep_objects=local_copy == "object",
         )
         kind = AsyncCachedFunction if inspect.iscoroutinefunction(func) else CachedFunction
-        cached = kind(func, flight, key_maker, cache_none, unless)
+        fixed = () if depends_on is None else Dependencies(depends_on, cache).tags
+        cached = kind(func, flight, key_maker, cache_none, unless, tags, fixed)
+        if cached.tagged:
+            note_tagged(cache, flight.function_id)
         user = f"@cache_aside {func.__module__}.{func.__qualname__}"
         checks.record_use(cache, user, False, local=local_size is not None)
         if warm is not None:

@@ -129,10 +129,15 @@ class Flight(Generic[T]):
         return get_backend(self.alias)
 
     def keys(
-        self, argument_key: str, backend: Backend | None = None, scope: str | None = None
+        self,
+        argument_key: str,
+        backend: Backend | None = None,
+        scope: str | None = None,
+        tags: tuple[str, ...] = (),
     ) -> EntryKeys:
+        """The keys of the entry for ``argument_key``; ``tags``: sorted and distinct."""
         return (backend or self.backend).entry_keys(
-            self.function_id, argument_key, self.version, scope
+            self.function_id, argument_key, self.version, scope, tags
         )
 
     # Drivers -----------------------------------------------------------------------------
@@ -154,13 +159,17 @@ class Flight(Generic[T]):
     ) -> None:
         if copies is not None and read.payload is not None:
             data = read.value if copies.keep_objects else read.payload
-            copies.put(keys.value, data, read.until, keys.generation, epoch)
+            copies.put(keys.value, data, read.until, keys.generations, epoch)
 
     def get(
-        self, argument_key: str, compute: Compute[T], scope: str | None = None
+        self,
+        argument_key: str,
+        compute: Compute[T],
+        scope: str | None = None,
+        tags: tuple[str, ...] = (),
     ) -> tuple[str, Any]:
         backend = self.backend
-        keys = self.keys(argument_key, backend, scope)
+        keys = self.keys(argument_key, backend, scope, tags)
         copies = self._copies(backend)
         epoch = 0
         if copies is not None:
@@ -189,11 +198,15 @@ class Flight(Generic[T]):
         return state, value
 
     async def aget(
-        self, argument_key: str, compute: AsyncCompute[T], scope: str | None = None
+        self,
+        argument_key: str,
+        compute: AsyncCompute[T],
+        scope: str | None = None,
+        tags: tuple[str, ...] = (),
     ) -> tuple[str, Any]:
         backend = self.backend
         twin = backend.asynchronous()
-        keys = self.keys(argument_key, backend, scope)
+        keys = self.keys(argument_key, backend, scope, tags)
         copies = self._copies(backend)
         while True:
             epoch = 0
@@ -248,20 +261,28 @@ class Flight(Generic[T]):
         return state, value
 
     def refresh(
-        self, argument_key: str, compute: Compute[T], scope: str | None = None
+        self,
+        argument_key: str,
+        compute: Compute[T],
+        scope: str | None = None,
+        tags: tuple[str, ...] = (),
     ) -> tuple[str, T]:
         """Compute anew and store, whatever the entry holds; ``(state, result)``. A computation
         of the entry in flight is waited for first (its result may predate this call), and an
         invalidation while this one computes voids its store, as for every other."""
         backend = self.backend
-        keys = self.keys(argument_key, backend, scope)
+        keys = self.keys(argument_key, backend, scope, tags)
         return drive(self._recompute(backend, keys), backend, compute)
 
     async def arefresh(
-        self, argument_key: str, compute: AsyncCompute[T], scope: str | None = None
+        self,
+        argument_key: str,
+        compute: AsyncCompute[T],
+        scope: str | None = None,
+        tags: tuple[str, ...] = (),
     ) -> tuple[str, T]:
         backend = self.backend
-        keys = self.keys(argument_key, backend, scope)
+        keys = self.keys(argument_key, backend, scope, tags)
         return await adrive(self._recompute(backend, keys), backend.asynchronous(), compute)
 
     # The steps, written once -------------------------------------------------------------
@@ -394,7 +415,7 @@ class Flight(Generic[T]):
             return "kept out"
         writes = [(keys, to_store, token)]
         if isinstance(to_store, AlsoStore):
-            other = self.keys(to_store.argument_key, backend, to_store.scope)
+            other = self.keys(to_store.argument_key, backend, to_store.scope, keys.tags)
             writes = [(other, to_store.value, None), (keys, to_store.own, token)]
         for entry, value, holder in writes:
             try:
@@ -478,8 +499,10 @@ class Flight(Generic[T]):
 
     # Controls ----------------------------------------------------------------------------
 
-    def contains(self, argument_key: str, scope: str | None = None) -> bool:
-        return self.backend.read(self.keys(argument_key, scope=scope)).state != MISS
+    def contains(
+        self, argument_key: str, scope: str | None = None, tags: tuple[str, ...] = ()
+    ) -> bool:
+        return self.backend.read(self.keys(argument_key, scope=scope, tags=tags)).state != MISS
 
     def invalidate(self, argument_key: str, scope: str | None = None) -> bool:
         """Drop the entry now and, inside a transaction, again when it commits: a reader

@@ -49,14 +49,14 @@ _LONGEST_BACKOFF = 1.0
 
 class LocalCopies:
     """The copies of one cached function in this process: value key -> (data, until ms,
-    generation key). ``data`` is the stored bytes, or the decoded object with
-    ``keep_objects``."""
+    the keys whose change voids it: its generation's and its tags'). ``data`` is the stored
+    bytes, or the decoded object with ``keep_objects``."""
 
     def __init__(self, tracker: Tracker, size: int, keep_objects: bool) -> None:
         self.tracker, self.size, self.keep_objects = tracker, size, keep_objects
-        self._copies: OrderedDict[str, tuple[Any, int, str]] = OrderedDict()
+        self._copies: OrderedDict[str, tuple[Any, int, tuple[str, ...]]] = OrderedDict()
 
-    def get(self, key: str) -> tuple[Any, int, str] | None:
+    def get(self, key: str) -> tuple[Any, int, tuple[str, ...]] | None:
         tracker = self.tracker
         epoch = tracker.epoch
         copy = self._copies.get(key)
@@ -71,13 +71,15 @@ class LocalCopies:
             self._copies.move_to_end(key)
         return copy
 
-    def put(self, key: str, data: Any, until: int, generation_key: str, epoch: int) -> None:
+    def put(
+        self, key: str, data: Any, until: int, generations: tuple[str, ...], epoch: int
+    ) -> None:
         """Keep a copy made from a read that began at ``epoch``; discarded if an invalidation
         arrived since (it may concern this very entry)."""
         tracker = self.tracker
         if not tracker.healthy or tracker.epoch != epoch:
             return
-        self._copies[key] = (data, until, generation_key)
+        self._copies[key] = (data, until, generations)
         tracker.index[key] = self
         while len(self._copies) > self.size:
             try:
@@ -93,8 +95,9 @@ class LocalCopies:
         self.tracker.index.pop(key, None)
 
     def drop_generation(self, generation_key: str) -> None:
+        """Drop the copies voided by a change of ``generation_key`` (a generation or a tag)."""
         for key, copy in list(self._copies.items()):
-            if copy[2] == generation_key:
+            if generation_key in copy[2]:
                 self.drop(key)
 
     def clear(self) -> None:
@@ -120,6 +123,7 @@ class Tracker:
         namespace = conf.namespace()
         self.value_prefix = str(backend.server_key(f"{namespace}:v:"))
         self.generation_prefix = str(backend.server_key(f"{namespace}:g:"))
+        self.tag_prefix = str(backend.server_key(f"{namespace}:t:"))
         self.invalidations = 0
         self._sockets: tuple[int, ...] = ()  # both connections' descriptors while healthy
         self._pollers = threading.local()
@@ -188,7 +192,7 @@ class Tracker:
     def _drop(self, keys: list[bytes]) -> None:
         for raw in keys:
             key = raw.decode()
-            if key.startswith(self.generation_prefix):
+            if key.startswith((self.generation_prefix, self.tag_prefix)):
                 for store in list(self.stores):
                     store.drop_generation(key)
             else:
@@ -219,7 +223,7 @@ class Tracker:
             backoff = min(_LONGEST_BACKOFF, backoff * 2)
 
     def _listen(self) -> None:
-        feed = self.backend.track((self.value_prefix, self.generation_prefix))
+        feed = self.backend.track((self.value_prefix, self.generation_prefix, self.tag_prefix))
         try:
             self._flush()  # whatever this process kept before may have missed invalidations
             self._sockets = feed.sockets
@@ -321,3 +325,13 @@ def _stop_trackers(*, setting: str, **kwargs: object) -> None:
 
 
 setting_changed.connect(_stop_trackers)
+
+
+def drop_voided_by(backend: Backend, version_key: str) -> None:
+    """Drop this process's copies (of every function of ``backend``'s alias) voided by a
+    change of ``version_key`` (a tag's version) this process made: it reads its own writes
+    without waiting for the server's invalidation."""
+    tracker = _trackers.get((os.getpid(), backend))
+    if tracker is not None:
+        for store in list(tracker.stores):
+            store.drop_generation(version_key)

@@ -49,6 +49,8 @@ __all__ = [
     "read_locks",
     "read_many",
     "read_series",
+    "read_tags",
+    "tag_invalidated",
 ]
 
 logger = logging.getLogger("cache_tools.stats")
@@ -117,8 +119,20 @@ class _LockName(str):
     __slots__ = ()
 
 
-Target = tuple[str, ServerKey | _LockName]  # (cache alias, statistics key or lock name)
-Counted = tuple[str, ServerKey | _LockName, str]  # (cache alias, statistics key, field)
+class _TagName(str):
+    """A tag's name, counted like a lock's (its invalidations), in a record of its own."""
+
+    __slots__ = ()
+
+
+#: The counted field of a tag, and how many tag names the server keeps counts for.
+TAG_FIELDS: tuple[str, ...] = ("invalidated",)
+TAG_NAMES_KEPT = 1000
+
+
+CountedKey = ServerKey | _LockName | _TagName
+Target = tuple[str, CountedKey]  # (cache alias, statistics key, lock or tag name)
+Counted = tuple[str, CountedKey, str]  # (cache alias, statistics key, field)
 
 #: Counters a thread keeps before it starts a fresh dict (lock names can be as many as the
 #: objects they guard; the flusher takes a retired dict's last counts and forgets it).
@@ -175,9 +189,7 @@ class _Buffer:
         # there.
         self._sending = threading.Lock()
 
-    def add(
-        self, alias: str, stats_key: ServerKey | _LockName, field: str, amount: int = 1
-    ) -> None:
+    def add(self, alias: str, stats_key: CountedKey, field: str, amount: int = 1) -> None:
         try:
             mine = self._local.mine
         except AttributeError:
@@ -261,17 +273,24 @@ class _Buffer:
                 row.update(shared)
         return rows
 
-    def read_locks(self, alias: str, names: list[str] | None = None) -> dict[str, Counter[str]]:
-        """Locks' counts by name (every lock the server keeps, with ``names`` None), with
-        this process's unsent ones."""
+    def read_locks(
+        self, alias: str, names: list[str] | None = None, kind: str = "locks"
+    ) -> dict[str, Counter[str]]:
+        """Locks' (or tags') counts by name (every one the server keeps, with ``names``
+        None), with this process's unsent ones."""
         backend = get_backend(alias)
         if not backend.stores:
             return {name: Counter() for name in names or ()}
+        named, fields = (_LockName, LOCK_FIELDS) if kind == "locks" else (_TagName, TAG_FIELDS)
         with self._sending:
             self._drain()
-            shared = backend.read_lock_counts(LOCK_FIELDS, names)
+            shared = backend.read_lock_counts(fields, names, kind)
+            if names is None:  # and those this process counted but has not sent yet
+                for counted_alias, key in self._counts:
+                    if counted_alias == alias and type(key) is named:
+                        shared.setdefault(str(key), {})
             return {
-                name: Counter(self._counts.get((alias, _LockName(name)), ())) + Counter(counts)
+                name: Counter(self._counts.get((alias, named(name)), ())) + Counter(counts)
                 for name, counts in shared.items()
             }
 
@@ -280,7 +299,7 @@ class _Buffer:
         with self._sending:
             self._drain()
             counts, self._counts = self._counts, {}
-            by_alias: dict[str, dict[ServerKey | _LockName, Counter[str]]] = {}
+            by_alias: dict[str, dict[CountedKey, Counter[str]]] = {}
             for (alias, key), counter in counts.items():
                 by_alias.setdefault(alias, {})[key] = counter
             for alias, per_key in by_alias.items():
@@ -289,12 +308,15 @@ class _Buffer:
                 except ImproperlyConfigured:
                     logger.debug("dropping statistics for %r, no longer in CACHES", alias)
                     continue
-                functions = {k: c for k, c in per_key.items() if not isinstance(k, _LockName)}
-                locks = {str(k): c for k, c in per_key.items() if isinstance(k, _LockName)}
+                functions = {k: c for k, c in per_key.items() if type(k) is ServerKey}
+                locks = {str(k): c for k, c in per_key.items() if type(k) is _LockName}
+                tags = {str(k): c for k, c in per_key.items() if type(k) is _TagName}
                 if functions:
                     self._send_functions(backend, functions)
                 if locks:
-                    self._send_locks(backend, locks)
+                    self._send_locks(backend, locks, _LockName, LOCK_FIELDS, "locks")
+                if tags:
+                    self._send_locks(backend, tags, _TagName, TAG_FIELDS, "tags")
         return sum(map(len, counts.values()))
 
     def _keep(self, alias: str, counted: dict[Any, Counter[str]]) -> None:
@@ -313,14 +335,22 @@ class _Buffer:
         except Exception as exc:  # charts and registries only; the counts are sent
             logger.debug("could not record the minute or names for %r: %s", backend.alias, exc)
 
-    def _send_locks(self, backend: Backend, counts: dict[str, Counter[str]]) -> None:
-        """Locks' counts and names in one bounded record per alias (``LOCK_NAMES_KEPT``)."""
+    def _send_locks(
+        self,
+        backend: Backend,
+        counts: dict[str, Counter[str]],
+        named: type[str],
+        fields: tuple[str, ...],
+        kind: str,
+    ) -> None:
+        """Locks' (or tags') counts and names in one bounded record per alias and kind
+        (``LOCK_NAMES_KEPT``)."""
         try:
-            backend.add_lock_counts(counts, LOCK_FIELDS, LOCK_NAMES_KEPT, LOCK_SECONDS)
+            backend.add_lock_counts(counts, fields, LOCK_NAMES_KEPT, LOCK_SECONDS, kind)
         except OutcomeUnknown:
             logger.debug("lock statistics for %r may not have been counted", backend.alias)
         except BackendUnavailable:
-            self._keep(backend.alias, {_LockName(name): c for name, c in counts.items()})
+            self._keep(backend.alias, {named(name): c for name, c in counts.items()})
         except Exception:
             logger.exception("could not send lock statistics for %r", backend.alias)
 
@@ -438,6 +468,18 @@ def lock_event(
             buffer.add(alias, lock, "wait_ms", round(waited * 1000))
     if signals.listening:
         signals.lock_event(alias, name, waited, lost)
+
+
+def tag_invalidated(alias: str, tag: str) -> None:
+    """Count an invalidation of ``tag`` in ``alias``, without a round trip."""
+    _buffer.get().add(alias, _TagName(tag), "invalidated")
+
+
+def read_tags(alias: str) -> dict[str, int]:
+    """Invalidations of every tag the server keeps counts for (the ``TAG_NAMES_KEPT`` most
+    recently invalidated), this process's unsent ones included."""
+    counted = _buffer.get().read_locks(alias, kind="tags")
+    return {name: counts["invalidated"] for name, counts in counted.items()}
 
 
 def read(alias: str, stats_key: ServerKey) -> CacheInfo:

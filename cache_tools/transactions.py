@@ -34,6 +34,7 @@ from django.db.backends.signals import connection_created
 __all__ = [
     "TransactionEnd",
     "at_end",
+    "collect_at_commit",
     "in_transaction",
     "repeat_at_commit",
     "watch_open_connections",
@@ -151,6 +152,46 @@ def repeat_at_commit(action: Callable[[], None]) -> None:
     for connection in connections.all(initialized_only=True):
         if _transaction(connection) is not None:
             _kept_to_the_end(connection, action)
+
+
+class _Collected:
+    """What a transaction's writes void, flushed once when it commits (dropped at ROLLBACK)."""
+
+    __slots__ = ("block", "flush", "items")
+
+    def __init__(self, block: Any, flush: Callable[[set[Any], Any], None]) -> None:
+        self.block, self.flush = block, flush
+        self.items: dict[Any, set[Any]] = {}
+
+    def __call__(self) -> None:  # Django, after COMMIT
+        for target, items in self.items.items():
+            try:
+                self.flush(items, target)
+            except Exception:
+                logger.exception("could not invalidate %s after COMMIT", sorted(items))
+
+    def open(self, connection: BaseDatabaseWrapper) -> bool:
+        return _pending(connection, self) and any(
+            block is self.block for block in connection.atomic_blocks
+        )
+
+
+def collect_at_commit(
+    using: str, flush: Callable[[set[Any], Any], None], items: set[Any], target: Any
+) -> bool:
+    """Add ``items`` to what ``flush(items, target)`` is called with, once per ``target``,
+    after the transaction of this thread's connection ``using`` commits (nothing at ROLLBACK).
+    False, and nothing kept, outside a transaction."""
+    connection = _connection(using)
+    found = _transaction(connection)
+    if connection is None or found is None:
+        return False
+    batch = getattr(connection, "cache_tools_collected", None)
+    if batch is None or batch.flush is not flush or not batch.open(connection):
+        batch = connection.cache_tools_collected = _Collected(found[0], flush)  # type: ignore[attr-defined]
+        _kept_to_the_end(connection, batch)
+    batch.items.setdefault(target, set()).update(items)
+    return True
 
 
 # Writes ------------------------------------------------------------------------------------

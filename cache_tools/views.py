@@ -41,6 +41,7 @@ from ._options import (
     seconds_or_zero,
 )
 from .backends.base import MISS
+from .dependencies import Dependencies, DependsOn
 from .drive import Steps, adrive, ask, drive
 from .flight import NOT_STORED, UNCACHED, AlsoStore, Flight
 from .http_rules import (
@@ -55,6 +56,7 @@ from .http_rules import (
 )
 from .keys import KeyMaker, function_id, make_key, normalise, safe_key
 from .stats import CacheInfo
+from .tags import entry_tags, note_tagged
 
 __all__ = ["AsyncCachedView", "CachedView", "cache_view", "cached_views"]
 
@@ -103,9 +105,12 @@ class CachedView(Generic[P]):
         vary_on_user: bool,
         vary_on_headers: tuple[str, ...],
         key_maker: KeyMaker,
+        tags: Callable[..., Iterable[str]] | None = None,
+        fixed_tags: tuple[str, ...] = (),
     ) -> None:
         functools.update_wrapper(self, view)
         self.flight = flight
+        self._tags, self._fixed_tags = tags, fixed_tags
         self._methods = methods
         self._vary_on_user = vary_on_user
         self._vary_on_headers = vary_on_headers
@@ -119,6 +124,17 @@ class CachedView(Generic[P]):
 
     def _view(self) -> View[P]:
         return self.__wrapped__  # type: ignore[no-any-return, attr-defined]
+
+    def entry_tags(
+        self, request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, ...]:
+        """The tags this request's entry carries: ``tags(request, *args, **kwargs)`` and those
+        of ``depends_on``."""
+        if self._tags is None:
+            return self._fixed_tags
+        source = f"tags() of {self.flight.function_id}"
+        found = entry_tags(self._tags(request, *args, **kwargs), source)
+        return tuple(sorted({*found, *self._fixed_tags})) if self._fixed_tags else found
 
     def _key(
         self,
@@ -294,7 +310,8 @@ class _Page:
         steps = self.cached._compute(
             self.request, self.args, self.kwargs, keyed_on, scope, read_before
         )
-        return self.cached.flight.get(key, lambda: drive(steps, self), scope)
+        tags = self.cached.entry_tags(self.request, self.args, self.kwargs)
+        return self.cached.flight.get(key, lambda: drive(steps, self), scope, tags)
 
 
 class _AsyncPage(_Page):
@@ -307,7 +324,8 @@ class _AsyncPage(_Page):
         steps = self.cached._compute(
             self.request, self.args, self.kwargs, keyed_on, scope, read_before
         )
-        return await self.cached.flight.aget(key, lambda: adrive(steps, self), scope)
+        tags = self.cached.entry_tags(self.request, self.args, self.kwargs)
+        return await self.cached.flight.aget(key, lambda: adrive(steps, self), scope, tags)
 
 
 class CacheViewDecorator(Protocol):
@@ -334,6 +352,8 @@ def cache_view(
     cache: str | None = None,
     key_maker: KeyMaker = None,
     local: bool | int = False,
+    tags: Callable[..., Iterable[str]] | None = None,
+    depends_on: DependsOn | None = None,
 ) -> CacheViewDecorator: ...
 
 
@@ -347,6 +367,8 @@ def cache_view(
     cache: str | None = None,
     key_maker: KeyMaker = None,
     local: bool | int = False,
+    tags: Callable[..., Iterable[str]] | None = None,
+    depends_on: DependsOn | None = None,
 ) -> Any:
     """Cache a view's responses, computing each one once across all workers.
 
@@ -355,7 +377,9 @@ def cache_view(
     every header the response's ``Vary`` names (learned per path). ``key_maker`` (called with
     the view's arguments) replaces the first part; the rest still applies. A response is kept
     for ``timeout`` seconds or its own ``max-age``/``s-maxage``, whichever is shorter.
-    ``local`` keeps copies in each process as ``cache_aside(local=...)`` does.
+    ``local`` keeps copies in each process as ``cache_aside(local=...)`` does. ``tags(request,
+    *args, **kwargs)`` and ``depends_on`` invalidate responses as for ``cache_aside``
+    (:doc:`invalidation`).
 
     >>> @cache_view(timeout=60, stale=30, vary_on_headers=["Accept-Language"])
     ... def report(request):
@@ -373,6 +397,8 @@ def cache_view(
         if not _HEADER_NAME.fullmatch(name):
             raise ValueError(f"vary_on_headers: {name!r} is not a request header name")
     local_size = local_copies(local)
+    if tags is not None and not callable(tags):
+        raise TypeError(f"tags must be a callable returning the response's tags, not {tags!r}")
     allowed = frozenset(method.upper() for method in methods)
     most = None if timeout is None else float(timeout)
 
@@ -396,6 +422,9 @@ def cache_view(
         user = f"@cache_view {view.__module__}.{view.__qualname__}"
         checks.record_use(cache, user, False, local=local_size is not None)
         kind = AsyncCachedView if inspect.iscoroutinefunction(view) else CachedView
+        fixed = () if depends_on is None else Dependencies(depends_on, cache).tags
+        if tags is not None or fixed:
+            note_tagged(cache, flight.function_id)
         return kind(
             view,
             flight,
@@ -403,6 +432,8 @@ def cache_view(
             vary_on_user=vary_on_user,
             vary_on_headers=header_names,
             key_maker=key_maker,
+            tags=tags,
+            fixed_tags=fixed,
         )
 
     return decorate

@@ -135,3 +135,51 @@ local function release_lock(lock, signal, waiters, token, wake, signal_ttl_ms)
   free_lock(lock, signal, waiters, wake, signal_ttl_ms)
   return 1
 end
+
+-- The generation an entry is stored under (KEYS: value, generation, lock, then its tags'
+-- versions): its function's generation, plus its tags' versions, modulo 2^52 (exact in a Lua
+-- number; Python adds the same: records.sum_versions). Each only grows, so the sum moves
+-- whenever any of them does. A missing one starts at the clock, kept create_ms (0: no expiry;
+-- nil: not made, and the entry has no generation).
+local function entry_generation(create_ms)
+  local total = 0
+  for i = 2, #KEYS do
+    if i ~= 3 then
+      local version = redis.call('get', KEYS[i])
+      if not version then
+        if not create_ms then
+          return nil
+        end
+        version = digits(clock_us())
+        if create_ms == 0 then
+          redis.call('set', KEYS[i], version)
+        else
+          redis.call('set', KEYS[i], version, 'PX', create_ms)
+        end
+      end
+      if #KEYS == 3 then
+        return version
+      end
+      total = (total + tonumber(version)) % 4503599627370496
+    end
+  end
+  return digits(total)
+end
+
+-- Keep an entry's generation and tag versions (KEYS[2], KEYS[4]...) at least as long as the
+-- entry (ttl_ms; 0: no expiry), with room to spare, so that most stores leave them alone
+-- (each change of one is an invalidation every process with local copies acts on).
+local function keep_generations(ttl_ms)
+  for i = 2, #KEYS do
+    if i ~= 3 then
+      if ttl_ms == 0 then
+        redis.call('persist', KEYS[i])
+      else
+        local left = redis.call('pttl', KEYS[i])
+        if left >= 0 and left < ttl_ms then
+          redis.call('pexpire', KEYS[i], 2 * ttl_ms)
+        end
+      end
+    end
+  end
+end

@@ -135,7 +135,7 @@ class _Base:
 
     def _entry_chunks(self, keys: EntryKeys) -> list[bytes] | None:
         if keys.packed_read is None:
-            keys.packed_read = self._chunks(("MGET", keys.value, keys.generation))
+            keys.packed_read = self._chunks(("MGET", keys.value, *keys.generations))
         return keys.packed_read  # type: ignore[no-any-return]
 
     def unexpected(self, reply: Any) -> BaseException:
@@ -232,11 +232,11 @@ class Wire(_Base):
         return self._send(self._chunks(command), command, check)
 
     def read_entry(self, keys: EntryKeys, check: Check | None = None) -> Any:
-        """``[envelope, generation]`` of an entry."""
-        command = ("MGET", keys.value, keys.generation)
+        """``[envelope, generation, tag versions...]`` of an entry."""
+        command = ("MGET", keys.value, *keys.generations)
         reply = self._send(self._entry_chunks(keys), command, check)
         if reply is NOT_SENT:
-            reply = self._client.mget([keys.value, keys.generation])
+            reply = self._client.mget([keys.value, *keys.generations])
             if check is not None and not check(reply):
                 raise self.unexpected(reply)
         return reply
@@ -340,11 +340,11 @@ class AsyncWire(_Base):
         return await self._send(self._chunks(command), command, check)
 
     async def read_entry(self, keys: EntryKeys, check: Check | None = None) -> Any:
-        """``[envelope, generation]`` of an entry."""
-        command = ("MGET", keys.value, keys.generation)
+        """``[envelope, generation, tag versions...]`` of an entry."""
+        command = ("MGET", keys.value, *keys.generations)
         reply = await self._send(self._entry_chunks(keys), command, check)
         if reply is NOT_SENT:
-            reply = await self._client.mget([keys.value, keys.generation])
+            reply = await self._client.mget([keys.value, *keys.generations])
             if check is not None and not check(reply):
                 raise self.unexpected(reply)
         return reply

@@ -1,5 +1,5 @@
 -- Read a cache-aside entry and, on a miss or stale hit, take the entry's lock.
--- KEYS: value, generation, lock (companions lock#f, lock#w)
+-- KEYS: value, generation, lock (companions lock#f, lock#w), then the entry's tags' versions
 -- ARGV: token ('' = do not lock), lock_ttl_ms, recompute ('1': take the lock on a fresh hit too,
 --       or wait for it as on a miss: refresh()), waiter_grace_ms (how long a waiter's
 --       registration outlives the lock: two of the adapter's longest blocking waits)
@@ -12,15 +12,12 @@
 --                                without the lock, as every other caller does meanwhile
 -- An envelope is 'ct3|<key tag>|<generation>|<stale after>|<expires at>|<payload>' (times in ms
 -- since the epoch on the server's clock; 0 never).
--- A missing generation starts at the server clock, so it never matches an older entry; it
--- lives until the store that follows extends it to the entry's lifetime.
+-- gen is the function's generation, or with tags its sum with their versions
+-- (entry_generation). A missing one starts at the server clock, so it never matches an older
+-- entry; it lives until the store that follows extends it to the entry's lifetime.
 local lock, fence_key, waiters = KEYS[3], KEYS[3] .. '#f', KEYS[3] .. '#w'
 local lock_ttl = tonumber(ARGV[2])
-local gen = redis.call('get', KEYS[2])
-if not gen then
-  gen = digits(clock_us())
-  redis.call('set', KEYS[2], gen, 'PX', 2 * lock_ttl + 10000)
-end
+local gen = entry_generation(2 * lock_ttl + 10000)
 local envelope = redis.call('get', KEYS[1])
 local state = 0
 if envelope then

@@ -1,24 +1,21 @@
 -- Store a cache-aside entry and release its lock, waking every waiter.
--- KEYS: value, generation, lock (companions lock#f, lock#w, lock#s)
+-- KEYS: value, generation, lock (companions lock#f, lock#w, lock#s), then the entry's tags'
+--       versions
 -- ARGV: payload, fresh_ms (0 = never stale), ttl_ms (0 = no expiry), generation ('' = current),
 --       token ('' = no lock held), fence
 -- Returns 1 when stored, 0 when skipped because the generation or the entry's fence moved on.
--- The generation is kept at least as long as the entry, so an entry never outlives it.
+-- The generation (and each tag's version) is kept at least as long as the entry, so an entry
+-- never outlives it.
 local lock = KEYS[3]
 local fence, waiters, signal = lock .. '#f', lock .. '#w', lock .. '#s'
 local ttl = tonumber(ARGV[3])
-local current = redis.call('get', KEYS[2])
 local gen = ARGV[4]
+local current
 if gen == '' then
-  if not current then
-    current = digits(clock_us())
-    if ttl == 0 then
-      redis.call('set', KEYS[2], current)
-    else
-      redis.call('set', KEYS[2], current, 'PX', ttl)
-    end
-  end
+  current = entry_generation(ttl)
   gen = current
+else
+  current = entry_generation(nil)
 end
 local stored = 0
 if current == gen and (ARGV[5] == '' or redis.call('get', fence) == ARGV[6]) then
@@ -37,16 +34,10 @@ if current == gen and (ARGV[5] == '' or redis.call('get', fence) == ARGV[6]) the
     .. string.format('%d', stale_after) .. '|' .. string.format('%d', expires_at) .. '|' .. ARGV[1]
   if ttl == 0 then
     redis.call('set', KEYS[1], envelope)
-    redis.call('persist', KEYS[2])
   else
     redis.call('set', KEYS[1], envelope, 'PX', ttl)
-    -- Extended with room to spare, so that most stores leave it alone (each change of it is
-    -- an invalidation every process with local copies of this function acts on).
-    local left = redis.call('pttl', KEYS[2])
-    if left >= 0 and left < ttl then
-      redis.call('pexpire', KEYS[2], 2 * ttl)
-    end
   end
+  keep_generations(ttl)
   stored = 1
 end
 if ARGV[5] ~= '' and release_lock(lock, signal, waiters, ARGV[5], 'all', SIGNAL_TTL_MS) == 1 then

@@ -18,6 +18,7 @@ Key layout (shown without the alias's ``KEY_PREFIX``/``VERSION`` and with the de
     ct:l:{func}:<args>      single-flight lock of that entry (same companions)
     ct:g:{func}             generation of the function (invalidate_all)
     ct:g:{func}:<scope>     generation of a part of it (a view's path), when it has one
+    ct:t:<tag>              version of a tag (ct:t:{func}:<tag> on a cluster: per function)
     ct:s:{func}             statistics of the function
     ct:s:{func}:m<minute>   its counts in one minute (expire after an hour: the charts)
     ct:s:{*}:m<minute>      every function's counts in one minute, summed (the charts)
@@ -40,7 +41,7 @@ import abc
 import asyncio
 import codecs
 import functools
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, ParamSpec, Protocol, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -48,7 +49,7 @@ from django.core.cache import BaseCache, caches
 from django.core.cache.backends.base import default_key_func
 
 from .. import conf
-from ..keys import fit_length, normalise
+from ..keys import fit_length, normalise, safe_key
 from .records import (
     HIT,
     MISS,
@@ -183,14 +184,46 @@ class Backend(abc.ABC):
         return LockKeys(self, self.server_key(self._name("lock", name), reserve=2), True)
 
     def _entry_keys(
-        self, function_id: str, argument_key: str, version: Any = None, scope: str | None = None
+        self,
+        function_id: str,
+        argument_key: str,
+        version: Any = None,
+        scope: str | None = None,
+        tags: tuple[str, ...] = (),
     ) -> EntryKeys:
         """The keys of one cache-aside entry. ``scope`` names a part of the function with a
-        generation of its own (a view's path), invalidated apart from the rest."""
+        generation of its own (a view's path), invalidated apart from the rest; ``tags``
+        (sorted, distinct) name versions it is also voided by."""
         rest = f":{argument_key}" if version is None else f":v{normalise(version)}:{argument_key}"
         generation, stats = self._function_keys(function_id, scope)
         value = self.server_key(self._name("v", function_id, rest))
-        return EntryKeys(self, value, generation, stats)
+        tag_keys = tuple(self.tag_key(tag, function_id) for tag in tags)
+        return EntryKeys(self, value, generation, stats, tags, tag_keys)
+
+    #: Whether a tag's version is kept once per function that uses it (in the function's
+    #: slot, so that an entry's keys stay in one: a cluster) rather than once per alias.
+    tags_per_function = False
+
+    def tag_key(self, tag: str, function_id: str) -> ServerKey:
+        """The key of a tag's version, as the entries of ``function_id`` read it."""
+        name = safe_key(tag)
+        if self.tags_per_function:
+            return self.server_key(self._name("t", function_id, f":{name}"))
+        return self.server_key(f"{conf.namespace()}:t:{name}")
+
+    def tag_keys(self, tags: Iterable[str], function_ids: Iterable[str] = ()) -> list[ServerKey]:
+        """The keys to bump to invalidate ``tags``: one per tag, or one per tag and function
+        (``function_ids``: those that may carry them) where tags are kept per function."""
+        tags = sorted(set(tags))
+        if not self.tags_per_function:
+            return [self.tag_key(tag, "") for tag in tags]
+        return [self.tag_key(tag, function) for tag in tags for function in set(function_ids)]
+
+    def bump_tags(self, keys: Sequence[ServerKey]) -> None:
+        """Increment each existing tag version in ``keys`` (a missing one needs nothing: it
+        starts again above every value it had). One round trip where the server allows."""
+        for key in keys:
+            self.bump_generation(key)
 
     def entry_lock_keys(self, value: ServerKey) -> LockKeys:
         """The single-flight lock of the entry stored at ``value``."""
@@ -214,9 +247,10 @@ class Backend(abc.ABC):
         """The key of one minute's counts of a function (``minute``: Unix time // 60)."""
         return self.companion_key(stats_key, f":m{minute}")
 
-    def lock_counts_key(self) -> ServerKey:
-        """Where the counts of the locks in the registry of locks are kept."""
-        return self.server_key(self._name("lc", "locks"))
+    def lock_counts_key(self, kind: str = "locks") -> ServerKey:
+        """Where the counts of the names in the registry of ``kind`` (``"locks"``, or
+        ``"tags"``: their invalidations) are kept."""
+        return self.server_key(self._name("lc", kind))
 
     def registry_key(self, kind: str) -> ServerKey:
         """Where processes note the ``"functions"`` or ``"locks"`` they use."""
@@ -389,15 +423,17 @@ class Backend(abc.ABC):
         fields: tuple[str, ...],
         keep: int,
         max_age: float,
+        kind: str = "locks",
     ) -> None:
         """Add to the counts of locks by name (``{name: {field: amount}}``) and note each
         name in the registry of locks, which keeps the ``keep`` most recently used names, none
         older than ``max_age`` seconds: a forgotten name's counts (every one of ``fields``)
-        go with it. So the server keeps a bounded record however many names there are."""
+        go with it. So the server keeps a bounded record however many names there are.
+        ``kind="tags"`` keeps tags' invalidation counts the same way."""
 
     @abc.abstractmethod
     def read_lock_counts(
-        self, fields: tuple[str, ...], names: Sequence[str] | None = None
+        self, fields: tuple[str, ...], names: Sequence[str] | None = None, kind: str = "locks"
     ) -> dict[str, dict[str, int]]:
         """The counts of ``names`` (0 where never counted), or of every lock in the registry
         (``names`` None)."""
@@ -558,6 +594,8 @@ class AsyncBackend(Protocol):
 
     async def bump_generation(self, generation_key: ServerKey, ttl: float | None = None) -> int: ...
 
+    async def bump_tags(self, keys: Sequence[ServerKey]) -> None: ...
+
     async def update(
         self, key: str, function: Callable[[Any], Any], timeout: float | None, budget: float
     ) -> Any: ...
@@ -642,6 +680,9 @@ class ThreadedTwin:
 
     async def bump_generation(self, generation_key: ServerKey, ttl: float | None = None) -> int:
         return await _in_thread(self.backend.bump_generation, generation_key, ttl)
+
+    async def bump_tags(self, keys: Sequence[ServerKey]) -> None:
+        await _in_thread(self.backend.bump_tags, keys)
 
     async def update(
         self, key: str, function: Callable[[Any], Any], timeout: float | None, budget: float

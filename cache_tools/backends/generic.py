@@ -22,6 +22,7 @@ from .. import conf
 from .._process import jitter
 from ..errors import BackendUnavailable, OutcomeUnknown, StoreRefused, UnserializableValue
 from .base import HIT, MISS, STALE, Attempt, Backend, EntryKeys, Fetched, LockKeys, ServerKey
+from .records import sum_versions
 
 __all__ = ["CacheAPIBackend", "poll_delay"]
 
@@ -168,10 +169,17 @@ class CacheAPIBackend(Backend):
     # that was lost (evicted, expired) and made again.
 
     def _generations(self, keys: EntryKeys, found: dict[str, Any]) -> tuple[Any, Any]:
-        return found.get(keys.generation.name), found.get(self.namespace_key().name)
+        """The entry's generation (with tags, the sum of its versions: ``sum_versions``) and
+        the namespace's, as ``found`` has them."""
+        if len(keys.generations) == 1:
+            generation = found.get(keys.generation.name)
+        else:
+            generation = sum_versions([found.get(key.name) for key in keys.generations])
+        return generation, found.get(self.namespace_key().name)
 
     def _read(self, keys: EntryKeys) -> tuple[str, Any, Any, Any]:
-        names = [keys.value.name, keys.generation.name, self.namespace_key().name]
+        names = [keys.value.name, *(key.name for key in keys.generations)]
+        names.append(self.namespace_key().name)
         with self._outage():
             found = self.cache.get_many(names)
         generation, namespace = self._generations(keys, found)
@@ -195,10 +203,13 @@ class CacheAPIBackend(Backend):
 
     def _ensure_generations(self, keys: EntryKeys) -> int:
         cache = self.cache
+        names = [key.name for key in keys.generations]
         with self._outage():
-            cache.add(keys.generation.name, _clock_us(), None)
+            for name in names:
+                cache.add(name, _clock_us(), None)
             cache.add(self.namespace_key().name, _clock_us(), None)
-            return int(cache.get(keys.generation.name) or 0)
+            generation, _ = self._generations(keys, cache.get_many(names))
+        return int(generation or 0)
 
     def fetch(
         self, keys: EntryKeys, token: str | None, lock_ttl: float, recompute: bool = False
@@ -256,7 +267,11 @@ class CacheAPIBackend(Backend):
             generation = self._ensure_generations(keys)
         with self._outage():
             found = cache.get_many(
-                [keys.generation.name, self.namespace_key().name, keys.lock.fence.name]
+                [
+                    *(key.name for key in keys.generations),
+                    self.namespace_key().name,
+                    keys.lock.fence.name,
+                ]
             )
         current, namespace = self._generations(keys, found)
         stored = (
@@ -364,10 +379,11 @@ class CacheAPIBackend(Backend):
         fields: tuple[str, ...],
         keep: int,
         max_age: float,
+        kind: str = "locks",
     ) -> None:
         """The registry of locks (``{name: when}``) and their counts (``{name: {field:
         count}}``), read and written under the registry's guard (see :meth:`note_names`)."""
-        registry, counts_key = self.registry_key("locks"), self.lock_counts_key()
+        registry, counts_key = self.registry_key(kind), self.lock_counts_key(kind)
         with self._guarded(registry):
             now, cache = time.time(), self.cache
             noted = {**(cache.get(registry.name) or {}), **dict.fromkeys(counts, now)}
@@ -386,14 +402,14 @@ class CacheAPIBackend(Backend):
             cache.set(counts_key.name, totals, int(max_age) + 1)
 
     def read_lock_counts(
-        self, fields: tuple[str, ...], names: Sequence[str] | None = None
+        self, fields: tuple[str, ...], names: Sequence[str] | None = None, kind: str = "locks"
     ) -> dict[str, dict[str, int]]:
         with self._outage():
             found = self.cache.get_many(
-                [self.registry_key("locks").name, self.lock_counts_key().name]
+                [self.registry_key(kind).name, self.lock_counts_key(kind).name]
             )
-        noted = found.get(self.registry_key("locks").name) or {}
-        totals = found.get(self.lock_counts_key().name) or {}
+        noted = found.get(self.registry_key(kind).name) or {}
+        totals = found.get(self.lock_counts_key(kind).name) or {}
         wanted = list(noted) if names is None else names
         return {name: {f: totals.get(name, {}).get(f, 0) for f in fields} for name in wanted}
 

@@ -8,6 +8,7 @@ entry's keys, and what reads and lock attempts found. See :mod:`.base` for the k
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -15,6 +16,7 @@ __all__ = [
     "HIT",
     "MISS",
     "STALE",
+    "VERSION_MODULUS",
     "Attempt",
     "EntryKeys",
     "Fetched",
@@ -24,6 +26,7 @@ __all__ = [
     "ScanReport",
     "ServerKey",
     "holder_of",
+    "sum_versions",
 ]
 
 
@@ -94,13 +97,32 @@ class EntryKeys:
     value's (its name with ``:l:`` for ``:v:``) and not kept: a hit needs only ``value`` and
     ``generation``, and a process keeps thousands of these."""
 
-    __slots__ = ("_backend", "generation", "packed_read", "read_check", "stats", "value")
+    __slots__ = (
+        "_backend",
+        "generation",
+        "generations",
+        "packed_read",
+        "read_check",
+        "stats",
+        "tags",
+        "value",
+    )
 
     def __init__(
-        self, backend: KeyMaker, value: ServerKey, generation: ServerKey, stats: ServerKey
+        self,
+        backend: KeyMaker,
+        value: ServerKey,
+        generation: ServerKey,
+        stats: ServerKey,
+        tags: tuple[str, ...] = (),
+        tag_keys: tuple[ServerKey, ...] = (),
     ) -> None:
         self._backend = backend
         self.value, self.generation, self.stats = value, generation, stats
+        #: The entry's tags, and every key whose change voids it: the function's generation,
+        #: then the tags' versions (an entry is stored under their sum: :func:`sum_versions`).
+        self.tags = tags
+        self.generations = (generation, *tag_keys)
         #: The adapter's hit read of these keys in its wire form, and how it checks that a
         #: reply is this entry's, made on first use.
         self.packed_read: Any = None
@@ -109,6 +131,26 @@ class EntryKeys:
     @property
     def lock(self) -> LockKeys:
         return self._backend.entry_lock_keys(self.value)
+
+
+#: Versions are added modulo this (exact in Lua's doubles, and in Python's ints alike).
+VERSION_MODULUS = 2**52
+
+
+def sum_versions(versions: Sequence[Any]) -> int | None:
+    """The generation an entry is stored under: its function's generation, plus the versions
+    of its tags. Each only grows (one that is lost starts again at the clock, above every
+    earlier value), so the sum moves whenever any of them does; None if one is missing.
+
+    >>> sum_versions([b"17"]), sum_versions([b"17", b"5"]), sum_versions([b"17", None])
+    (17, 22, None)
+    """
+    total = 0
+    for version in versions:
+        if version is None:
+            return None
+        total = (total + int(version)) % VERSION_MODULUS
+    return total
 
 
 #: The states of a cache-aside read.

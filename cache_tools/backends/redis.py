@@ -301,10 +301,10 @@ class RedisBackend(Backend):
     def read(self, keys: EntryKeys) -> Fetched:
         connected = self._connected or self._connect()
         try:
-            pair = connected.io.wire.read_entry(keys, envelope_check(keys))
+            reply = connected.io.wire.read_entry(keys, envelope_check(keys))
         except self.errors.base as exc:
             raise_translated(self.alias, exc, self.errors)
-        return parse_entry(pair[0], pair[1], connected.codec)
+        return parse_entry(reply, connected.codec)
 
     def fetch(
         self, keys: EntryKeys, token: str | None, lock_ttl: float, recompute: bool = False
@@ -317,7 +317,7 @@ class RedisBackend(Backend):
         # Waiter registrations outlive the lock by two of the longest blocking waits.
         grace = milliseconds(2 * self.max_wait)
         arguments = [token or "", milliseconds(lock_ttl), int(recompute), grace]
-        entry_keys = [keys.value, keys.generation, keys.lock.lock]
+        entry_keys = [keys.value, keys.generation, keys.lock.lock, *keys.generations[1:]]
         reply = yield from self.transport.script("aside_fetch", entry_keys, arguments)
         return fetched(reply, self.codec())
 
@@ -355,7 +355,7 @@ class RedisBackend(Backend):
             token or "",
             fence or 0,
         ]
-        entry_keys = [keys.value, keys.generation, keys.lock.lock]
+        entry_keys = [keys.value, keys.generation, keys.lock.lock, *keys.generations[1:]]
         return bool((yield from self.transport.script("aside_store", entry_keys, arguments)))
 
     def invalidate(self, keys: EntryKeys) -> bool:
@@ -370,6 +370,13 @@ class RedisBackend(Backend):
 
     def bump_generation_steps(self, generation_key: ServerKey) -> Steps[int]:
         return int((yield from self.transport.script("generation_bump", [generation_key], [])))
+
+    def bump_tags(self, keys: Sequence[ServerKey]) -> None:
+        self._run(self.bump_tags_steps(keys))
+
+    def bump_tags_steps(self, keys: Sequence[ServerKey]) -> Steps[None]:
+        if keys:
+            yield from self.transport.script("tags_bump", list(keys), [])
 
     # Statistics --------------------------------------------------------------------------
 
@@ -445,25 +452,26 @@ class RedisBackend(Backend):
         fields: tuple[str, ...],
         keep: int,
         max_age: float,
+        kind: str = "locks",
     ) -> None:
         """One script (only the statistics flusher, a thread, calls this)."""
         arguments: list[Any] = [keep, max_age, ",".join(fields)]
         for name, added in counts.items():
             for field, amount in added.items():
                 arguments += [name, field, amount]
-        keys = [self.lock_counts_key(), self.registry_key("locks")]
+        keys = [self.lock_counts_key(kind), self.registry_key(kind)]
         self._run(self.transport.script("lock_counts", keys, arguments))
 
     def read_lock_counts(
-        self, fields: tuple[str, ...], names: Sequence[str] | None = None
+        self, fields: tuple[str, ...], names: Sequence[str] | None = None, kind: str = "locks"
     ) -> dict[str, dict[str, int]]:
         with translated(self.alias, self.errors):
             client = self.client()
             if names is None:
-                found: list[bytes] = client.zrange(self.registry_key("locks"), 0, -1)  # type: ignore[assignment]
+                found: list[bytes] = client.zrange(self.registry_key(kind), 0, -1)  # type: ignore[assignment]
                 names = [name.decode() for name in found]
             wanted = [f"{field}:{name}" for name in names for field in fields]
-            numbers = client.hmget(self.lock_counts_key(), wanted) if wanted else []
+            numbers = client.hmget(self.lock_counts_key(kind), wanted) if wanted else []
         width = len(fields)
         return {
             name: {
@@ -592,10 +600,10 @@ class AsyncRedisBackend:
     async def read(self, keys: EntryKeys) -> Fetched:
         backend = self.backend
         try:
-            envelope, generation = await self._io.wire.read_entry(keys, envelope_check(keys))
+            reply = await self._io.wire.read_entry(keys, envelope_check(keys))
         except backend.errors.base as exc:
             raise_translated(self.alias, exc, backend.errors)
-        return parse_entry(envelope, generation, backend.codec())
+        return parse_entry(reply, backend.codec())
 
     async def fetch(
         self, keys: EntryKeys, token: str | None, lock_ttl: float, recompute: bool = False
@@ -621,6 +629,9 @@ class AsyncRedisBackend:
 
     async def bump_generation(self, generation_key: ServerKey, ttl: float | None = None) -> int:
         return await self._run(self.backend.bump_generation_steps(generation_key))
+
+    async def bump_tags(self, keys: Sequence[ServerKey]) -> None:
+        await self._run(self.backend.bump_tags_steps(keys))
 
     async def update(
         self, key: str, function: Callable[[Any], Any], timeout: float | None, budget: float

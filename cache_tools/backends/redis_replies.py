@@ -1,7 +1,7 @@
 """What the Redis adapter's replies say: an entry read, a fetch, a lock's keys read together.
 Pure functions of the bytes the server sent.
 
->>> parse_entry(b"ct3|1a2b3c4d|17|0|0|<pickle>", b"17", codec).state
+>>> parse_entry([b"ct3|1a2b3c4d|17|0|0|<pickle>", b"17"], codec).state
 'hit'
 """
 
@@ -10,16 +10,21 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .records import HIT, MISS, STALE, Fetched, LockState, holder_of
+from .records import HIT, MISS, STALE, Fetched, LockState, holder_of, sum_versions
 from .redis_clients import Codec
 
 __all__ = ["fetched", "lock_state", "parse_entry"]
 
 
-def parse_entry(envelope: bytes | None, generation: bytes | None, codec: Codec) -> Fetched:
-    """What an entry and its generation, read together, say. An envelope is
+def parse_entry(reply: list[Any], codec: Codec) -> Fetched:
+    """What an entry read together with its generation (and its tags' versions) says:
+    ``reply`` is ``[envelope, generation, version, ...]``. An envelope is
     ``ct3|<key tag>|<generation>|<stale after>|<expires at>|<payload>`` (ms on the server's
     clock, 0 for never); hosts are assumed to keep their clocks in sync."""
+    envelope, generation = reply[0], reply[1]
+    if len(reply) > 2:  # tagged: stored under the sum (aside_fetch.lua adds the same)
+        total = sum_versions(reply[1:])
+        generation = None if total is None else b"%d" % total
     if generation is None or envelope is None or not envelope.startswith(b"ct3|"):
         return Fetched(MISS)
     _, _, entry_generation, stale_after, expires_at, payload = _fields(envelope)

@@ -117,13 +117,16 @@ def envelope_check(keys: EntryKeys) -> Callable[[Any], bool]:
     Made once per entry (kept on its keys)."""
     check = keys.read_check
     if check is None:
-        check = keys.read_check = functools.partial(_entry_reply, b"ct3|" + _tag(keys.value) + b"|")
+        head = b"ct3|" + _tag(keys.value) + b"|"
+        check = keys.read_check = functools.partial(_entry_reply, head, 1 + len(keys.generations))
     return check  # type: ignore[no-any-return]
 
 
-def _entry_reply(head: bytes, reply: Any) -> bool:
+def _entry_reply(head: bytes, size: int, reply: Any) -> bool:
     return (
-        type(reply) is list and len(reply) == 2 and (reply[0] is None or reply[0].startswith(head))
+        type(reply) is list
+        and len(reply) == size
+        and (reply[0] is None or reply[0].startswith(head))
     )
 
 

@@ -10,6 +10,7 @@ django-cache-flight[valkey]``). On a cluster every script's keys share one hash 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 import valkey.exceptions
@@ -17,6 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django_valkey.base import BaseValkeyCache
 from django_valkey.client.default import DefaultClient
 
+from .records import ServerKey
 from .redis import RedisBackend
 from .redis_clients import Codec, client_codec
 from .redis_errors import ClientErrors
@@ -87,6 +89,14 @@ class ClusterValkeyBackend(ValkeyBackend):
     """
 
     tracking = False
+    # An entry's script reads its tags' versions, so they live in its function's slot: a tag
+    # is kept once per function, and invalidating it bumps one key per function that may
+    # carry it (the functions processes have noted), one script per key.
+    tags_per_function = True
+
+    def bump_tags(self, keys: Sequence[ServerKey]) -> None:
+        for key in keys:
+            self.bump_generation(key)
 
     def connect(self) -> tuple[Any, Codec]:
         inner = self.cache_client()
