@@ -108,6 +108,7 @@ def dashboard(
         first = (page - 1) * PAGE
         rows = monitor.functions(series=True, limit=PAGE, offset=first) if everything else []
         locks = monitor.locks()
+        tags = monitor.tags()
         totals = monitor.totals_per_minute()
     except BackendUnavailable as exc:
         return _unavailable(exc)
@@ -125,6 +126,8 @@ def dashboard(
         "lock_limit": PAGE,
         "lock_names_kept": stats.LOCK_NAMES_KEPT,
         "locks": locks[:PAGE],
+        "tag_count": len(tags),
+        "tags": tags[:PAGE],
         "functions": [
             {
                 "figures": row,

@@ -1,5 +1,6 @@
 """The figures behind the dashboard, its JSON endpoint, ``manage.py cache_stats`` and the
-Prometheus collector: every cached function and view, and every lock, over all processes.
+Prometheus collector: every cached function and view, every lock and every tag invalidated, over
+all processes.
 
 What is listed comes from the cache servers' registries (each process notes the functions and
 locks it uses, see :mod:`cache_tools.stats`), joined with what this process defines, so a
@@ -10,7 +11,7 @@ zeros would look like figures.
 >>> from cache_tools import monitor
 >>> report = monitor.snapshot()
 >>> sorted(report)
-['functions', 'locks', 'generated_at']
+['functions', 'generated_at', 'locks', 'tags']
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ from .views import cached_views
 __all__ = [
     "FunctionFigures",
     "LockFigures",
+    "TagFigures",
     "functions",
     "locks",
     "snapshot",
+    "tags",
     "totals_per_minute",
 ]
 
@@ -91,6 +94,18 @@ class LockFigures:
             **self.state._asdict(),
             **self.info._asdict(),
         }
+
+
+@dataclass
+class TagFigures:
+    """One tag: how many times it was invalidated, over every process."""
+
+    name: str
+    alias: str
+    invalidated: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "alias": self.alias, "invalidated": self.invalidated}
 
 
 def _aliases() -> list[tuple[str, Backend]]:
@@ -176,11 +191,24 @@ def locks(limit: int | None = None) -> list[LockFigures]:
     return rows if limit is None else rows[:limit]
 
 
+def tags(limit: int | None = None) -> list[TagFigures]:
+    """The tags the servers keep invalidation counts for (the ``stats.TAG_NAMES_KEPT`` most
+    recently invalidated per alias), the most invalidated first; at most ``limit``."""
+    rows = [
+        TagFigures(name, alias, count)
+        for alias, _ in _aliases()
+        for name, count in stats.read_tags(alias).items()
+    ]
+    rows.sort(key=lambda row: (-row.invalidated, row.alias, row.name))
+    return rows if limit is None else rows[:limit]
+
+
 def snapshot(series: bool = True, limit: int | None = None, offset: int = 0) -> dict[str, Any]:
     """Everything, as JSON-ready data (the dashboard's JSON endpoint and ``--json``); with
-    ``limit``, that many functions from ``offset`` on, and that many locks."""
+    ``limit``, that many functions from ``offset`` on, and that many locks and tags."""
     return {
         "functions": [row.as_dict() for row in functions(series, limit, offset)],
         "locks": [row.as_dict() for row in locks(limit)],
+        "tags": [row.as_dict() for row in tags(limit)],
         "generated_at": time.time(),
     }

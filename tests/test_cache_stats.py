@@ -154,3 +154,26 @@ def test_names_cannot_forge_rows_reach_the_terminal_or_widen_the_table(unique):
     assert any(f"ansi-{unique}\\x1b[2J" in line for line in lines)
     data = json.loads(run("cache_stats", "--json"))
     assert set(hostile) <= {row["name"] for row in data["locks"]}  # exact in JSON
+
+
+def test_tag_invalidations_are_counted_everywhere_they_are_shown(unique, client, admin_user):
+    from cache_tools import invalidate_tags
+
+    tag = f"product:{unique}"
+    invalidate_tags(tag)
+    invalidate_tags(tag, f"{tag}:other")
+    stats.flush()
+    table = run("cache_stats")
+    assert any(line.split() == [tag, "default", "2"] for line in table.splitlines())
+    shown = json.loads(run("cache_stats", "--json"))["tags"]
+    assert {"name": tag, "alias": "default", "invalidated": 2} in shown
+    registry = CollectorRegistry()
+    register(registry)
+    families = {
+        f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())
+    }
+    samples = families["cache_tools_tag_invalidations"].samples
+    assert [s.value for s in samples if s.labels == {"tag": tag, "alias": "default"}][0] == 2
+    client.force_login(admin_user)
+    page = client.get("/cache-tools/").content.decode()
+    assert 'id="tags"' in page and tag in page

@@ -1,4 +1,4 @@
-"""Prometheus metrics of every cached function and lock (the ``[prometheus]`` extra).
+"""Prometheus metrics of every cached function, lock and tag (the ``[prometheus]`` extra).
 
 The figures are read from the cache server at each scrape, so they are already totals over
 every process and host: expose them from one place (any one worker, or a ``/metrics`` view),
@@ -10,7 +10,8 @@ and do not sum them across scraped instances.
     from cache_tools.contrib.prometheus import register
     register()
 
-Metric names (stable; labels ``function`` and ``alias``, or ``lock`` and ``alias``):
+Metric names (stable; labels ``function`` and ``alias``, ``lock`` and ``alias``, or ``tag`` and
+``alias``):
 
 ================================================  ===========================================
 ``cache_tools_hits_total``                        calls answered from the cache
@@ -25,6 +26,8 @@ Metric names (stable; labels ``function`` and ``alias``, or ``lock`` and ``alias
 ``cache_tools_lock_lost_total``                   locks found expired or taken over
 ``cache_tools_lock_held``                         1 while the lock is held
 ``cache_tools_lock_waiters``                      callers waiting for it now
+``cache_tools_tag_invalidations_total``           invalidations of a tag (the servers keep the
+                                                  1 000 most recently invalidated per alias)
 ================================================  ===========================================
 """
 
@@ -85,6 +88,12 @@ class CacheToolsCollector(Collector):
                 waiters.add_metric([row.name, row.alias], row.state.waiters)
         yield held
         yield waiters
+        invalidations = CounterMetricFamily(
+            "cache_tools_tag_invalidations", "invalidations of the tag", labels=["tag", "alias"]
+        )
+        for tag in monitor.tags():
+            invalidations.add_metric([tag.name, tag.alias], tag.invalidated)
+        yield invalidations
 
 
 def register(registry: CollectorRegistry = REGISTRY) -> CacheToolsCollector:

@@ -31,7 +31,8 @@ def printable(name: str, longest: int = LONGEST_NAME) -> str:
 class Command(BaseCommand):
     help = (
         "Show every cached function and view (hits, misses, stale and local hits, "
-        "computations, errors, hit ratio, summed over all processes) and the locks in use."
+        "computations, errors, hit ratio, summed over all processes), the locks in use and "
+        "the tags invalidated."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -74,6 +75,7 @@ class Command(BaseCommand):
     def _render(self, as_json: bool, alias: str | None) -> str:
         functions = [row for row in monitor.functions() if alias in (None, row.alias)]
         locks = [row for row in monitor.locks() if alias in (None, row.alias)]
+        tags = [row for row in monitor.tags() if alias in (None, row.alias)]
         if as_json:
             return json.dumps(
                 {
@@ -82,11 +84,15 @@ class Command(BaseCommand):
                         for row in functions
                     },
                     "locks": [row.as_dict() for row in locks],
+                    "tags": [row.as_dict() for row in tags],
                 },
                 indent=2,
                 sort_keys=True,
             )
-        return "\n".join([*_function_table(functions), "", *_lock_table(locks)])
+        lines = [*_function_table(functions), "", *_lock_table(locks)]
+        if tags:
+            lines += ["", *_tag_table(tags)]
+        return "\n".join(lines)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -129,6 +135,11 @@ def _function_table(rows: list[monitor.FunctionFigures]) -> list[str]:
             ]
         )
     return _table(header, body)
+
+
+def _tag_table(rows: list[monitor.TagFigures]) -> list[str]:
+    body = [[printable(row.name), printable(row.alias), str(row.invalidated)] for row in rows]
+    return _table(["tag", "cache", "invalidated"], body)
 
 
 def _lock_table(rows: list[monitor.LockFigures]) -> list[str]:
