@@ -168,6 +168,8 @@ class Flight(Generic[T]):
         scope: str | None = None,
         tags: tuple[str, ...] = (),
     ) -> tuple[str, Any]:
+        if tags and transactions.collected(tags):  # this transaction wrote what it rests on
+            return UNCACHED, compute()[0]
         backend = self.backend
         keys = self.keys(argument_key, backend, scope, tags)
         copies = self._copies(backend)
@@ -204,6 +206,8 @@ class Flight(Generic[T]):
         scope: str | None = None,
         tags: tuple[str, ...] = (),
     ) -> tuple[str, Any]:
+        if tags and transactions.collected(tags):  # this transaction wrote what it rests on
+            return UNCACHED, (await compute())[0]
         backend = self.backend
         twin = backend.asynchronous()
         keys = self.keys(argument_key, backend, scope, tags)

@@ -35,6 +35,7 @@ __all__ = [
     "TransactionEnd",
     "at_end",
     "collect_at_commit",
+    "collected",
     "in_transaction",
     "repeat_at_commit",
     "watch_open_connections",
@@ -190,8 +191,27 @@ def collect_at_commit(
     if batch is None or batch.flush is not flush or not batch.open(connection):
         batch = connection.cache_tools_collected = _Collected(found[0], flush)  # type: ignore[attr-defined]
         _kept_to_the_end(connection, batch)
+        _collecting.batches.append((connection, batch))
     batch.items.setdefault(target, set()).update(items)
     return True
+
+
+class _Collecting(threading.local):
+    def __init__(self) -> None:
+        self.batches: list[tuple[BaseDatabaseWrapper, _Collected]] = []
+
+
+_collecting = _Collecting()
+
+
+def collected(items: tuple[Any, ...]) -> bool:
+    """Whether a transaction this thread has open collected any of ``items`` for its COMMIT
+    (its own writes void them: a cached value would not show them)."""
+    batches = _collecting.batches
+    if not batches:
+        return False
+    batches[:] = [(c, batch) for c, batch in batches if batch.open(c)]
+    return any(not kept.isdisjoint(items) for _, batch in batches for kept in batch.items.values())
 
 
 # Writes ------------------------------------------------------------------------------------

@@ -173,7 +173,7 @@ def test_tag_invalidations_are_counted_everywhere_they_are_shown(unique, client,
         f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())
     }
     samples = families["cache_tools_tag_invalidations"].samples
-    assert [s.value for s in samples if s.labels == {"tag": tag, "alias": "default"}][0] == 2
+    assert next(s.value for s in samples if s.labels == {"tag": tag, "alias": "default"}) == 2
     client.force_login(admin_user)
     page = client.get("/cache-tools/").content.decode()
     assert 'id="tags"' in page and tag in page

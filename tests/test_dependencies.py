@@ -166,6 +166,20 @@ def test_each_write_invalidates_after_commit_and_not_before(unique, using, kind)
     assert catalogue_cold(using, unique) == after
 
 
+def test_a_transaction_reads_its_own_writes_and_shares_none_of_them(unique, using):
+    first, second = setup_products(using, unique)
+    before = catalogue(using, unique)
+    product_page(using, second.pk)
+    with transaction.atomic(using=using):
+        first.price = Decimal(13)
+        first.save()
+        assert catalogue(using, unique) != before  # computed, not the entry before the write
+        assert product_page(using, second.pk) and product_page.is_cached(using, second.pk)
+        assert catalogue.is_cached(using, unique) and catalogue_cold(using, unique)
+        assert not catalogue_cold.is_cached(using, unique)  # nothing of it stored
+    assert catalogue(using, unique)[0][1] == "13.00"
+
+
 def test_a_rollback_invalidates_nothing(unique, using):
     setup_products(using, unique)
     before = catalogue(using, unique)
