@@ -13,4 +13,6 @@ urlpatterns = [
     path("<str:run>/sign-in", views.sign_in),
     path("<str:run>/stock", views.stock),
     path("<str:run>/reserve", views.reserve),
+    path("<str:run>/price", views.price),
+    path("<str:run>/set-price", views.set_price),
 ]

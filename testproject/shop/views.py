@@ -8,14 +8,25 @@ import time
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model, login
+from django.db import transaction
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from cache_tools import cache_view, lock_decorator
+from cache_tools import cache_aside, cache_view, lock_decorator
 
 from .models import Product
+
+
+@cache_aside(
+    timeout=300,
+    tags=lambda name: [f"product:{name}"],
+    depends_on={Product: lambda product: [f"product:{product.name}"]},
+)
+def price_of(name):
+    """A product's price, invalidated by writes to it (saved) or to the table (updated)."""
+    return str(Product.objects.get(name=name).price)
 
 PRODUCTS = [("Tea", "4.50"), ("Coffee", "6.00"), ("Engagement ring", "1200.00")]
 _renderings = itertools.count(1)
@@ -112,3 +123,24 @@ def sign_in(request, run):
     )
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     return redirect("shop-cart", run=run)
+
+
+@require_GET
+def price(request, run):
+    """The run's product's price, from the cache (and which process served it)."""
+    return JsonResponse({"price": price_of(run), "pid": os.getpid()})
+
+
+@csrf_exempt
+@require_POST
+def set_price(request, run):
+    """Change the price in a transaction, through the instance (``how=save``) or the table
+    (``how=update``, no signal): every worker's next read shows it."""
+    with transaction.atomic():
+        if request.POST["how"] == "save":
+            product = Product.objects.get(name=run)
+            product.price = request.POST["price"]
+            product.save()
+        else:
+            Product.objects.filter(name=run).update(price=request.POST["price"])
+    return JsonResponse({"price": request.POST["price"]})

@@ -285,3 +285,20 @@ def test_every_worker_killed_is_replaced_by_one_that_answers(site, redis_client)
     assert [r.json() for r in replies] == [{"n": 3, "square": 9}] * 16
     if site.mode == "gunicorn":  # its master used the cache throughout
         assert int(redis_client.get(beat)) > beat_before > 0
+
+
+@pytest.mark.parametrize("how", ["save", "update"])
+def test_a_committed_write_reaches_every_worker_through_its_tags(site, unique, how):
+    """``depends_on``/``tags`` on the site's own cache (uWSGI's cache in uwsgi-cache mode):
+    a price saved (an instance: its tag) or updated (a statement: the function) in one
+    worker's transaction is what every worker serves next."""
+    run = f"{unique}-{how}"
+    assert site.request(f"/shop/{run}/stock?set=1").status == 200
+    before = parallel(site, [f"/shop/{run}/price"] * 24, workers=8)
+    assert {r.json()["price"] for r in before} == {"1.00"}
+    assert len({r.pid for r in before}) >= 3
+    body = f"how={how}&price=2.50".encode()
+    assert site.request(f"/shop/{run}/set-price", body).json() == {"price": "2.50"}
+    after = parallel(site, [f"/shop/{run}/price"] * 24, workers=8)
+    assert {r.json()["price"] for r in after} == {"2.50"}
+    assert len({r.pid for r in after}) >= 3
