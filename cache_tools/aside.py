@@ -108,7 +108,7 @@ class _Cached(Generic[P, R]):
         cache_none: bool,
         unless: Callable[[], bool] | None,
         tags: Callable[..., Iterable[str]] | None = None,
-        fixed_tags: tuple[str, ...] = (),
+        dependencies: Dependencies | None = None,
     ) -> None:
         functools.update_wrapper(cast(Any, self), func)
         self.__wrapped__ = func
@@ -116,9 +116,12 @@ class _Cached(Generic[P, R]):
         self.key_maker = key_maker
         self.cache_none = cache_none
         self.unless = unless
-        self._tags, self._fixed_tags = tags, fixed_tags
+        #: ``depends_on``, kept here (the registry of dependencies holds it weakly).
+        self.dependencies = dependencies
+        self._tags = tags
+        self._fixed_tags = () if dependencies is None else dependencies.tags
         #: Whether entries carry tags (``tags=`` or ``depends_on=``).
-        self.tagged = tags is not None or bool(fixed_tags)
+        self.tagged = tags is not None or bool(self._fixed_tags)
         # A callable key_maker may read more than the arguments (the active language, say).
         self._memoised = not callable(key_maker)
         _all_cached_functions.add(self)
@@ -510,8 +513,8 @@ def cache_aside(
             keep_objects=local_copy == "object",
         )
         kind = AsyncCachedFunction if inspect.iscoroutinefunction(func) else CachedFunction
-        fixed = () if depends_on is None else Dependencies(depends_on, cache).tags
-        cached = kind(func, flight, key_maker, cache_none, unless, tags, fixed)
+        dependencies = None if depends_on is None else Dependencies(depends_on, cache)
+        cached = kind(func, flight, key_maker, cache_none, unless, tags, dependencies)
         if cached.tagged:
             note_tagged(cache, flight.function_id)
         user = f"@cache_aside {func.__module__}.{func.__qualname__}"

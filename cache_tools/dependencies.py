@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -36,7 +37,13 @@ from django.db.models.signals import m2m_changed, post_delete, post_save, pre_de
 from . import transactions
 from .tags import entry_tags, invalidate_tags
 
-__all__ = ["Dependencies", "connect_pending", "invalidate_model", "model_tag"]
+__all__ = [
+    "Dependencies",
+    "connect_pending",
+    "invalidate_model",
+    "model_tag",
+    "written_table",
+]
 
 InstanceTags = Callable[[Any], Iterable[str]]
 #: What ``depends_on`` takes: models, or models with what a write through an instance voids.
@@ -53,6 +60,17 @@ _WRITE = re.compile(
 )
 
 
+def written_table(sql: object) -> str | None:
+    """The table a statement writes to (lower case), or None for a statement that writes
+    none, or whose table does not follow its verb.
+
+    >>> written_table('UPDATE "shop_product" SET "price" = %s')
+    'shop_product'
+    """
+    found = _WRITE.match(str(sql))
+    return None if found is None else found.group(1).rsplit(".", 1)[-1].lower()
+
+
 def model_tag(model: type[models.Model]) -> str:
     """The tag every write to ``model``'s table invalidates."""
     meta = model._meta.concrete_model._meta  # type: ignore[union-attr]
@@ -66,21 +84,32 @@ def _bulk_tag(model: type[models.Model]) -> str:
 
 
 class _Registry:
-    """What this process knows: per concrete model, the aliases of the functions depending on
-    it and their instance tags; per table, its models."""
+    """What this process knows: per concrete model, the live functions' dependencies on it
+    (held weakly: a function that is gone depends on nothing); per table, its models."""
 
     def __init__(self) -> None:
         self.guard = threading.Lock()
-        self.aliases: dict[type[models.Model], set[str | None]] = {}
-        self.instance_tags: dict[type[models.Model], list[InstanceTags]] = {}
+        self.dependents: dict[type[models.Model], weakref.WeakSet[Dependencies]] = {}
         self._tables: dict[str, set[type[models.Model]]] | None = None
 
-    def add(self, model: type[models.Model], alias: str | None, tags: InstanceTags | None) -> None:
+    def add(self, dependencies: Dependencies) -> None:
         with self.guard:
-            self.aliases.setdefault(model, set()).add(alias)
-            if tags is not None:
-                self.instance_tags.setdefault(model, []).append(tags)
+            for model in dependencies.per_model:
+                self.dependents.setdefault(model, weakref.WeakSet()).add(dependencies)
             self._tables = None
+
+    def _of(self, model: type[models.Model]) -> list[Dependencies]:
+        with self.guard:
+            return list(self.dependents.get(model, ()))
+
+    def aliases(self, changed: Iterable[type[models.Model]]) -> set[str | None]:
+        """The aliases of the functions depending on the ``changed`` models."""
+        return {dependency.alias for model in changed for dependency in self._of(model)}
+
+    def instance_tags(self, model: type[models.Model]) -> list[InstanceTags]:
+        """What a write through an instance of ``model`` voids, per function naming it."""
+        found = (dependency.per_model[model] for dependency in self._of(model))
+        return [tags for tags in found if tags is not None]
 
     def models_of(self, table: str) -> set[type[models.Model]]:
         """The models depended on that a write to ``table`` changes (an m2m through table
@@ -89,7 +118,7 @@ class _Registry:
         if tables is None:
             tables = {}
             with self.guard:
-                watched = set(self.aliases)
+                watched = set(self.dependents)
             for model in apps.get_models(include_auto_created=True):
                 changed: set[Any] = set(self.chain(model))
                 if model._meta.auto_created:  # a through table: both sides change
@@ -112,7 +141,7 @@ class _Registry:
 
     def watched(self, model: type[models.Model]) -> list[type[models.Model]]:
         """``model`` and its parents, where something depends on them."""
-        return [m for m in self.chain(model) if m in self.aliases]
+        return [m for m in self.chain(model) if self._of(m)]
 
 
 _registry = _Registry()
@@ -163,9 +192,7 @@ def _written(tags: set[str], changed: Iterable[type[models.Model]], using: str) 
     models: once at COMMIT inside a transaction, now in autocommit."""
     if not tags:
         return
-    with _registry.guard:
-        aliases = {alias for model in changed for alias in _registry.aliases.get(model, ())}
-    for alias in aliases:
+    for alias in _registry.aliases(changed):
         if not transactions.collect_at_commit(using, _flush, tags, alias):
             _flush(tags, alias)
 
@@ -179,7 +206,7 @@ def _instance_written(model: type[models.Model], instance: Any, using: str) -> N
     watched = _registry.watched(model)
     for depended in watched:
         tags.add(model_tag(depended))
-        for instance_tags in _registry.instance_tags.get(depended, ()):
+        for instance_tags in _registry.instance_tags(depended):
             tags.update(entry_tags(instance_tags(instance), f"depends_on[{depended.__name__}]"))
     _written(tags, watched, using)
 
@@ -189,7 +216,7 @@ def _models_written(changed: Iterable[type[models.Model]], using: str) -> None:
     tags: set[str] = set()
     for model in changed:
         tags.add(model_tag(model))
-        if model in _registry.instance_tags:
+        if _registry.instance_tags(model):
             tags.add(_bulk_tag(model))
     _written(tags, changed, using)
 
@@ -271,14 +298,13 @@ def _watch_statements(
 ) -> Any:
     """An execute wrapper: a write to a table of a model depended on invalidates its tags,
     unless a signalled operation runs it."""
-    if not _registry.aliases:
+    if not _registry.dependents:
         return execute(sql, params, many, context)
-    found = _WRITE.match(str(sql))
-    if found is None:
+    table = written_table(sql)
+    if table is None:
         return execute(sql, params, many, context)
-    table = found.group(1).rsplit(".", 1)[-1]
     changed = _registry.models_of(table)
-    if not changed or _claimed(table.lower()):
+    if not changed or _claimed(table):
         return execute(sql, params, many, context)
     result = execute(sql, params, many, context)
     _models_written(changed, context["connection"].alias)
@@ -297,7 +323,8 @@ connection_created.connect(_watch, dispatch_uid="cache_tools.dependencies")
 
 
 class Dependencies:
-    """A cached function's ``depends_on``: the tags each of its entries carries for them.
+    """A cached function's ``depends_on`` (kept by the function: the registry holds it weakly).
+    ``tags`` are those every entry of the function carries.
 
     >>> Dependencies([Product], alias=None).tags
     ('model:shop.product',)
@@ -314,6 +341,8 @@ class Dependencies:
                 "depends_on must be a list of models or a dict {model: instance -> tags}, "
                 f"not {depends_on!r}"
             )
+        self.alias = alias
+        self.per_model: dict[type[models.Model], InstanceTags | None] = {}
         tags: set[str] = set()
         for model, instance_tags in pairs:
             if not (isinstance(model, type) and issubclass(model, models.Model)):
@@ -323,15 +352,15 @@ class Dependencies:
                     f"depends_on[{model.__name__}] must be a callable instance -> tags, "
                     f"not {instance_tags!r}"
                 )
-            concrete = model._meta.concrete_model
-            assert concrete is not None
+            concrete: Any = model._meta.concrete_model
             tags.add(_bulk_tag(concrete) if instance_tags else model_tag(concrete))
-            _registry.add(concrete, alias, instance_tags)
-            _connect(concrete)
+            self.per_model[concrete] = instance_tags
+        self.tags = tuple(sorted(tags))
+        _registry.add(self)
+        for model in self.per_model:
+            _connect(model)
         for connection in _open_connections():
             _watch(None, connection)
-        #: Tags every entry of the function carries.
-        self.tags = tuple(sorted(tags))
 
 
 def _open_connections() -> list[BaseDatabaseWrapper]:

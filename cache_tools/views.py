@@ -106,11 +106,14 @@ class CachedView(Generic[P]):
         vary_on_headers: tuple[str, ...],
         key_maker: KeyMaker,
         tags: Callable[..., Iterable[str]] | None = None,
-        fixed_tags: tuple[str, ...] = (),
+        dependencies: Dependencies | None = None,
     ) -> None:
         functools.update_wrapper(self, view)
         self.flight = flight
-        self._tags, self._fixed_tags = tags, fixed_tags
+        #: ``depends_on``, kept here (the registry of dependencies holds it weakly).
+        self.dependencies = dependencies
+        self._tags = tags
+        self._fixed_tags = () if dependencies is None else dependencies.tags
         self._methods = methods
         self._vary_on_user = vary_on_user
         self._vary_on_headers = vary_on_headers
@@ -422,8 +425,8 @@ def cache_view(
         user = f"@cache_view {view.__module__}.{view.__qualname__}"
         checks.record_use(cache, user, False, local=local_size is not None)
         kind = AsyncCachedView if inspect.iscoroutinefunction(view) else CachedView
-        fixed = () if depends_on is None else Dependencies(depends_on, cache).tags
-        if tags is not None or fixed:
+        dependencies = None if depends_on is None else Dependencies(depends_on, cache)
+        if tags is not None or dependencies is not None:
             note_tagged(cache, flight.function_id)
         return kind(
             view,
@@ -433,7 +436,7 @@ def cache_view(
             vary_on_headers=header_names,
             key_maker=key_maker,
             tags=tags,
-            fixed_tags=fixed,
+            dependencies=dependencies,
         )
 
     return decorate

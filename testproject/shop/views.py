@@ -28,6 +28,7 @@ def price_of(name):
     """A product's price, invalidated by writes to it (saved) or to the table (updated)."""
     return str(Product.objects.get(name=name).price)
 
+
 PRODUCTS = [("Tea", "4.50"), ("Coffee", "6.00"), ("Engagement ring", "1200.00")]
 _renderings = itertools.count(1)
 _orders = itertools.count(4711)
