@@ -123,6 +123,9 @@ class Flight(Generic[T]):
     local: int | None = None
     #: Keep copies as decoded objects (shared by the callers of this process), not bytes.
     keep_objects: bool = False
+    #: Hand a result that could not be stored to the callers of this process waiting for it
+    #: (False for views: a response not stored may be its visitor's alone).
+    share_unstored: bool = True
 
     @property
     def backend(self) -> Backend:
@@ -394,7 +397,7 @@ class Flight(Generic[T]):
             # Not storable (or refused): wake every waiter, and let callers compute without
             # waiting for each other a moment; waiters of this process take this result.
             storable = outcome == "unreachable"
-            if not storable:
+            if not storable and self.share_unstored:
                 unstored.get().publish(keys.value, result)  # before the waiters wake
             uncacheable = 0 if storable else UNCACHEABLE_SECONDS
             yield from self._release(backend, keys, token, wake_all=True, uncacheable=uncacheable)

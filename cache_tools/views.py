@@ -421,6 +421,7 @@ def cache_view(
             lock=True,
             lock_timeout=30.0,
             local=local_size,
+            share_unstored=False,  # a response not stored may be its visitor's alone
         )
         user = f"@cache_view {view.__module__}.{view.__qualname__}"
         checks.record_use(cache, user, False, local=local_size is not None)

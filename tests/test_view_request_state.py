@@ -210,3 +210,44 @@ def test_keys_of_cookies_and_session_values_never_collide(name, first, second, s
     assert (key(second, stored) == base) == (second == first)
     kept = (stored is other) if ABSENT in (stored, other) else normalise(other) == normalise(stored)
     assert (key(first, other) == base) == kept
+
+
+def test_a_waiter_of_the_same_process_never_takes_a_visitors_own_page(unique, monkeypatch):
+    """Alice's render of a cold page shows her flash message, so it is not stored; Bob,
+    waiting in the same process for that render, must not be handed her response (before:
+    he got it as a hit, and the view raised on it, a 500 in the shop under gunicorn)."""
+    import threading
+
+    from testproject.shop import views
+    from tests.test_locks import blocked_clients, wait_until_blocked
+
+    alice = Client()
+    alice.post(f"/shop/{unique}/order", {"name": "Alice Smith"})
+    rendering, go_on = threading.Event(), threading.Event()
+    renders = views._rendering
+
+    def rendering_alice_waits():
+        if threading.current_thread().name == "alice":
+            rendering.set()
+            assert go_on.wait(10)
+        return renders()
+
+    monkeypatch.setattr(views, "_rendering", rendering_alice_waits)
+    pages = {}
+
+    def visit(name, client):
+        pages[name] = client.get(f"/shop/{unique}/")
+
+    alices = threading.Thread(target=visit, args=("alice", alice), name="alice")
+    alices.start()
+    assert rendering.wait(10)
+    blocked = blocked_clients()
+    bobs = threading.Thread(target=visit, args=("bob", Client()), name="bob")
+    bobs.start()
+    wait_until_blocked(blocked + 1)  # Bob waits for Alice's render
+    go_on.set()
+    alices.join(10)
+    bobs.join(10)
+    assert "Thanks Alice Smith" in pages["alice"].content.decode()
+    assert pages["bob"].status_code == 200
+    assert "Alice" not in pages["bob"].content.decode()
