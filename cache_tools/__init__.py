@@ -19,6 +19,7 @@ from .errors import (
     UnserializableValue,
     UpdateConflict,
 )
+from .fragments import invalidate_fragment
 from .locked import lock_decorator
 from .locks import Lock, current_lock, lock
 from .stats import CacheInfo
@@ -52,6 +53,7 @@ __all__ = [
     "cache_aside",
     "cache_view",
     "current_lock",
+    "invalidate_fragment",
     "invalidate_model",
     "invalidate_tags",
     "lock",

@@ -126,6 +126,10 @@ class Flight(Generic[T]):
     #: Hand a result that could not be stored to the callers of this process waiting for it
     #: (False for views: a response not stored may be its visitor's alone).
     share_unstored: bool = True
+    #: Refresh a stale entry in the caller that found it (which then computes; the others are
+    #: served stale meanwhile) rather than in the background: for computations that need the
+    #: caller's own state (a template fragment renders its context).
+    refresh_inline: bool = False
 
     @property
     def backend(self) -> Backend:
@@ -197,9 +201,12 @@ class Flight(Generic[T]):
         state, value, refresh = drive(self._after_read(backend, keys, fetched), backend, compute)
         if refresh is not None:
             steps = self._refresh(backend, keys, *refresh)
-            refresher.get().submit(
-                keys.value, lambda: drive(steps, backend, compute), self.function_id
-            )
+            if self.refresh_inline:
+                drive(steps, backend, compute)
+            else:
+                refresher.get().submit(
+                    keys.value, lambda: drive(steps, backend, compute), self.function_id
+                )
         return state, value
 
     async def aget(

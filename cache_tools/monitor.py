@@ -50,7 +50,7 @@ class FunctionFigures:
 
     function: str
     alias: str
-    kind: str  # "function", "view", or "unknown" (only other processes define it)
+    kind: str  # "function", "view", "fragment" ({% cache %}), or "unknown" (defined elsewhere)
     info: stats.CacheInfo
     series: list[tuple[int, stats.CacheInfo]] = field(default_factory=list)
 
@@ -131,7 +131,8 @@ def functions(
     aliases = _aliases()
     for alias, backend in aliases:
         for function_id in backend.read_names(backend.registry_key("functions")):
-            found[(alias, function_id)] = "unknown"
+            kind = "fragment" if function_id.startswith("template.cache.") else "unknown"
+            found[(alias, function_id)] = kind
     shared = {alias for alias, _ in aliases}
     for kind, defined in (("function", cached_functions()), ("view", cached_views())):
         for cached in defined:
