@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 
 from asgiref.sync import sync_to_async
 
-from . import stats, transactions
+from . import stats, tracing, transactions
 from .backends import get_backend
 from .backends.base import HIT, MISS, STALE, Backend, EntryKeys, Fetched, ServerKey
 from .drive import COMPUTE, Steps, adrive, ask, drive
@@ -200,6 +200,7 @@ class Flight(Generic[T]):
                 return HIT, read.value
         state, value, refresh = drive(self._after_read(backend, keys, fetched), backend, compute)
         if refresh is not None:
+            tracing.event("cache_tools.stale_refresh", self.function_id)
             steps = self._refresh(backend, keys, *refresh)
             if self.refresh_inline:
                 drive(steps, backend, compute)
@@ -268,6 +269,7 @@ class Flight(Generic[T]):
         steps = self._after_read(backend, keys, fetched)
         state, value, refresh = await adrive(steps, twin, compute)
         if refresh is not None:
+            tracing.event("cache_tools.stale_refresh", self.function_id)
             refresh_steps = self._refresh(backend, keys, *refresh)
             refresher.get().submit_task(
                 keys.value, lambda: adrive(refresh_steps, twin, compute), self.function_id
@@ -333,7 +335,7 @@ class Flight(Generic[T]):
         """Take the entry's lock and compute, or wait for the caller who holds it; without
         ``recompute``, what that caller stored meanwhile is served instead (or, in this
         process, what it computed but could not store)."""
-        waited_from = time.monotonic()
+        waited_from, waited = time.monotonic(), False
         while True:
             try:
                 found = yield from ask(Backend.fetch, keys, token, self.lock_timeout, recompute)
@@ -344,7 +346,9 @@ class Flight(Generic[T]):
             except StoreRefused as exc:  # it would not even take the entry's lock
                 _warnings.refused(backend, keys, self.function_id, exc)
                 stats.add(backend.alias, keys.stats, "computations")
-                result, _ = yield COMPUTE
+                with tracing.computation(self.function_id) as traced:
+                    traced.outcome = "refused"
+                    result, _ = yield COMPUTE
                 return UNCACHED, result, None
             if not recompute and (found.state == HIT or (found.state == STALE and token)):
                 field = "hits" if found.state == HIT else "stale_hits"
@@ -356,9 +360,12 @@ class Flight(Generic[T]):
             if found.wait is None:
                 if not recompute:
                     stats.add(backend.alias, keys.stats, "misses")
+                if waited and found.fence:  # its holder gave up, died or was too slow
+                    tracing.event("cache_tools.take_over", self.function_id)
                 holder = token if found.fence else None  # none: compute without the lock
                 state, result = yield from self._compute_and_store(backend, keys, holder, found)
                 return state, result, None
+            waited = True
             try:
                 wait = min(found.wait or backend.max_wait, backend.max_wait)
                 yield from ask(Backend.wait, keys.lock, wait)
@@ -373,7 +380,9 @@ class Flight(Generic[T]):
     def _without_cache(self, backend: Backend, keys: EntryKeys, error: Exception) -> Steps[T]:
         _warnings.outage(backend, keys, error)
         stats.add(backend.alias, keys.stats, "computations")
-        result, _ = yield COMPUTE
+        with tracing.computation(self.function_id) as traced:
+            traced.outcome = "cache unavailable"
+            result, _ = yield COMPUTE
         return result  # type: ignore[no-any-return]
 
     def _maybe_orphaned(
@@ -386,18 +395,28 @@ class Flight(Generic[T]):
     def _compute_and_store(
         self, backend: Backend, keys: EntryKeys, token: str | None, fetched: Fetched
     ) -> Steps[tuple[str, T]]:
+        with tracing.computation(self.function_id) as traced:
+            state, result, traced.outcome = yield from self._computed_and_stored(
+                backend, keys, token, fetched
+            )
+        return state, result
+
+    def _computed_and_stored(
+        self, backend: Backend, keys: EntryKeys, token: str | None, fetched: Fetched
+    ) -> Steps[tuple[str, T, str]]:
+        """The steps of :meth:`_compute_and_store`, and what became of the result."""
         stats.add(backend.alias, keys.stats, "computations")
         try:
             result, to_store = yield COMPUTE
         except BaseException:
             yield from self._release(backend, keys, token, wake_all=False)
             raise
-        outcome = "kept out"
         if transactions.wrote():
             # Computed by a transaction that has written: its caller's alone, until COMMIT
             # (and for ever if it rolls back). The waiters take over, with single flight.
             yield from self._release(backend, keys, token, wake_all=True)
-            return MISS, result
+            return MISS, result, "transaction"
+        outcome = "not stored"
         if to_store is not NOT_STORED:
             outcome = yield from self._store(backend, keys, result, to_store, token, fetched)
         if outcome != "stored" and token:
@@ -408,7 +427,8 @@ class Flight(Generic[T]):
                 unstored.get().publish(keys.value, result)  # before the waiters wake
             uncacheable = 0 if storable else UNCACHEABLE_SECONDS
             yield from self._release(backend, keys, token, wake_all=True, uncacheable=uncacheable)
-        return (MISS if outcome in ("stored", "kept out") else UNCACHED), result
+        state = MISS if outcome in ("stored", "kept out", "not stored") else UNCACHED
+        return state, result, outcome
 
     def _store(
         self,

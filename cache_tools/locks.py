@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
-from . import checks, conf, stats, transactions
+from . import checks, conf, stats, tracing, transactions
 from ._options import positive_seconds, seconds_or_zero
 from ._process import PerProcess
 from .backends import get_backend
@@ -333,6 +333,18 @@ class Lock:
     ) -> Steps[tuple[int, bool] | None]:
         """Try, and wait for a release signal between tries, until taken (its fence, and
         whether it had to wait) or ``blocking_timeout`` ran out (None)."""
+        waiting: list[Any] = []  # the span of the wait, once this caller waits
+        try:
+            taken = yield from self._tries(token, blocking_timeout, started, waiting)
+        except BaseException as exc:
+            tracing.end_wait(waiting[0] if waiting else None, None, exc)
+            raise
+        tracing.end_wait(waiting[0] if waiting else None, taken[0] if taken else None)
+        return taken
+
+    def _tries(
+        self, token: str, blocking_timeout: float | None, started: float, waiting: list[Any]
+    ) -> Steps[tuple[int, bool] | None]:
         deadline = None if blocking_timeout is None else started + blocking_timeout
         backend = self._backend
         ticket = None  # a hand-over this waiter popped, to claim on its next attempt
@@ -361,6 +373,8 @@ class Lock:
             if remaining is not None and remaining <= 0:
                 return None
             wait = min(x for x in (backend.max_wait, attempt.retry_in or None, remaining) if x)
+            if not waiting and tracing.ENABLED:
+                waiting.append(tracing.start_wait(self.key))
             try:
                 # Blocked here, this waiter is in the server's line; killed, it leaves it.
                 ticket = yield from ask(Backend.wait, self.keys, wait)
