@@ -3,6 +3,7 @@ Redis broker started for the test. Journals go to files, never through the lock'
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -70,7 +71,7 @@ def test_eight_concurrent_deliveries_never_overlap(worker, tmp_path, unique):
     for start, end in zip(lines[::2], lines[1::2], strict=True):
         assert (start[0], end[0], start[1], start[2]) == ("start", "end", end[1], end[2])
         sections.append((int(start[2]), float(start[3]), float(end[3])))
-    for earlier, later in zip(sections, sections[1:]):
+    for earlier, later in itertools.pairwise(sections):
         assert earlier[2] <= later[1], (earlier, later)  # no two runs overlap
         assert earlier[0] < later[0]  # fences increase in the order they ran
     assert sorted(fences) == sorted(s[0] for s in sections)
