@@ -1,6 +1,6 @@
 """A Celery app for the recipe in ``docs/celery.rst`` (tested on a real prefork worker by
-``tests/integration/test_celery.py``): a job that must not run twice at once, and a nightly job that runs
-once at a time, skipping deliveries that find it running.
+``tests/integration/test_celery.py``): a job that must not run twice at once, and a nightly
+job that runs once at a time, skipping deliveries that find it running.
 
 Run: ``celery -A testproject.celery_app worker --pool=prefork --concurrency=4``."""
 
