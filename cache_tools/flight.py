@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 
 from asgiref.sync import sync_to_async
 
-from . import stats, tracing, transactions
+from . import recording, stats, tracing, transactions
 from .backends import get_backend
 from .backends.base import HIT, MISS, STALE, Backend, EntryKeys, Fetched, ServerKey
 from .drive import COMPUTE, Steps, adrive, ask, drive
@@ -159,6 +159,8 @@ class Flight(Generic[T]):
         if copy is None:
             return _NO_COPY
         stats.add(backend.alias, keys.stats, "local_hits")
+        if recording.active:
+            recording.local_hit()
         return copy[0] if copies.keep_objects else backend.decode(copy[0])
 
     def _keep_copy(
@@ -174,6 +176,36 @@ class Flight(Generic[T]):
         compute: Compute[T],
         scope: str | None = None,
         tags: tuple[str, ...] = (),
+    ) -> tuple[str, Any]:
+        if not recording.active:
+            return self._get(argument_key, compute, scope, tags)
+        started = time.perf_counter()
+        state, value = self._get(argument_key, compute, scope, tags)
+        key = self.keys(argument_key, scope=scope, tags=tags).value
+        recording.call(self.function_id, key, state, time.perf_counter() - started)
+        return state, value
+
+    async def aget(
+        self,
+        argument_key: str,
+        compute: AsyncCompute[T],
+        scope: str | None = None,
+        tags: tuple[str, ...] = (),
+    ) -> tuple[str, Any]:
+        if not recording.active:
+            return await self._aget(argument_key, compute, scope, tags)
+        started = time.perf_counter()
+        state, value = await self._aget(argument_key, compute, scope, tags)
+        key = self.keys(argument_key, scope=scope, tags=tags).value
+        recording.call(self.function_id, key, state, time.perf_counter() - started)
+        return state, value
+
+    def _get(
+        self,
+        argument_key: str,
+        compute: Compute[T],
+        scope: str | None,
+        tags: tuple[str, ...],
     ) -> tuple[str, Any]:
         if tags and transactions.collected(tags):  # this transaction wrote what it rests on
             return UNCACHED, compute()[0]
@@ -210,12 +242,12 @@ class Flight(Generic[T]):
                 )
         return state, value
 
-    async def aget(
+    async def _aget(
         self,
         argument_key: str,
         compute: AsyncCompute[T],
-        scope: str | None = None,
-        tags: tuple[str, ...] = (),
+        scope: str | None,
+        tags: tuple[str, ...],
     ) -> tuple[str, Any]:
         if tags and transactions.collected(tags):  # this transaction wrote what it rests on
             return UNCACHED, (await compute())[0]
@@ -368,7 +400,10 @@ class Flight(Generic[T]):
             waited = True
             try:
                 wait = min(found.wait or backend.max_wait, backend.max_wait)
+                began = time.monotonic()
                 yield from ask(Backend.wait, keys.lock, wait)
+                if recording.active:
+                    recording.wait("entry", keys.value, time.monotonic() - began)
             except BackendUnavailable as exc:
                 result = yield from self._without_cache(backend, keys, exc)
                 return UNCACHED, result, None
@@ -543,6 +578,8 @@ class Flight(Generic[T]):
         may compute from the data as it was before and store it meanwhile."""
         backend = self.backend
         keys = self.keys(argument_key, backend, scope)
+        if recording.active:
+            recording.invalidation("entry", keys.value)
         transactions.repeat_at_commit(lambda: self._again(self._invalidate, backend, keys))
         return self._invalidate(backend, keys)
 
@@ -573,6 +610,8 @@ class Flight(Generic[T]):
         when there was none, and so no entry)."""
         backend = self.backend
         key = backend.generation_key(self.function_id, scope)
+        if recording.active:
+            recording.invalidation("function", self.function_id + (f" {scope}" if scope else ""))
         transactions.repeat_at_commit(lambda: self._again(self._bump, backend, key))
         return self._bump(backend, key)
 

@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
-from . import checks, conf, stats, tracing, transactions
+from . import checks, conf, recording, stats, tracing, transactions
 from ._options import positive_seconds, seconds_or_zero
 from ._process import PerProcess
 from .backends import get_backend
@@ -333,13 +333,17 @@ class Lock:
     ) -> Steps[tuple[int, bool] | None]:
         """Try, and wait for a release signal between tries, until taken (its fence, and
         whether it had to wait) or ``blocking_timeout`` ran out (None)."""
-        waiting: list[Any] = []  # the span of the wait, once this caller waits
+        waiting: list[Any] = []  # (when, the span) of the wait, once this caller waits
         try:
             taken = yield from self._tries(token, blocking_timeout, started, waiting)
         except BaseException as exc:
-            tracing.end_wait(waiting[0] if waiting else None, None, exc)
+            tracing.end_wait(waiting[0][1] if waiting else None, None, exc)
             raise
-        tracing.end_wait(waiting[0] if waiting else None, taken[0] if taken else None)
+        if waiting:
+            fence = taken[0] if taken else None
+            tracing.end_wait(waiting[0][1], fence)
+            if recording.active:
+                recording.wait("lock", self.key, time.monotonic() - waiting[0][0], fence)
         return taken
 
     def _tries(
@@ -373,8 +377,8 @@ class Lock:
             if remaining is not None and remaining <= 0:
                 return None
             wait = min(x for x in (backend.max_wait, attempt.retry_in or None, remaining) if x)
-            if not waiting and tracing.ENABLED:
-                waiting.append(tracing.start_wait(self.key))
+            if not waiting:
+                waiting.append((time.monotonic(), tracing.start_wait(self.key)))
             try:
                 # Blocked here, this waiter is in the server's line; killed, it leaves it.
                 ticket = yield from ask(Backend.wait, self.keys, wait)

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 
-from . import stats, transactions
+from . import recording, stats, transactions
 from .backends import get_backend, resolve_alias
 from .backends.base import Backend, ServerKey
 from .errors import BackendUnavailable
@@ -123,6 +123,8 @@ def invalidate_tags(*tags: str, cache: str | None = None) -> None:
     >>> invalidate_tags("product:7", "catalogue")
     """
     names = entry_tags(tags, "invalidate_tags()")
+    if recording.active:
+        recording.invalidation("tags", ", ".join(names))
     for alias in _aliases(cache):
         backend = get_backend(alias)
         transactions.repeat_at_commit(functools.partial(_again, backend, names))

@@ -36,6 +36,20 @@ STARTPROJECT_MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 MIDDLEWARE = ["testproject.demo.middleware.WorkerPidMiddleware", *STARTPROJECT_MIDDLEWARE]
+# DEMO_TOOLBAR=1: django-debug-toolbar with cache_tools's panel, on every request (its data in
+# the database, so that any worker can show a request another served).
+if os.environ.get("DEMO_TOOLBAR") == "1":
+    from debug_toolbar.settings import PANELS_DEFAULTS
+
+    INSTALLED_APPS.append("debug_toolbar")
+    MIDDLEWARE.insert(1, "debug_toolbar.middleware.DebugToolbarMiddleware")
+    DEBUG_TOOLBAR_PANELS = [*PANELS_DEFAULTS, "cache_tools.contrib.debug_toolbar.CacheToolsPanel"]
+    DEBUG_TOOLBAR_CONFIG = {
+        "SHOW_TOOLBAR_CALLBACK": lambda request: True,
+        "TOOLBAR_STORE_CLASS": "debug_toolbar.store.DatabaseStore",
+        "IS_RUNNING_TESTS": False,
+        "USE_SHADOW_DOM": False,  # chromium --dump-dom does not serialise shadow roots
+    }
 # Sessions in signed cookies: the demo's four workers share no session table writes
 # (DEMO_SESSIONS=db: startproject's default, the database).
 SESSION_ENGINE = {

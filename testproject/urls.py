@@ -1,3 +1,4 @@
+from django.apps import apps
 from django.contrib import admin
 from django.contrib.staticfiles.views import serve
 from django.urls import include, path, re_path
@@ -35,3 +36,9 @@ urlpatterns = [
     path("demo/ashared/<int:n>", views.ashared),
     path("demo/shared-computations/<int:n>", views.shared_computations),
 ]
+
+if apps.is_installed("debug_toolbar"):  # DEMO_TOOLBAR=1
+    urlpatterns += [
+        path("__debug__/", include("debug_toolbar.urls")),
+        path("demo/toolbar", views.toolbar_demo),
+    ]

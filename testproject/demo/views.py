@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import threading
 import time
 import urllib.request
 import uuid
@@ -18,7 +19,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from cache_tools import aupdate, cache_view, update
+from cache_tools import aupdate, cache_aside, cache_view, invalidate_tags, lock, update
 from cache_tools.keys import safe_key
 
 from . import services
@@ -202,3 +203,30 @@ def herd(request):
     if request.POST.get("format") == "json":
         return JsonResponse(result)
     return render(request, "demo/herd.html", result)
+
+
+@cache_aside(timeout=60, key_maker=lambda name: name)
+def toolbar_value(name):
+    return name
+
+
+def toolbar_demo(request):
+    """A page for the debug toolbar's cache_tools panel: a miss, a hit, a lock wait (another
+    thread holds the lock 100 ms) and a tag invalidation."""
+    run = request.GET["run"]
+    toolbar_value(run), toolbar_value(run)
+    holding = threading.Event()
+
+    def hold():
+        with lock(f"toolbar:{run}", timeout=5):
+            holding.set()
+            time.sleep(0.1)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(5)
+    with lock(f"toolbar:{run}", timeout=5):
+        pass
+    holder.join()
+    invalidate_tags(f"toolbar:{run}")
+    return HttpResponse("<html><body><h1>Toolbar demo</h1></body></html>")

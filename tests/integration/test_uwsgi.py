@@ -2,6 +2,7 @@
 gunicorn, 4 workers each."""
 
 import contextlib
+import html
 import http.cookiejar
 import json
 import os
@@ -302,3 +303,50 @@ def test_a_committed_write_reaches_every_worker_through_its_tags(site, unique, h
     after = parallel(site, [f"/shop/{run}/price"] * 24, workers=8)
     assert {r.json()["price"] for r in after} == {"2.50"}
     assert len({r.pid for r in after}) >= 3
+
+
+@pytest.fixture(scope="module")
+def toolbar_site(tmp_path_factory):
+    from testproject.uwsgi_site import start_gunicorn_site
+
+    prefix = f"{settings.TEST_PREFIX}-toolbar"
+    tmp = tmp_path_factory.mktemp("toolbar")
+    site = start_gunicorn_site(tmp, prefix, settings.REDIS_URL, extra_env={"DEMO_TOOLBAR": "1"})
+    yield site
+    stop_site(site)
+
+
+@pytest.mark.skipif(
+    not CHROMIUM and not os.environ.get("CI"), reason="chromium is not installed (CI installs it)"
+)
+def test_the_debug_toolbar_panel_shows_what_a_request_did(toolbar_site, tmp_path, unique):
+    """django-debug-toolbar, rendered by chromium: the panel's nav subtitle, then its content
+    (fetched as the toolbar's own script does) for a page that misses, hits and waits."""
+    assert CHROMIUM, "CI must have chromium installed (.ci/run installs it)"
+
+    def browse(path, profile):
+        return subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / profile}", "--dump-dom", toolbar_site.url + path],
+            capture_output=True, text=True, timeout=60,
+        ).stdout  # fmt: skip
+
+    page = browse(f"/demo/toolbar?run={unique}", "page")
+    assert "Toolbar demo" in page and 'id="djDebug"' in page
+    assert re.search(r"1 hits, 1 misses, \d+ ms waiting", page), page[-3000:]
+    waited = int(re.search(r"1 hits, 1 misses, (\d+) ms waiting", page).group(1))
+    assert waited >= 50  # the lock the other thread held 100 ms
+    request_id = re.search(r'data-request-id="([0-9a-f]+)"', page).group(1)
+    rendered = browse(
+        f"/__debug__/render_panel/?request_id={request_id}&panel_id=CacheToolsPanel", "panel"
+    )
+    content = json.loads(html.unescape(re.search(r"<pre[^>]*>(.*)</pre>", rendered, re.S).group(1)))
+    panel = content["content"]
+    assert "testproject.demo.views.toolbar_value" in panel
+    assert re.search(r"<td>miss</td>", panel) and re.search(r"<td>hit</td>", panel)
+    assert f"toolbar:{unique}" in panel  # the lock waited for, and the tag invalidated
+    fence = re.search(
+        r"<td>lock</td><td><code>[^<]*</code></td><td>[\d.]+</td><td>(\d+)</td>", panel
+    )
+    assert fence and int(fence.group(1)) > 0
