@@ -9,6 +9,8 @@ import threading
 import time
 
 from cache_tools import cache_aside, invalidate_tags, lock, recording
+from cache_tools.backends import get_backend
+from cache_tools.local_copies import tracker_for
 
 
 def test_calls_waits_and_invalidations_are_recorded_in_order(unique):
@@ -17,6 +19,8 @@ def test_calls_waits_and_invalidations_are_recorded_in_order(unique):
         return n
 
     value(0)  # outside the block: not recorded
+    tracker = tracker_for(get_backend())
+    assert tracker is not None and tracker.wait_until_ready(10)  # copies are kept from here
     holding, release = threading.Event(), threading.Event()
 
     def hold():
@@ -28,14 +32,19 @@ def test_calls_waits_and_invalidations_are_recorded_in_order(unique):
     holder.start()
     assert holding.wait(5)
     with recording.recording() as seen:
-        value(1), value(1), value(1)
+        value(1), value(1)
+        deadline = time.monotonic() + 5  # the store's own invalidation may drop the first copy
+        while seen.calls[-1].state != "local":
+            assert time.monotonic() < deadline, "no copy was ever served"
+            value(1)
         threading.Timer(0.05, release.set).start()
         with lock(unique, timeout=5) as handle:
             pass
         value.invalidate(1)
         invalidate_tags(f"{unique}:a", f"{unique}:b")
     holder.join()
-    assert [call.state for call in seen.calls] == ["miss", "hit", "local"]
+    states = [call.state for call in seen.calls]
+    assert states[:2] == ["miss", "hit"] and set(states[2:-1]) <= {"hit"}
     assert {call.function for call in seen.calls} == {value.flight.function_id}
     assert seen.calls[0].key == value.cache_key(1)
     (waited,) = seen.waits
