@@ -12,6 +12,7 @@ with several processes that each hold their own connection; interleavings forced
 
 from __future__ import annotations
 
+import threading
 import time
 from decimal import Decimal
 
@@ -285,3 +286,30 @@ def test_local_copies_in_other_processes_follow_model_writes(unique, using):
     written_at, seen_after = FORK.Value("d", 0.0), FORK.Value("d", 0.0)
     fork(2, copy_holder, using, unique, holding, written_at, seen_after)
     assert seen_after.value - written_at.value < 0.1
+
+
+def test_a_view_depending_on_a_model_follows_its_writes(unique, using):
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from cache_tools import cache_view
+
+    @cache_view(timeout=60, depends_on=[Product])
+    def prices(request):
+        names = Product.objects.using(using).filter(name__startswith=unique)
+        return HttpResponse(",".join(f"{p.name}={p.price}" for p in names.order_by("name")))
+
+    request = RequestFactory().get(f"/prices/{unique}/{using}")
+    Product.objects.using(using).create(name=f"{unique}-a", price=1)
+    first = prices(request)
+    assert first["X-Cache"] == "miss" and prices(request)["X-Cache"] == "hit"
+    with transaction.atomic(using=using):
+        Product.objects.using(using).filter(name=f"{unique}-a").update(price=2)
+        assert prices(request).content.decode() == f"{unique}-a=2.00"  # its own write
+        others = []  # another thread (another request): the committed page, from the cache
+        reader = threading.Thread(target=lambda: others.append(prices(request)))
+        reader.start()
+        reader.join()
+        assert others[0]["X-Cache"] == "hit" and others[0].content.decode() == f"{unique}-a=1.00"
+    again = prices(request)
+    assert again["X-Cache"] == "miss" and again.content.decode() == f"{unique}-a=2.00"
