@@ -21,6 +21,7 @@ not at all on ROLLBACK); in autocommit, after each statement or signal.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -34,7 +35,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
 
-from . import transactions
+from . import conf, transactions
+from .errors import BackendUnavailable
 from .tags import entry_tags, invalidate_tags
 
 __all__ = [
@@ -48,6 +50,8 @@ __all__ = [
 InstanceTags = Callable[[Any], Iterable[str]]
 #: What ``depends_on`` takes: models, or models with what a write through an instance voids.
 DependsOn = Sequence[type[models.Model]] | Mapping[type[models.Model], InstanceTags]
+
+logger = logging.getLogger("cache_tools.dependencies")
 
 #: A signalled operation older than this no longer claims the statements on its tables (it
 #: failed before its SQL): they count as writes without instances.
@@ -198,7 +202,13 @@ def _written(tags: set[str], changed: Iterable[type[models.Model]], using: str) 
 
 
 def _flush(tags: set[str], alias: str | None) -> None:
-    invalidate_tags(*sorted(tags), cache=alias)
+    """Invalidate ``tags`` in the alias of the functions that depend on the write (None: the
+    default alias, not every alias). The write has happened: an unreachable cache is logged,
+    never raised into the ``save()`` or ``update()`` that made it."""
+    try:
+        invalidate_tags(*sorted(tags), cache=alias or conf.default_alias())
+    except BackendUnavailable as exc:
+        logger.warning("could not invalidate %s after a write: %s", ", ".join(sorted(tags)), exc)
 
 
 def _instance_written(model: type[models.Model], instance: Any, using: str) -> None:

@@ -97,7 +97,7 @@ def render_fragment(
 
     entry_tags = tuple(sorted(set(tags)))
     if entry_tags:
-        note_tagged(using, flight.function_id)
+        note_tagged(alias, flight.function_id)
     _, value = flight.get(_argument_key(fragment_name, vary_on), compute, None, entry_tags)
     if rendered:  # rendered by this call (a miss, or the refresh of a stale entry it found)
         return rendered[-1]

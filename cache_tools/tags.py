@@ -43,6 +43,8 @@ _tagged: dict[str | None, set[str]] = {}
 def note_tagged(alias: str | None, function_id: str) -> None:
     """Record that ``function_id`` stores tagged entries in ``alias`` (``invalidate_tags``
     without ``cache`` invalidates in every such alias)."""
+    if function_id in _tagged.get(alias, ()):
+        return  # the common case, once per call of a tagged fragment: no lock
     with _guard:
         _tagged.setdefault(alias, set()).add(function_id)
 

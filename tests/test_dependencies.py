@@ -313,3 +313,20 @@ def test_a_view_depending_on_a_model_follows_its_writes(unique, using):
         assert others[0]["X-Cache"] == "hit" and others[0].content.decode() == f"{unique}-a=1.00"
     again = prices(request)
     assert again["X-Cache"] == "miss" and again.content.decode() == f"{unique}-a=2.00"
+
+
+def test_an_unreachable_cache_never_fails_the_write_it_follows(unique, using, dead_alias, caplog):
+    """The row is written (autocommit, or COMMIT): the invalidation that cannot be made is
+    logged, not raised into ``save()`` or ``update()``."""
+
+    @cache_aside(timeout=60, cache=dead_alias, depends_on=[Category])
+    def categories():
+        return []
+
+    category = Category.objects.using(using).create(name=unique)  # a signal
+    Category.objects.using(using).filter(pk=category.pk).update(name=f"{unique}-2")  # a statement
+    with transaction.atomic(using=using):
+        Category.objects.using(using).filter(pk=category.pk).update(name=f"{unique}-3")
+    assert Category.objects.using(using).get(pk=category.pk).name == f"{unique}-3"
+    assert caplog.text.count("could not invalidate") >= 3
+    del categories

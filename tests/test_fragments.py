@@ -21,7 +21,7 @@ from django.test import override_settings
 from cache_tools import invalidate_tags
 from cache_tools.fragments import invalidate_fragment
 from cache_tools.testing.contract import run_processes
-from testproject.shop.models import Product
+from testproject.shop.models import Category, Product
 
 LIBRARIES = {
     "cache_tools": "cache_tools.templatetags.cache_tools",
@@ -261,3 +261,20 @@ def test_bad_options_name_what_was_wrong(engine):
 def test_the_fragment_cache_of_djangos_tag_is_not_ours(engine):
     caches["default"].set("template.cache.plain.d41d8cd98f00b204e9800998ecf8427e", "django's")
     assert render(engine, "{% load cache_tools %}{% cache 60 plain %}ours{% endcache %}") == "ours"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fragments_in_the_template_fragments_alias_follow_their_tags_and_models(engine, unique):
+    """Their tags live where the fragment does, not in the default alias."""
+    fragments = {**settings.CACHES, "template_fragments": dict(settings.CACHES["django"])}
+    with override_settings(CACHES=fragments):
+        source = (
+            '{% load cache_tools %}{% cache 60 elsewhere tags=tag depends_on="shop.Category" %}'
+            "{{ n }}{% endcache %}"
+        )
+        context = {"tag": f"{unique}:t"}
+        assert render(engine, source, {**context, "n": "a"}) == "a"
+        invalidate_tags(f"{unique}:t")
+        assert render(engine, source, {**context, "n": "b"}) == "b"
+        Category.objects.create(name=unique)
+        assert render(engine, source, {**context, "n": "c"}) == "c"

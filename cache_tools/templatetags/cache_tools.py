@@ -28,7 +28,7 @@ register = template.Library()
 #: The options a ``{% cache %}`` tag takes after its ``vary_on`` values, in any order.
 OPTIONS = ("using", "stale", "tags", "depends_on")
 #: The models fragments depend on, per list of labels and alias (as many as templates name).
-_dependencies: dict[tuple[tuple[str, ...], str | None], Dependencies] = {}
+_dependencies: dict[tuple[tuple[str, ...], str], Dependencies] = {}
 
 
 @register.simple_tag
@@ -80,7 +80,7 @@ class CacheNode(Node):
         options = {name: self._resolve(value, context) for name, value in self.options.items()}
         using = options.get("using")
         try:
-            fragment_alias(using)
+            alias = fragment_alias(using)
         except ImproperlyConfigured:
             raise TemplateSyntaxError(
                 f"Invalid cache name specified for cache tag: {using!r}"
@@ -94,22 +94,24 @@ class CacheNode(Node):
             timeout=timeout,
             using=using,
             stale=stale,
-            tags=self._tags(options, using),
+            tags=self._tags(options, alias),
         )
 
-    def _tags(self, options: dict[str, Any], using: str | None) -> list[str]:
+    def _tags(self, options: dict[str, Any], alias: str) -> list[str]:
+        """``tags=``, and those of ``depends_on=`` (whose writes invalidate in ``alias``, where
+        the fragment lives)."""
         tags = options.get("tags") or []
         found = [tags] if isinstance(tags, str) else list(tags)
         labels = options.get("depends_on")
         if labels:
             labels = (labels,) if isinstance(labels, str) else tuple(labels)
-            dependencies = _dependencies.get((labels, using))
+            dependencies = _dependencies.get((labels, alias))
             if dependencies is None:
                 try:
                     models = [apps.get_model(label) for label in labels]
                 except (LookupError, ValueError) as exc:
                     raise TemplateSyntaxError(f'"cache" tag depends_on: {exc}') from None
-                dependencies = _dependencies[labels, using] = Dependencies(models, using)
+                dependencies = _dependencies[labels, alias] = Dependencies(models, alias)
             found += dependencies.tags
         return found
 
