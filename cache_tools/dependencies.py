@@ -222,12 +222,10 @@ def _instance_written(model: type[models.Model], instance: Any, using: str) -> N
 
 
 def _models_written(changed: Iterable[type[models.Model]], using: str) -> None:
+    # Both tags, whether or not a function of this process names instance tags: one that only
+    # another process imported still carries the bulk tag.
     changed = list(changed)
-    tags: set[str] = set()
-    for model in changed:
-        tags.add(model_tag(model))
-        if _registry.instance_tags(model):
-            tags.add(_bulk_tag(model))
+    tags = {tag for model in changed for tag in (model_tag(model), _bulk_tag(model))}
     _written(tags, changed, using)
 
 

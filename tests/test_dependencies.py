@@ -330,3 +330,23 @@ def test_an_unreachable_cache_never_fails_the_write_it_follows(unique, using, de
     assert Category.objects.using(using).get(pk=category.pk).name == f"{unique}-3"
     assert caplog.text.count("could not invalidate") >= 3
     del categories
+
+
+def bulk_write_without_instance_tags(index, barrier, using, pk):
+    """A process that imported only list-form dependents of Product (a command, a worker)."""
+    from cache_tools import dependencies
+
+    barrier.wait()
+    dependents = dependencies._registry.dependents[Product]
+    for dependency in list(dependents):
+        if dependency.per_model[Product] is not None:
+            dependents.discard(dependency)
+    Product.objects.using(using).filter(pk=pk).update(price=3)
+
+
+def test_a_bulk_write_voids_instance_tagged_entries_it_does_not_know_of(unique, using):
+    first, _ = setup_products(using, unique)
+    catalogue(using, unique)  # a list-form dependent, known to the writer too
+    product_page(using, first.pk)
+    fork(1, bulk_write_without_instance_tags, using, first.pk)
+    assert product_page(using, first.pk)[0] == "3.00"
