@@ -129,6 +129,13 @@ class _TagName(str):
 TAG_FIELDS: tuple[str, ...] = ("invalidated",)
 TAG_NAMES_KEPT = 1000
 
+#: The named records, by kind: the type of their names in the buffer, their fields, and how
+#: many names the server keeps.
+_NAMED: dict[str, tuple[type[_LockName | _TagName], tuple[str, ...], int]] = {
+    "locks": (_LockName, LOCK_FIELDS, LOCK_NAMES_KEPT),
+    "tags": (_TagName, TAG_FIELDS, TAG_NAMES_KEPT),
+}
+
 
 CountedKey = ServerKey | _LockName | _TagName
 Target = tuple[str, CountedKey]  # (cache alias, statistics key, lock or tag name)
@@ -281,7 +288,7 @@ class _Buffer:
         backend = get_backend(alias)
         if not backend.stores:
             return {name: Counter() for name in names or ()}
-        named, fields = (_LockName, LOCK_FIELDS) if kind == "locks" else (_TagName, TAG_FIELDS)
+        named, fields, _ = _NAMED[kind]
         with self._sending:
             self._drain()
             shared = backend.read_lock_counts(fields, names, kind)
@@ -309,14 +316,12 @@ class _Buffer:
                     logger.debug("dropping statistics for %r, no longer in CACHES", alias)
                     continue
                 functions = {k: c for k, c in per_key.items() if type(k) is ServerKey}
-                locks = {str(k): c for k, c in per_key.items() if type(k) is _LockName}
-                tags = {str(k): c for k, c in per_key.items() if type(k) is _TagName}
                 if functions:
                     self._send_functions(backend, functions)
-                if locks:
-                    self._send_locks(backend, locks, _LockName, LOCK_FIELDS, "locks")
-                if tags:
-                    self._send_locks(backend, tags, _TagName, TAG_FIELDS, "tags")
+                for kind, (named, _, _) in _NAMED.items():
+                    counted = {str(k): c for k, c in per_key.items() if type(k) is named}
+                    if counted:
+                        self._send_named(backend, counted, kind)
         return sum(map(len, counts.values()))
 
     def _keep(self, alias: str, counted: dict[Any, Counter[str]]) -> None:
@@ -335,18 +340,12 @@ class _Buffer:
         except Exception as exc:  # charts and registries only; the counts are sent
             logger.debug("could not record the minute or names for %r: %s", backend.alias, exc)
 
-    def _send_locks(
-        self,
-        backend: Backend,
-        counts: dict[str, Counter[str]],
-        named: type[str],
-        fields: tuple[str, ...],
-        kind: str,
-    ) -> None:
+    def _send_named(self, backend: Backend, counts: dict[str, Counter[str]], kind: str) -> None:
         """Locks' (or tags') counts and names in one bounded record per alias and kind
-        (``LOCK_NAMES_KEPT``)."""
+        (``LOCK_NAMES_KEPT``, ``TAG_NAMES_KEPT``)."""
+        named, fields, keep = _NAMED[kind]
         try:
-            backend.add_lock_counts(counts, fields, LOCK_NAMES_KEPT, LOCK_SECONDS, kind)
+            backend.add_lock_counts(counts, fields, keep, LOCK_SECONDS, kind)
         except OutcomeUnknown:
             logger.debug("lock statistics for %r may not have been counted", backend.alias)
         except BackendUnavailable:
