@@ -31,6 +31,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any
 
 from django.core.signals import setting_changed
@@ -96,8 +97,12 @@ class LocalCopies:
 
     def drop_generation(self, generation_key: str) -> None:
         """Drop the copies voided by a change of ``generation_key`` (a generation or a tag)."""
+        self.drop_voided({generation_key})
+
+    def drop_voided(self, changed: set[str]) -> None:
+        """Drop the copies voided by a change of any of ``changed`` (one pass)."""
         for key, copy in list(self._copies.items()):
-            if generation_key in copy[2]:
+            if not changed.isdisjoint(copy[2]):
                 self.drop(key)
 
     def clear(self) -> None:
@@ -190,15 +195,18 @@ class Tracker:
         self.epoch += 1  # a read that began while the copies were being dropped is not served
 
     def _drop(self, keys: list[bytes]) -> None:
+        versions = set()  # generations and tags changed: one pass over the copies for all
         for raw in keys:
             key = raw.decode()
             if key.startswith((self.generation_prefix, self.tag_prefix)):
-                for store in list(self.stores):
-                    store.drop_generation(key)
+                versions.add(key)
             else:
                 holder = self.index.get(key)
                 if holder is not None:
                     holder.drop(key)
+        if versions:
+            for store in list(self.stores):
+                store.drop_voided(versions)
 
     def _flush(self) -> None:
         self.epoch += 1
@@ -327,11 +335,12 @@ def _stop_trackers(*, setting: str, **kwargs: object) -> None:
 setting_changed.connect(_stop_trackers)
 
 
-def drop_voided_by(backend: Backend, version_key: str) -> None:
+def drop_voided_by(backend: Backend, version_keys: Iterable[str]) -> None:
     """Drop this process's copies (of every function of ``backend``'s alias) voided by a
-    change of ``version_key`` (a tag's version) this process made: it reads its own writes
+    change of ``version_keys`` (tags' versions) this process made: it reads its own writes
     without waiting for the server's invalidation."""
     tracker = _trackers.get((os.getpid(), backend))
     if tracker is not None:
+        changed = set(version_keys)
         for store in list(tracker.stores):
-            store.drop_generation(version_key)
+            store.drop_voided(changed)

@@ -103,8 +103,7 @@ def _bump(backend: Backend, tags: tuple[str, ...]) -> None:
     try:
         backend.bump_tags(keys)
     finally:
-        for key in keys:
-            drop_voided_by(backend, key)
+        drop_voided_by(backend, keys)
     for tag in tags:
         stats.tag_invalidated(backend.alias, tag)
 
@@ -148,7 +147,6 @@ async def ainvalidate_tags(*tags: str, cache: str | None = None) -> None:
         try:
             await backend.asynchronous().bump_tags(keys)
         finally:
-            for key in keys:
-                drop_voided_by(backend, key)
+            drop_voided_by(backend, keys)
         for tag in names:
             stats.tag_invalidated(alias, tag)

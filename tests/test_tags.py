@@ -197,3 +197,24 @@ def test_a_cluster_invalidates_functions_only_other_processes_imported(
     monkeypatch.setattr(tags, "_tagged", {})  # as a process that never imported it
     invalidate_tags(unique, cache=cluster_alias)
     assert elsewhere() != first
+
+
+def test_many_tags_are_bumped_in_bounded_scripts(unique):
+    """A transaction that wrote thousands of rows: its tags go in scripts of at most
+    ``TAGS_PER_SCRIPT`` keys, and every one of them is bumped."""
+    from cache_tools.backends.redis import TAGS_PER_SCRIPT
+
+    names = [f"{unique}:{n}" for n in range(2 * TAGS_PER_SCRIPT + 500)]
+
+    @cache_aside(timeout=60, tags=lambda n: [names[n]], key_maker=lambda n: (unique, n))
+    def row(n):
+        return time.time()
+
+    firsts = [row(0), row(len(names) - 1)]
+    stats.flush()
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    before = client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+    invalidate_tags(*names)
+    scripts = client.info("commandstats")["cmdstat_evalsha"]["calls"] - before
+    assert 3 <= scripts <= 4, scripts  # 3 bumps (and the statistics flusher's one, at most)
+    assert not any(a == b for a, b in zip([row(0), row(len(names) - 1)], firsts, strict=True))

@@ -54,6 +54,8 @@ __all__ = [
 
 R = TypeVar("R")
 
+#: Tags' versions bumped by one script (more take one round trip per this many).
+TAGS_PER_SCRIPT = 1000
 #: The longest single blocking wait (seconds), below half the client's socket timeout.
 LONGEST_WAIT = 1.0
 #: How long a lock handed to the waiter blocked longest waits for it to claim it (a live waiter
@@ -375,8 +377,11 @@ class RedisBackend(Backend):
         self._run(self.bump_tags_steps(keys))
 
     def bump_tags_steps(self, keys: Sequence[ServerKey]) -> Steps[None]:
-        if keys:
-            yield from self.transport.script("tags_bump", list(keys), [])
+        # One script per TAGS_PER_SCRIPT tags: a transaction that wrote a million rows does not
+        # send one command of a million keys (nor hold the server that long).
+        for start in range(0, len(keys), TAGS_PER_SCRIPT):
+            batch = list(keys[start : start + TAGS_PER_SCRIPT])
+            yield from self.transport.script("tags_bump", batch, [])
 
     # Statistics --------------------------------------------------------------------------
 
