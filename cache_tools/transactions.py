@@ -191,7 +191,9 @@ def collect_at_commit(
     if batch is None or batch.flush is not flush or not batch.open(connection):
         batch = connection.cache_tools_collected = _Collected(found[0], flush)  # type: ignore[attr-defined]
         _kept_to_the_end(connection, batch)
-        _collecting.batches.append((connection, batch))
+        batches = _collecting.batches
+        batches[:] = [(c, kept) for c, kept in batches if kept.open(c)]  # ended ones go
+        batches.append((connection, batch))
     batch.items.setdefault(target, set()).update(items)
     return True
 

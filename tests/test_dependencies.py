@@ -350,3 +350,12 @@ def test_a_bulk_write_voids_instance_tagged_entries_it_does_not_know_of(unique, 
     product_page(using, first.pk)
     fork(1, bulk_write_without_instance_tags, using, first.pk)
     assert product_page(using, first.pk)[0] == "3.00"
+
+
+def test_a_thread_keeps_nothing_of_the_transactions_it_ended(unique, using):
+    from cache_tools import transactions
+
+    for n in range(20):
+        with transaction.atomic(using=using):
+            Product.objects.using(using).create(name=f"{unique}-{n}", price=1)
+    assert len(transactions._collecting.batches) <= 1  # before: one per transaction, for ever
