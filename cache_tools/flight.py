@@ -181,8 +181,7 @@ class Flight(Generic[T]):
             return self._get(argument_key, compute, scope, tags)
         started = time.perf_counter()
         state, value = self._get(argument_key, compute, scope, tags)
-        key = self.keys(argument_key, scope=scope, tags=tags).value
-        recording.call(self.function_id, key, state, time.perf_counter() - started)
+        self._record(argument_key, scope, tags, state, started)
         return state, value
 
     async def aget(
@@ -196,9 +195,20 @@ class Flight(Generic[T]):
             return await self._aget(argument_key, compute, scope, tags)
         started = time.perf_counter()
         state, value = await self._aget(argument_key, compute, scope, tags)
+        self._record(argument_key, scope, tags, state, started)
+        return state, value
+
+    def _record(
+        self,
+        argument_key: str,
+        scope: str | None,
+        tags: tuple[str, ...],
+        state: str,
+        started: float,
+    ) -> None:
+        """Note a call in the open recording (:mod:`cache_tools.recording`)."""
         key = self.keys(argument_key, scope=scope, tags=tags).value
         recording.call(self.function_id, key, state, time.perf_counter() - started)
-        return state, value
 
     def _get(
         self,

@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from django.core.exceptions import ImproperlyConfigured
@@ -130,10 +131,10 @@ TAG_FIELDS: tuple[str, ...] = ("invalidated",)
 TAG_NAMES_KEPT = 1000
 
 #: The named records, by kind: the type of their names in the buffer, their fields, and how
-#: many names the server keeps.
-_NAMED: dict[str, tuple[type[_LockName | _TagName], tuple[str, ...], int]] = {
-    "locks": (_LockName, LOCK_FIELDS, LOCK_NAMES_KEPT),
-    "tags": (_TagName, TAG_FIELDS, TAG_NAMES_KEPT),
+#: many names the server keeps (read when sending: a setting of this module).
+_NAMED: dict[str, tuple[type[_LockName | _TagName], tuple[str, ...], Callable[[], int]]] = {
+    "locks": (_LockName, LOCK_FIELDS, lambda: LOCK_NAMES_KEPT),
+    "tags": (_TagName, TAG_FIELDS, lambda: TAG_NAMES_KEPT),
 }
 
 
@@ -345,7 +346,7 @@ class _Buffer:
         (``LOCK_NAMES_KEPT``, ``TAG_NAMES_KEPT``)."""
         named, fields, keep = _NAMED[kind]
         try:
-            backend.add_lock_counts(counts, fields, keep, LOCK_SECONDS, kind)
+            backend.add_lock_counts(counts, fields, keep(), LOCK_SECONDS, kind)
         except OutcomeUnknown:
             logger.debug("lock statistics for %r may not have been counted", backend.alias)
         except BackendUnavailable:
