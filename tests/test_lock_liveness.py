@@ -67,6 +67,22 @@ def _member(name, directory, holder, start):
             journal.write(f"{handle.fence} {began:.6f} {ended:.6f}\n")
 
 
+def _stop_unless_holding(member, watcher, holder):
+    """SIGSTOP ``member`` and keep it stopped only if it does not hold the lock (killed then, its
+    lock would sit out its TTL: a holder crash, which this test is not about).
+
+    Once stopped it cannot take the lock, but a claim it sent a moment before may still be in
+    the server's socket buffer: the first of two reads of the owner is served after everything
+    already in the server's buffers was read, the second after it was all run."""
+    os.kill(member.pid, signal.SIGSTOP)
+    watcher.holder()
+    owner = (watcher.holder() or "").split(":")  # host:pid:random, or '~' and a hand-over ticket
+    if member.pid not in {holder.value, int(owner[-2]) if len(owner) > 2 else 0}:
+        return True
+    os.kill(member.pid, signal.SIGCONT)
+    return False
+
+
 def _run(name, directory, seconds, kill_every):
     """Acquisitions in ``seconds`` by 8 processes; with ``kill_every``, a process waiting in line
     (never the holder) is SIGKILLed that often and replaced at once."""
@@ -84,19 +100,14 @@ def _run(name, directory, seconds, kill_every):
     next_kill, kills = began + (kill_every or seconds), 0
     while (now := time.monotonic()) < began + seconds:
         if kill_every and now >= next_kill:
-            # Never the holder: not the one that says so, nor the one the server names (it may
-            # have taken the lock a moment ago and not said so yet; killed then, its lock would
-            # sit out its TTL: a holder crash, which this test is not about).
-            owner = (watcher.holder() or "").split(":")  # host:pid:random, or a hand-over
-            holding = {holder.value, int(owner[-2]) if len(owner) > 2 else 0}
-            waiting = [m for m in members if m.pid not in holding]
-            victim = random.choice(waiting)
-            members.remove(victim)
-            os.kill(victim.pid, signal.SIGKILL)
-            victim.join()
-            members.append(spawn())
-            kills += 1
-            next_kill += kill_every
+            victim = random.choice(members)
+            if _stop_unless_holding(victim, watcher, holder):
+                members.remove(victim)
+                os.kill(victim.pid, signal.SIGKILL)
+                victim.join()
+                members.append(spawn())
+                kills += 1
+                next_kill += kill_every
         time.sleep(0.005)
     for member in members:
         member.kill()
