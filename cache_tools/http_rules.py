@@ -16,7 +16,9 @@ A stored response is served only to requests that agree on every header its ``Va
 Headers that middleware adds to ``Vary`` after the view returns are taken into account here:
 ``Cookie`` when the view read the session (``request.user`` included), read a cookie, or
 embedded an existing CSRF token, and the active language and time zone are part of every key,
-as in Django's ``cache_page``. Flash messages are :mod:`cache_tools.views`' concern.
+as in Django's ``cache_page``. So are request headers the page read that its ``Vary`` does not
+name: the response varies on them (and says so). Flash messages are :mod:`cache_tools.views`'
+concern.
 """
 
 from __future__ import annotations
@@ -45,6 +47,22 @@ __all__ = [
     "thaw",
     "varied_headers",
 ]
+
+# Request headers a page may read without varying on them: those the key's host and scheme are
+# made of (``request.get_host()``, ``request.scheme``), and the conditional ones (a stored 200
+# is a valid answer to any conditional request, RFC 9111 §4.3.2; a 304 is never stored).
+_KEYED_OR_CONDITIONAL = frozenset(
+    {
+        "host",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "if-match",
+        "if-none-match",
+        "if-modified-since",
+        "if-unmodified-since",
+        "if-range",
+    }
+)
 
 # Commas between header list elements (RFC 9110 §5.6.1), with optional whitespace.
 _LIST = re.compile(r"\s*,\s*")
@@ -89,20 +107,33 @@ def varied_headers(
     user_in_key: bool,
     reads: Reads,
     session_read_before: bool = False,
+    headers_in_key: tuple[str, ...] = (),
 ) -> tuple[str, ...] | None:
     """What the response varies on (sorted): the request headers its ``Vary`` names (lower
     case), and the request state the page read that middleware would only account for after
-    this decorator has run (see :mod:`cache_tools.request_state`): ``cookie:<name>`` for a
-    cookie, ``session:<key>`` for a session key (``session:*``: the whole session), ``cookie``
-    (the whole header) for an embedded CSRF token or a session read before the view (by
-    middleware: what it read is unknown). With ``user_in_key`` (``vary_on_user``), the session
-    keys read for authentication are covered by the user's key. None for ``Vary: *``.
+    this decorator has run (see :mod:`cache_tools.request_state`): the headers it read
+    (``headers_in_key``, ``vary_on_headers``, and the host's and scheme's left out),
+    ``cookie:<name>`` for a cookie, ``session:<key>`` for a session key (``session:*``: the
+    whole session), ``cookie`` (the whole header) for an embedded CSRF token or a session read
+    before the view (by middleware: what it read is unknown). With ``user_in_key``
+    (``vary_on_user``), the session keys read for authentication are covered by the user's key.
+    None for ``Vary: *``, or when the page read every header (iterated them).
 
-    The response's own ``Vary`` gains ``Cookie`` for any of these, for caches downstream.
+    The response's own ``Vary`` gains the headers read and ``Cookie`` for the rest of that
+    state, for caches downstream.
     """
     names = {n.strip().lower() for n in _LIST.split(response.get("Vary", "")) if n.strip()}
-    if "*" in names:
+    if "*" in names or "*" in reads.headers:
         return None
+    read = reads.headers - _KEYED_OR_CONDITIONAL - set(headers_in_key) - names
+    if settings.SECURE_PROXY_SSL_HEADER:
+        read.discard(
+            settings.SECURE_PROXY_SSL_HEADER[0].removeprefix("HTTP_").replace("_", "-").lower()
+        )
+    if read:  # as HTTP spells them: Accept-Language
+        patch_vary_headers(
+            response, ["-".join(map(str.capitalize, h.split("-"))) for h in sorted(read)]
+        )
     state = set()
     if "*" in reads.cookies:
         state.add("cookie")
@@ -117,7 +148,7 @@ def varied_headers(
         state |= {f"session:{key}" for key in reads.session_keys - covered}
     if state:
         patch_vary_headers(response, ("Cookie",))
-    return tuple(sorted(names | state))
+    return tuple(sorted(names | read | state))
 
 
 def storable(response: HttpResponseBase, had_csrf_cookie: bool, request: HttpRequest) -> bool:

@@ -1,5 +1,5 @@
-"""What a page read of its request besides the headers it varies on: cookies, session keys and
-flash messages.
+"""What a page read of its request besides the headers it varies on: headers, cookies, session
+keys and flash messages.
 
 Middleware acts on these after a view returns, too late for a cache decorator to see: the
 messages framework deletes the ``messages`` cookie of a visitor whose messages a page showed,
@@ -12,6 +12,7 @@ built from one visitor's state from a page every visitor may share::
         response = view(request)
     finally:
         reads = watching.stop()
+    reads.headers            # headers it read (request.headers, request.META), lower case
     reads.cookies            # names of the cookies the view read (request.COOKIES)
     reads.session_keys       # keys it read of request.session (None: it read it whole)
     reads.messages_shown     # it showed this visitor's own flash messages
@@ -25,6 +26,8 @@ from typing import Any
 
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.http import HttpRequest
+from django.http.request import HttpHeaders
+from django.utils.datastructures import CaseInsensitiveMapping
 
 __all__ = ["AUTHENTICATION_KEYS", "Reads", "Watching", "pending_messages", "watch"]
 
@@ -36,6 +39,9 @@ AUTHENTICATION_KEYS = frozenset({SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_
 class Reads:
     """What one rendering of a page read of its request."""
 
+    #: Names (lower case) of the request headers read from ``request.headers`` or
+    #: ``request.META``; ``"*"`` when they were read all at once (iterated).
+    headers: set[str] = field(default_factory=set)
     #: Names of the cookies read from ``request.COOKIES`` (the messages cookie left out).
     cookies: set[str] = field(default_factory=set)
     #: Keys read from ``request.session`` (the messages key left out); None when it was read
@@ -51,39 +57,43 @@ class Reads:
         return self.session_keys is None or not self.session_keys <= keys
 
 
-class _Cookies(dict[str, str]):
-    """``request.COOKIES`` that records which cookies are read."""
+def _header_name(meta_key: object) -> str | None:
+    """The header a ``request.META`` key holds (``HTTP_ACCEPT_LANGUAGE``: ``accept-language``),
+    None for the rest of the WSGI environment."""
+    if not isinstance(meta_key, str):
+        return None
+    if meta_key.startswith("HTTP_"):
+        meta_key = meta_key[5:]
+    elif meta_key not in HttpHeaders.UNPREFIXED_HEADERS:
+        return None
+    return meta_key.replace("_", "-").lower()
 
-    def __init__(self, cookies: dict[str, str], reads: Reads, own: frozenset[str]) -> None:
-        super().__init__(cookies)
-        self._reads, self._own = reads, own
 
-    def _read(self, name: Any) -> None:
-        if name not in self._own:
-            self._reads.cookies.add(str(name))
+class _Recording(dict[str, Any]):
+    """A copy of a request's dict that reports each read: ``_read(key)`` for one key,
+    ``_read_all()`` for all of them at once."""
+
+    def _read(self, key: object) -> None:
+        raise NotImplementedError
 
     def _read_all(self) -> None:
-        self._reads.cookies.add("*")
+        raise NotImplementedError
 
-    def __getitem__(self, name: str) -> str:
-        self._read(name)
-        return super().__getitem__(name)
+    def __getitem__(self, key: str) -> Any:
+        self._read(key)
+        return super().__getitem__(key)
 
-    def get(self, name: str, default: Any = None) -> Any:
-        self._read(name)
-        return super().get(name, default)
+    def get(self, key: str, default: Any = None) -> Any:
+        self._read(key)
+        return super().get(key, default)
 
-    def __contains__(self, name: object) -> bool:
-        self._read(name)
-        return super().__contains__(name)
+    def __contains__(self, key: object) -> bool:
+        self._read(key)
+        return super().__contains__(key)
 
     def __iter__(self) -> Iterator[str]:
         self._read_all()
         return super().__iter__()
-
-    def __len__(self) -> int:
-        self._read_all()
-        return super().__len__()
 
     def keys(self) -> Any:
         self._read_all()
@@ -97,9 +107,84 @@ class _Cookies(dict[str, str]):
         self._read_all()
         return super().items()
 
-    def copy(self) -> dict[str, str]:
+    def copy(self) -> dict[str, Any]:
         self._read_all()
         return dict(super().items())
+
+
+class _Meta(_Recording):
+    """``request.META`` that records which headers are read; writes (``get_token()``'s
+    ``CSRF_COOKIE``) go to the request's own ``META`` as well."""
+
+    def __init__(self, meta: dict[str, Any], reads: Reads) -> None:
+        super().__init__(meta)
+        self._meta, self._reads = meta, reads
+
+    def _read(self, key: object) -> None:
+        name = _header_name(key)
+        if name is not None:
+            self._reads.headers.add(name)
+
+    def _read_all(self) -> None:
+        self._reads.headers.add("*")
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self._meta[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        del self._meta[key]
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        self._read(key)
+        self._meta.setdefault(key, default)
+        return super().setdefault(key, default)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self._read(key)
+        self._meta.pop(key, None)
+        return super().pop(key, *default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        changes = dict(*args, **kwargs)
+        super().update(changes)
+        self._meta.update(changes)
+
+
+class _Headers(HttpHeaders):
+    """``request.headers`` that records which headers are read."""
+
+    def __init__(self, headers: HttpHeaders, reads: Reads) -> None:
+        CaseInsensitiveMapping.__init__(self, headers)
+        self._reads = reads
+
+    def __getitem__(self, key: str) -> str:
+        self._reads.headers.add(key.lower())
+        return super().__getitem__(key)
+
+    def __iter__(self) -> Iterator[str]:
+        self._reads.headers.add("*")
+        return super().__iter__()
+
+
+class _Cookies(_Recording):
+    """``request.COOKIES`` that records which cookies are read."""
+
+    def __init__(self, cookies: dict[str, str], reads: Reads, own: frozenset[str]) -> None:
+        super().__init__(cookies)
+        self._reads, self._own = reads, own
+
+    def _read(self, name: object) -> None:
+        if name not in self._own:
+            self._reads.cookies.add(str(name))
+
+    def _read_all(self) -> None:
+        self._reads.cookies.add("*")
+
+    def __len__(self) -> int:
+        self._read_all()
+        return super().__len__()
 
 
 # Session methods that read one key (its first argument), and those that name none.
@@ -231,6 +316,10 @@ class Watching:
         self._messages_loaded = hasattr(self._messages, "_loaded_data")
         own_cookies = frozenset(_names(storages, "cookie_name"))
         own_keys = frozenset(_names(storages, "session_key"))
+        self._headers = request.headers  # made now from the request's own META, as Django does
+        self._meta = request.META
+        request.META = _Meta(self._meta, self.reads)
+        request.headers = _Headers(self._headers, self.reads)
         self._cookies = request.COOKIES
         request.COOKIES = _Cookies(self._cookies, self.reads, own_cookies)
         self._session = getattr(request, "session", None)
@@ -240,6 +329,7 @@ class Watching:
     def stop(self) -> Reads:
         """Put the request back as it was; what was read."""
         request, reads = self.request, self.reads
+        request.META, request.headers = self._meta, self._headers
         request.COOKIES = self._cookies
         if self._session is not None:
             request.session = self._session

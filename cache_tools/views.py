@@ -223,7 +223,9 @@ class CachedView(Generic[P]):
         if reads.messages_shown:  # this visitor's own flash messages: not for the next one
             response["X-Cache"] = BYPASS
             return response, NOT_STORED
-        varies = varied_headers(response, request, self._vary_on_user, reads, session_read_before)
+        varies = varied_headers(
+            response, request, self._vary_on_user, reads, session_read_before, self._vary_on_headers
+        )
         if (
             varies is None
             or not isinstance(response, HttpResponse)  # streamed

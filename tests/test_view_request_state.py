@@ -251,3 +251,85 @@ def test_a_waiter_of_the_same_process_never_takes_a_visitors_own_page(unique, mo
     assert "Thanks Alice Smith" in pages["alice"].content.decode()
     assert pages["bob"].status_code == 200
     assert "Alice" not in pages["bob"].content.decode()
+
+
+def get(view, path, **headers):
+    response = view(factory.get(path, **headers))
+    return response.content.decode(), response["X-Cache"], response.get("Vary")
+
+
+@pytest.mark.parametrize(
+    "reads",
+    [
+        lambda request: request.headers.get("Accept", "html"),
+        lambda request: request.headers["Accept"] if "Accept" in request.headers else "html",  # noqa: SIM401 (`in`, then `[]`: both are reads)
+        lambda request: request.META.get("HTTP_ACCEPT", "html"),
+        lambda request: request.META["HTTP_ACCEPT"] if "HTTP_ACCEPT" in request.META else "html",  # noqa: SIM401
+    ],
+    ids=["headers.get", "headers[]", "META.get", "META[]"],
+)
+def test_a_header_read_by_the_view_is_part_of_the_key(unique, reads):
+    """Before: the page rendered for the first Accept header was served to every other one."""
+    view = cache_view(timeout=60)(lambda request: HttpResponse(f"as {reads(request)}"))
+    path = f"/formats/{unique}"
+    assert get(view, path, HTTP_ACCEPT="json") == ("as json", "miss", "Accept")
+    assert get(view, path, HTTP_ACCEPT="xml") == ("as xml", "miss", "Accept")
+    assert get(view, path) == ("as html", "miss", "Accept")  # absent differs from any value
+    assert get(view, path, HTTP_ACCEPT="") == ("as ", "miss", "Accept")  # ... and from empty
+    assert get(view, path, HTTP_ACCEPT="json") == ("as json", "hit", "Accept")
+    assert get(view, path, HTTP_ACCEPT="xml") == ("as xml", "hit", "Accept")
+    assert get(view, path) == ("as html", "hit", "Accept")
+
+
+def test_a_header_named_by_vary_on_headers_or_vary_is_keyed_once(unique):
+    @cache_view(timeout=60, vary_on_headers=["X-Tenant"])
+    def tenant(request):
+        return HttpResponse(f"{request.headers.get('X-Tenant')} {request.headers.get('X-Shard')}")
+
+    path = f"/tenants/{unique}"
+    assert get(tenant, path, HTTP_X_TENANT="a") == ("a None", "miss", "X-Shard")
+    assert get(tenant, path, HTTP_X_TENANT="b", HTTP_X_SHARD="1") == ("b 1", "miss", "X-Shard")
+    assert get(tenant, path, HTTP_X_TENANT="a") == ("a None", "hit", "X-Shard")
+    assert get(tenant, path, HTTP_X_TENANT="b", HTTP_X_SHARD="1") == ("b 1", "hit", "X-Shard")
+
+
+def test_a_view_that_reads_every_header_is_not_stored(unique):
+    view = cache_view(timeout=60)(lambda request: HttpResponse(repr(sorted(request.headers))))
+    assert get(view, f"/echo/{unique}", HTTP_X_A="1")[1] == "bypass"
+    assert get(view, f"/echo/{unique}", HTTP_X_B="2")[1] == "bypass"
+
+
+def test_the_host_scheme_and_conditional_headers_need_no_vary(unique):
+    """What the key already holds (host, scheme) and conditional headers (a stored 200 answers
+    any conditional request) keep the page shared."""
+    from django.views.decorators.http import etag
+
+    @cache_view(timeout=60)
+    @etag(lambda request: '"v1"')
+    def view(request):
+        return HttpResponse(f"{request.build_absolute_uri()} {request.is_secure()}")
+
+    path = f"/absolute/{unique}"
+    text, state, vary = get(view, path, HTTP_USER_AGENT="a")
+    assert (text, state, vary) == (f"http://testserver{path} False", "miss", None)
+    assert get(view, path, HTTP_USER_AGENT="b", HTTP_IF_NONE_MATCH='"v0"')[1:] == ("hit", None)
+
+
+def test_a_page_through_startprojects_middleware_reads_no_header(unique):
+    """The shop's pages (messages, CSRF, auth context processors) stay shared by visitors
+    whose headers differ."""
+    catalogue = f"/shop/{unique}/"
+    assert page(Client(HTTP_USER_AGENT="a", HTTP_ACCEPT="text/html"), catalogue)[1] == "miss"
+    assert page(Client(HTTP_USER_AGENT="b", HTTP_ACCEPT_LANGUAGE="de"), catalogue)[1] == "hit"
+
+
+def test_writes_to_meta_while_watched_reach_the_request(unique):
+    """``get_token()`` writes ``CSRF_COOKIE`` to ``request.META`` while the page renders; the
+    CSRF middleware reads it from the request's own ``META`` afterwards."""
+    from django.middleware.csrf import get_token
+
+    view = cache_view(timeout=60)(lambda request: HttpResponse(get_token(request)))
+    request = factory.get(f"/token/{unique}")
+    response = view(request)
+    assert request.META["CSRF_COOKIE"] and request.META["CSRF_COOKIE_NEEDS_UPDATE"]
+    assert response["X-Cache"] == "bypass"  # it created the visitor's CSRF cookie
