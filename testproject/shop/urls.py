@@ -11,6 +11,7 @@ urlpatterns = [
     path("<str:run>/greeting", views.greeting),
     path("<str:run>/preferences", views.preferences),
     path("<str:run>/sign-in", views.sign_in),
+    path("<str:run>/price-list", views.price_list),
     path("<str:run>/stock", views.stock),
     path("<str:run>/reserve", views.reserve),
     path("<str:run>/price", views.price),

@@ -85,6 +85,14 @@ def preferences(request, run):
     )
 
 
+@cache_view(timeout=60)
+def price_list(request, run):
+    """JSON or HTML by the ``Accept`` header, which no ``Vary`` names."""
+    if "application/json" in request.headers.get("Accept", ""):
+        return JsonResponse({"run": run, "products": PRODUCTS, "rendering": _rendering()})
+    return render(request, "shop/catalogue.html", {"run": run, "products": PRODUCTS})
+
+
 @require_GET
 def stock(request, run):
     """The stock of the run's product (made with ``?set=N``)."""

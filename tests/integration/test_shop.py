@@ -120,3 +120,31 @@ def test_carts_and_users_stay_their_own(shop, unique):
     assert strangers == {("Hello, guest", ("(empty)",))}
     greeting = [Visitor(shop, unique).get("greeting")[0] for _ in range(3)]
     assert all("Hello, guest" in page for page in greeting)
+
+
+def test_a_page_read_by_its_accept_header_reaches_each_format_alone(shop, unique):
+    """The price list answers JSON or HTML by ``Accept``, which no ``Vary`` names: read while
+    it renders, the header keys the page on every worker, and the page says ``Vary: Accept``."""
+
+    def fetch(accept):
+        url = f"{shop.url}/shop/{unique}/price-list"
+        request = urllib.request.Request(url, headers={"Accept": accept})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.headers["Vary"] == "Accept"
+            body = response.read().decode()
+            return (
+                body.startswith("{"),
+                response.headers["X-Cache"],
+                response.headers["X-Worker-Pid"],
+            )
+
+    def visitor(number):
+        wants_json = number % 2 == 0
+        accept = "application/json" if wants_json else "text/html"
+        return [(wants_json, *fetch(accept)) for _ in range(6)]
+
+    with ThreadPoolExecutor(12) as pool:
+        seen = [row for rows in pool.map(visitor, range(12)) for row in rows]
+    assert all(wanted == got_json for wanted, got_json, _, _ in seen)
+    assert sum(state == "miss" for *_, state, _ in seen) == 2  # one render per format
+    assert len({pid for *_, pid in seen}) >= 2
