@@ -54,18 +54,24 @@ def test_waiters_in_other_processes_compute_side_by_side(processes, unique, kind
 
 
 def test_waiters_in_the_computing_process_take_its_result(unique):
-    results, barrier = [], threading.Barrier(6)
+    from tests.test_locks import blocked_clients, wait_until_blocked
 
-    def call():
-        barrier.wait()
-        results.append(unstorable(unique, "unpicklable"))
+    blocked, computed, results = blocked_clients(), [], []
 
-    threads = [threading.Thread(target=call) for _ in range(6)]
+    @cache_aside(timeout=60, key_maker=lambda: unique)
+    def unpicklable():
+        computed.append(1)
+        # Until the five others wait for this very computation (blocked on the server: a
+        # thread that came after it ended would compute anew, and rightly so).
+        wait_until_blocked(blocked + 5)
+        return threading.Lock()
+
+    threads = [threading.Thread(target=lambda: results.append(unpicklable())) for _ in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(computations(unique)) == 1
+    assert len(computed) == 1
     assert len(results) == 6 and len({id(result) for result in results}) == 1
 
 

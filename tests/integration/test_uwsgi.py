@@ -26,13 +26,24 @@ def parallel(site, paths, workers=16):
         return list(pool.map(site.request, paths))
 
 
+def from_workers(site, path, at_least=3, most=240):
+    """Replies to ``path`` sent in parallel batches until ``at_least`` workers have answered
+    (how a server spreads 24 requests over its workers depends on what the machine does)."""
+    replies = []
+    while len({r.pid for r in replies}) < at_least:
+        assert len(replies) < most, (
+            f"{most} requests reached {len({r.pid for r in replies})} workers"
+        )
+        replies += parallel(site, [path] * 24, workers=8)
+    return replies
+
+
 def test_value_set_on_one_worker_is_found_by_all(site, unique):
     body = json.dumps({"key": unique, "value": [1, "two"]}).encode()
     assert site.request("/demo/cache", body).status == 200
-    replies = parallel(site, [f"/demo/cache/{unique}"] * 40, workers=8)
+    replies = from_workers(site, f"/demo/cache/{unique}")
     assert all(r.status == 200 for r in replies)
     assert all(r.json() == {"key": unique, "value": [1, "two"], "found": True} for r in replies)
-    assert len({r.pid for r in replies}) >= 3
     assert site.request(f"/demo/cache/{unique}-missing").json()["found"] is False
 
 
@@ -295,14 +306,12 @@ def test_a_committed_write_reaches_every_worker_through_its_tags(site, unique, h
     worker's transaction is what every worker serves next."""
     run = f"{unique}-{how}"
     assert site.request(f"/shop/{run}/stock?set=1").status == 200
-    before = parallel(site, [f"/shop/{run}/price"] * 24, workers=8)
+    before = from_workers(site, f"/shop/{run}/price")
     assert {r.json()["price"] for r in before} == {"1.00"}
-    assert len({r.pid for r in before}) >= 3
     body = f"how={how}&price=2.50".encode()
     assert site.request(f"/shop/{run}/set-price", body).json() == {"price": "2.50"}
-    after = parallel(site, [f"/shop/{run}/price"] * 24, workers=8)
+    after = from_workers(site, f"/shop/{run}/price")
     assert {r.json()["price"] for r in after} == {"2.50"}
-    assert len({r.pid for r in after}) >= 3
 
 
 @pytest.fixture(scope="module")
