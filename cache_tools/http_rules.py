@@ -113,14 +113,16 @@ def varied_headers(
     case), and the request state the page read that middleware would only account for after
     this decorator has run (see :mod:`cache_tools.request_state`): the headers it read
     (``headers_in_key``, ``vary_on_headers``, and the host's and scheme's left out),
-    ``cookie:<name>`` for a cookie, ``session:<key>`` for a session key (``session:*``: the
-    whole session), ``cookie`` (the whole header) for an embedded CSRF token or a session read
-    before the view (by middleware: what it read is unknown). With ``user_in_key``
-    (``vary_on_user``), the session keys read for authentication are covered by the user's key.
-    None for ``Vary: *``, or when the page read every header (iterated them).
+    ``client:<key>`` for the client's address or server-authenticated user (``REMOTE_ADDR``,
+    ``REMOTE_USER``), ``cookie:<name>`` for a cookie, ``session:<key>`` for a session key
+    (``session:*``: the whole session), ``cookie`` (the whole header) for an embedded CSRF
+    token or a session read before the view (by middleware: what it read is unknown). With
+    ``user_in_key`` (``vary_on_user``), the session keys read for authentication are covered
+    by the user's key. None for ``Vary: *``, or when the page read every header (iterated
+    them).
 
-    The response's own ``Vary`` gains the headers read and ``Cookie`` for the rest of that
-    state, for caches downstream.
+    The response's own ``Vary`` gains the headers read and ``Cookie`` for cookies and the
+    session, for caches downstream (no ``Vary`` can name the client keys).
     """
     names = {n.strip().lower() for n in _LIST.split(response.get("Vary", "")) if n.strip()}
     if "*" in names or "*" in reads.headers:
@@ -134,6 +136,7 @@ def varied_headers(
         patch_vary_headers(
             response, ["-".join(map(str.capitalize, h.split("-"))) for h in sorted(read)]
         )
+    client = {f"client:{key}" for key in reads.client}  # no Vary can name these
     state = set()
     if "*" in reads.cookies:
         state.add("cookie")
@@ -148,7 +151,7 @@ def varied_headers(
         state |= {f"session:{key}" for key in reads.session_keys - covered}
     if state:
         patch_vary_headers(response, ("Cookie",))
-    return tuple(sorted(names | read | state))
+    return tuple(sorted(names | read | client | state))
 
 
 def storable(response: HttpResponseBase, had_csrf_cookie: bool, request: HttpRequest) -> bool:
@@ -197,7 +200,7 @@ _ABSENT = "a"
 
 def request_values(request: HttpRequest, names: tuple[str, ...]) -> list[str]:
     """The request's values of what a response varies on (see :func:`varied_headers`): its
-    headers (an absent one differs from an empty one), cookies and session keys. Raises
+    headers (an absent one differs from an empty one), client keys, cookies and session keys. Raises
     ``TypeError`` for a session value that cannot be part of a key."""
     values = []
     for name in names:
@@ -206,6 +209,8 @@ def request_values(request: HttpRequest, names: tuple[str, ...]) -> list[str]:
             values.append(normalise(request.headers.get(name), name))
         elif kind == "cookie":
             values.append(normalise(request.COOKIES.get(key), name))
+        elif kind == "client":
+            values.append(normalise(request.META.get(key), name))
         else:
             values.append(_session_value(request, key))
     return values

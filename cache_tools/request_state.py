@@ -13,6 +13,7 @@ built from one visitor's state from a page every visitor may share::
     finally:
         reads = watching.stop()
     reads.headers            # headers it read (request.headers, request.META), lower case
+    reads.client             # REMOTE_ADDR, REMOTE_USER if it read them (request.META)
     reads.cookies            # names of the cookies the view read (request.COOKIES)
     reads.session_keys       # keys it read of request.session (None: it read it whole)
     reads.messages_shown     # it showed this visitor's own flash messages
@@ -29,10 +30,13 @@ from django.http import HttpRequest
 from django.http.request import HttpHeaders
 from django.utils.datastructures import CaseInsensitiveMapping
 
-__all__ = ["AUTHENTICATION_KEYS", "Reads", "Watching", "pending_messages", "watch"]
+__all__ = ["AUTHENTICATION_KEYS", "CLIENT_KEYS", "Reads", "Watching", "pending_messages", "watch"]
 
 #: The session keys ``django.contrib.auth`` reads to find the user.
 AUTHENTICATION_KEYS = frozenset({SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY})
+
+#: ``request.META`` keys besides headers whose values differ from client to client.
+CLIENT_KEYS = frozenset({"REMOTE_ADDR", "REMOTE_USER"})
 
 
 @dataclass
@@ -42,6 +46,9 @@ class Reads:
     #: Names (lower case) of the request headers read from ``request.headers`` or
     #: ``request.META``; ``"*"`` when they were read all at once (iterated).
     headers: set[str] = field(default_factory=set)
+    #: The ``request.META`` keys read that identify the client without being headers
+    #: (:data:`CLIENT_KEYS`: the peer's address, the user the web server authenticated).
+    client: set[str] = field(default_factory=set)
     #: Names of the cookies read from ``request.COOKIES`` (the messages cookie left out).
     cookies: set[str] = field(default_factory=set)
     #: Keys read from ``request.session`` (the messages key left out); None when it was read
@@ -113,8 +120,8 @@ class _Recording(dict[str, Any]):
 
 
 class _Meta(_Recording):
-    """``request.META`` that records which headers are read; writes (``get_token()``'s
-    ``CSRF_COOKIE``) go to the request's own ``META`` as well."""
+    """``request.META`` that records which headers (and :data:`CLIENT_KEYS`) are read;
+    writes (``get_token()``'s ``CSRF_COOKIE``) go to the request's own ``META`` as well."""
 
     def __init__(self, meta: dict[str, Any], reads: Reads) -> None:
         super().__init__(meta)
@@ -124,6 +131,8 @@ class _Meta(_Recording):
         name = _header_name(key)
         if name is not None:
             self._reads.headers.add(name)
+        elif key in CLIENT_KEYS:
+            self._reads.client.add(str(key))
 
     def _read_all(self) -> None:
         self._reads.headers.add("*")

@@ -333,3 +333,15 @@ def test_writes_to_meta_while_watched_reach_the_request(unique):
     response = view(request)
     assert request.META["CSRF_COOKIE"] and request.META["CSRF_COOKIE_NEEDS_UPDATE"]
     assert response["X-Cache"] == "bypass"  # it created the visitor's CSRF cookie
+
+
+@pytest.mark.parametrize("key", ["REMOTE_ADDR", "REMOTE_USER"])
+def test_the_clients_address_or_web_server_user_read_by_the_view_is_part_of_the_key(unique, key):
+    """Before: the page for the first client's address (a country picked by IP) or the user
+    the web server authenticated was served to every other client."""
+    view = cache_view(timeout=60)(lambda request: HttpResponse(f"for {request.META.get(key)}"))
+    path = f"/client/{unique}"
+    assert get(view, path, **{key: "10.0.0.1"}) == ("for 10.0.0.1", "miss", None)
+    assert get(view, path, **{key: "10.0.0.2"}) == ("for 10.0.0.2", "miss", None)
+    assert get(view, path, **{key: "10.0.0.1"}) == ("for 10.0.0.1", "hit", None)
+    assert get(view, path, **{key: "10.0.0.2"}) == ("for 10.0.0.2", "hit", None)
