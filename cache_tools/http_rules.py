@@ -34,7 +34,7 @@ from django.utils.timezone import get_current_timezone_name
 from django.utils.translation import get_language
 
 from .keys import normalise
-from .request_state import AUTHENTICATION_KEYS, Reads
+from .request_state import AUTHENTICATION_KEYS, Reads, header_name
 
 __all__ = [
     "Frozen",
@@ -49,11 +49,13 @@ __all__ = [
 ]
 
 # Request headers a page may read without varying on them: those the key's host and scheme are
-# made of (``request.get_host()``, ``request.scheme``), and the conditional ones (a stored 200
-# is a valid answer to any conditional request, RFC 9111 §4.3.2; a 304 is never stored).
-_KEYED_OR_CONDITIONAL = frozenset(
+# made of (``request.get_host()``, ``request.scheme``), ``Authorization`` (a request with it is
+# never served from the cache: :func:`bypasses`), and the conditional ones (a stored 200 is a
+# valid answer to any conditional request, RFC 9111 §4.3.2; a 304 is never stored).
+_NEED_NO_VARY = frozenset(
     {
         "host",
+        "authorization",
         "x-forwarded-host",
         "x-forwarded-port",
         "if-match",
@@ -127,11 +129,9 @@ def varied_headers(
     names = {n.strip().lower() for n in _LIST.split(response.get("Vary", "")) if n.strip()}
     if "*" in names or "*" in reads.headers:
         return None
-    read = reads.headers - _KEYED_OR_CONDITIONAL - set(headers_in_key) - names
+    read = reads.headers - _NEED_NO_VARY - set(headers_in_key) - names
     if settings.SECURE_PROXY_SSL_HEADER:
-        read.discard(
-            settings.SECURE_PROXY_SSL_HEADER[0].removeprefix("HTTP_").replace("_", "-").lower()
-        )
+        read.discard(header_name(settings.SECURE_PROXY_SSL_HEADER[0]))
     if read:  # as HTTP spells them: Accept-Language
         patch_vary_headers(
             response, ["-".join(map(str.capitalize, h.split("-"))) for h in sorted(read)]
@@ -200,8 +200,8 @@ _ABSENT = "a"
 
 def request_values(request: HttpRequest, names: tuple[str, ...]) -> list[str]:
     """The request's values of what a response varies on (see :func:`varied_headers`): its
-    headers (an absent one differs from an empty one), client keys, cookies and session keys. Raises
-    ``TypeError`` for a session value that cannot be part of a key."""
+    headers (an absent one differs from an empty one), client keys, cookies and session keys.
+    Raises ``TypeError`` for a session value that cannot be part of a key."""
     values = []
     for name in names:
         kind, _, key = name.partition(":")

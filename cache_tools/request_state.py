@@ -28,9 +28,16 @@ from typing import Any
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.http import HttpRequest
 from django.http.request import HttpHeaders
-from django.utils.datastructures import CaseInsensitiveMapping
 
-__all__ = ["AUTHENTICATION_KEYS", "CLIENT_KEYS", "Reads", "Watching", "pending_messages", "watch"]
+__all__ = [
+    "AUTHENTICATION_KEYS",
+    "CLIENT_KEYS",
+    "Reads",
+    "Watching",
+    "header_name",
+    "pending_messages",
+    "watch",
+]
 
 #: The session keys ``django.contrib.auth`` reads to find the user.
 AUTHENTICATION_KEYS = frozenset({SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY})
@@ -64,7 +71,82 @@ class Reads:
         return self.session_keys is None or not self.session_keys <= keys
 
 
-def _header_name(meta_key: object) -> str | None:
+class _Recording(dict[str, Any]):
+    """A request's dict that reports each read (``_read(key)`` for one key, ``_read_all()``
+    for all of them) and passes it on to the dict it stands for, writes too. That dict may be
+    another cache's watch (a cached view rendering another with its request): it hears every
+    read as well. The copy kept here is for code that reads a dict's storage directly."""
+
+    def __init__(self, source: dict[str, Any]) -> None:
+        super().__init__(dict.items(source))  # the data, without reading a watched source
+        self._source = source
+
+    def _read(self, key: object) -> None:
+        raise NotImplementedError
+
+    def _read_all(self) -> None:
+        raise NotImplementedError
+
+    def __getitem__(self, key: str) -> Any:
+        self._read(key)
+        return self._source[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._read(key)
+        return self._source.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self._read(key)
+        return key in self._source
+
+    def __iter__(self) -> Iterator[str]:
+        self._read_all()
+        return iter(self._source)
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def keys(self) -> Any:
+        self._read_all()
+        return self._source.keys()
+
+    def values(self) -> Any:
+        self._read_all()
+        return self._source.values()
+
+    def items(self) -> Any:
+        self._read_all()
+        return self._source.items()
+
+    def copy(self) -> dict[str, Any]:
+        self._read_all()
+        return dict(self._source.items())
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self._source[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        del self._source[key]
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        self._read(key)
+        super().setdefault(key, default)
+        return self._source.setdefault(key, default)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self._read(key)
+        super().pop(key, None)
+        return self._source.pop(key, *default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        changes = dict(*args, **kwargs)
+        super().update(changes)
+        self._source.update(changes)
+
+
+def header_name(meta_key: object) -> str | None:
     """The header a ``request.META`` key holds (``HTTP_ACCEPT_LANGUAGE``: ``accept-language``),
     None for the rest of the WSGI environment."""
     if not isinstance(meta_key, str):
@@ -76,59 +158,16 @@ def _header_name(meta_key: object) -> str | None:
     return meta_key.replace("_", "-").lower()
 
 
-class _Recording(dict[str, Any]):
-    """A copy of a request's dict that reports each read: ``_read(key)`` for one key,
-    ``_read_all()`` for all of them at once."""
-
-    def _read(self, key: object) -> None:
-        raise NotImplementedError
-
-    def _read_all(self) -> None:
-        raise NotImplementedError
-
-    def __getitem__(self, key: str) -> Any:
-        self._read(key)
-        return super().__getitem__(key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self._read(key)
-        return super().get(key, default)
-
-    def __contains__(self, key: object) -> bool:
-        self._read(key)
-        return super().__contains__(key)
-
-    def __iter__(self) -> Iterator[str]:
-        self._read_all()
-        return super().__iter__()
-
-    def keys(self) -> Any:
-        self._read_all()
-        return super().keys()
-
-    def values(self) -> Any:
-        self._read_all()
-        return super().values()
-
-    def items(self) -> Any:
-        self._read_all()
-        return super().items()
-
-    def copy(self) -> dict[str, Any]:
-        self._read_all()
-        return dict(super().items())
-
-
 class _Meta(_Recording):
     """``request.META`` that records which headers (and :data:`CLIENT_KEYS`) are read;
-    writes (``get_token()``'s ``CSRF_COOKIE``) go to the request's own ``META`` as well."""
+    writes (``get_token()``'s ``CSRF_COOKIE``) reach the request's own ``META``."""
 
     def __init__(self, meta: dict[str, Any], reads: Reads) -> None:
         super().__init__(meta)
-        self._meta, self._reads = meta, reads
+        self._reads = reads
 
     def _read(self, key: object) -> None:
-        name = _header_name(key)
+        name = header_name(key)
         if name is not None:
             self._reads.headers.add(name)
         elif key in CLIENT_KEYS:
@@ -137,44 +176,22 @@ class _Meta(_Recording):
     def _read_all(self) -> None:
         self._reads.headers.add("*")
 
-    def __setitem__(self, key: str, value: Any) -> None:
-        super().__setitem__(key, value)
-        self._meta[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        super().__delitem__(key)
-        del self._meta[key]
-
-    def setdefault(self, key: str, default: Any = None) -> Any:
-        self._read(key)
-        self._meta.setdefault(key, default)
-        return super().setdefault(key, default)
-
-    def pop(self, key: str, *default: Any) -> Any:
-        self._read(key)
-        self._meta.pop(key, None)
-        return super().pop(key, *default)
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        changes = dict(*args, **kwargs)
-        super().update(changes)
-        self._meta.update(changes)
-
 
 class _Headers(HttpHeaders):
-    """``request.headers`` that records which headers are read."""
+    """``request.headers`` that records which headers are read, and passes each read on to
+    the headers it stands for (another cache's watch hears it too)."""
 
-    def __init__(self, headers: HttpHeaders, reads: Reads) -> None:
-        CaseInsensitiveMapping.__init__(self, headers)
-        self._reads = reads
+    def __init__(self, headers: HttpHeaders, meta: dict[str, Any], reads: Reads) -> None:
+        super().__init__(dict(dict.items(meta)))  # from the data, without reading a watch
+        self._source, self._reads = headers, reads
 
     def __getitem__(self, key: str) -> str:
         self._reads.headers.add(key.lower())
-        return super().__getitem__(key)
+        return self._source[key]
 
     def __iter__(self) -> Iterator[str]:
         self._reads.headers.add("*")
-        return super().__iter__()
+        return iter(self._source)
 
 
 class _Cookies(_Recording):
@@ -328,7 +345,7 @@ class Watching:
         self._headers = request.headers  # made now from the request's own META, as Django does
         self._meta = request.META
         request.META = _Meta(self._meta, self.reads)
-        request.headers = _Headers(self._headers, self.reads)
+        request.headers = _Headers(self._headers, self._meta, self.reads)
         self._cookies = request.COOKIES
         request.COOKIES = _Cookies(self._cookies, self.reads, own_cookies)
         self._session = getattr(request, "session", None)

@@ -345,3 +345,20 @@ def test_the_clients_address_or_web_server_user_read_by_the_view_is_part_of_the_
     assert get(view, path, **{key: "10.0.0.2"}) == ("for 10.0.0.2", "miss", None)
     assert get(view, path, **{key: "10.0.0.1"}) == ("for 10.0.0.1", "hit", None)
     assert get(view, path, **{key: "10.0.0.2"}) == ("for 10.0.0.2", "hit", None)
+
+
+def test_a_cached_view_inside_another_tells_it_what_it_read(unique):
+    """A cached page that renders another cached view with its request: what the inner one
+    reads keys both (before: copying the watched request read all of it, and the outer page
+    was never stored)."""
+    inner = cache_view(timeout=60)(lambda request: HttpResponse(request.headers.get("Accept")))
+
+    @cache_view(timeout=60)
+    def outer(request):
+        return HttpResponse(b"page of " + inner(request).content)
+
+    path = f"/nested/{unique}"
+    assert get(outer, path, HTTP_ACCEPT="json") == ("page of json", "miss", "Accept")
+    assert get(outer, path, HTTP_ACCEPT="xml") == ("page of xml", "miss", "Accept")
+    assert get(outer, path, HTTP_ACCEPT="json") == ("page of json", "hit", "Accept")
+    assert get(outer, path, HTTP_ACCEPT="xml") == ("page of xml", "hit", "Accept")
