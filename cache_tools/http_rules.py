@@ -66,6 +66,10 @@ _NEED_NO_VARY = frozenset(
     }
 )
 
+# A header field name (RFC 9110 §5.1: a token), lower case. A name read that is not one (a
+# ``request.headers.get("a:b")``) is absent from every request: nothing to vary on.
+_FIELD_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+\Z")
+
 # Commas between header list elements (RFC 9110 §5.6.1), with optional whitespace.
 _LIST = re.compile(r"\s*,\s*")
 
@@ -129,7 +133,8 @@ def varied_headers(
     names = {n.strip().lower() for n in _LIST.split(response.get("Vary", "")) if n.strip()}
     if "*" in names or "*" in reads.headers:
         return None
-    read = reads.headers - _NEED_NO_VARY - set(headers_in_key) - names
+    read = {h for h in reads.headers if _FIELD_NAME.match(h)} - _NEED_NO_VARY
+    read -= {*headers_in_key, *names}
     if settings.SECURE_PROXY_SSL_HEADER:
         read.discard(header_name(settings.SECURE_PROXY_SSL_HEADER[0]))
     if read:  # as HTTP spells them: Accept-Language

@@ -362,3 +362,11 @@ def test_a_cached_view_inside_another_tells_it_what_it_read(unique):
     assert get(outer, path, HTTP_ACCEPT="xml") == ("page of xml", "miss", "Accept")
     assert get(outer, path, HTTP_ACCEPT="json") == ("page of json", "hit", "Accept")
     assert get(outer, path, HTTP_ACCEPT="xml") == ("page of xml", "hit", "Accept")
+
+
+def test_a_read_of_a_name_no_header_can_have_is_not_keyed(unique):
+    """``a:b`` is no header field name (no request carries it): before, the ``:`` made it read
+    as the session key ``b`` in the key, and ``Vary`` named it."""
+    view = cache_view(timeout=60)(lambda request: HttpResponse(str(request.headers.get("a:b"))))
+    assert get(view, f"/odd-name/{unique}") == ("None", "miss", None)
+    assert get(view, f"/odd-name/{unique}") == ("None", "hit", None)
