@@ -92,12 +92,14 @@ def with_lock_in_a_transaction(index, barrier, name, using, entered, committed):
         with lock(name, timeout=10, using=using):
             return time.monotonic() - started, committed.is_set()
     with transaction.atomic(using=using):
+        # Runs right after COMMIT, before the lock's release (callbacks run in their order):
+        # set after the block, it could come after the waiter had the lock and looked.
+        transaction.on_commit(committed.set, using=using)
         with lock(name, timeout=10, using=using) as handle:
             pass
         entered.set()
         assert handle.held  # released at the end of the block, not here
         time.sleep(0.3)
-    committed.set()
     return None
 
 
